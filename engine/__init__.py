@@ -1,0 +1,1 @@
+"""Running a deployment: connectors, runner, executor, state, CLI."""

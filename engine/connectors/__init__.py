@@ -1,0 +1,1 @@
+"""Connectors: how commands reach a host (local subprocess, SSH)."""

@@ -1,0 +1,94 @@
+"""The recovery interface the executor talks to.
+
+A failed step's :class:`~aideploy.engine.result.Result` is turned into a :class:`Failure`
+(error class + signature + details extracted from the text) by an advisor, which then proposes
+ranked :class:`Candidate` strategies and learns from each recorded outcome. The rule table in
+:mod:`aideploy.knowledge.rules` is the cold-start advisor; the learning ranker implements the same
+protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from aideploy.engine.clock import Clock
+    from aideploy.engine.result import Result
+    from aideploy.engine.runner import Runner
+
+
+class Outcome(str, Enum):
+    RECOVERED = "recovered"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class Risk(str, Enum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What detection made of a failed command."""
+
+    step: str
+    result: Result
+    error_class: str
+    signature: str
+    details: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A strategy proposed for a failure, with its score and why."""
+
+    strategy: str
+    score: float
+    why: str
+    decided_by: str = "rule"
+
+
+class RecoveryAdvisor(Protocol):
+    def detect(self, step: str, result: Result) -> Failure: ...
+
+    def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]: ...
+
+    def record(
+        self,
+        failure: Failure,
+        strategy: str,
+        outcome: Outcome,
+        *,
+        duration: float,
+        decided_by: str,
+        deployment_id: str | None = None,
+    ) -> None: ...
+
+
+@dataclass
+class StrategyContext:
+    """What a strategy may use: the target's runner, the failure, settings and a way to ask."""
+
+    runner: Runner
+    failure: Failure
+    clock: Clock
+    approve: Callable[[str], bool]
+    settings: Mapping[str, object] = field(default_factory=dict)
+    #: processes/ports this deployment started (free_port may stop those without asking)
+    owned_pids: Collection[int] = ()
+
+
+class Strategy(Protocol):
+    name: str
+    risk: Risk
+    description: str
+    classes: tuple[str, ...]
+
+    def apply(self, ctx: StrategyContext) -> bool:
+        """Do the recovery work on the target; True if it did something worth a retry."""
+        ...

@@ -1,0 +1,235 @@
+"""Run one command through a connector: stream, answer prompts, enforce the timeout, return a Result.
+
+The I/O loop lives here once, above every connector (template-method style): connectors only
+start processes and hand over chunks.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import shlex
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aideploy.engine.clock import Clock, SystemClock
+from aideploy.engine.connectors.base import Connector, Process, Stream
+from aideploy.engine.redact import redact
+from aideploy.engine.responders import PROMPT_LIKE, Responder
+from aideploy.engine.result import Result
+
+log = logging.getLogger("aideploy.runner")
+
+LineSink = Callable[[Stream, str], None]
+PromptAsker = Callable[[str], str | None]
+
+DEFAULT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+
+
+class _Tail:
+    """Keep the last ``limit`` bytes of complete lines; memory stays bounded whatever streams."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.lines: deque[str] = deque()
+        self.size = 0
+        self.dropped = False
+
+    def add(self, line: str) -> None:
+        if len(line) > self.limit:
+            line = line[-self.limit :]
+        self.lines.append(line)
+        self.size += len(line) + 1
+        while self.size > self.limit and self.lines:
+            self.size -= len(self.lines.popleft()) + 1
+            self.dropped = True
+
+    def add_block(self, block: str) -> None:
+        if len(block) > self.limit:
+            self.dropped = True
+            block = block[-self.limit :]
+            self.lines.clear()
+            self.size = 0
+        for line in block.split("\n"):
+            self.add(line)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@dataclass
+class _StreamState:
+    tail: _Tail
+    decoder: codecs.IncrementalDecoder = field(
+        default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
+    )
+    partial: str = ""
+
+
+class Runner:
+    """Runs commands on one connector.
+
+    ``on_line`` gets every complete output line (already redacted) as it arrives.
+    ``ask`` is called in interactive mode with a prompt no responder answered; it returns the
+    answer to type (without newline), or None to leave the command waiting.
+    """
+
+    poll_interval = 0.05
+    line_limit = 16384
+
+    def __init__(
+        self,
+        connector: Connector,
+        *,
+        responders: Sequence[Responder] = (),
+        on_line: LineSink | None = None,
+        ask: PromptAsker | None = None,
+        clock: Clock | None = None,
+        timeout: float = 300.0,
+        env: Mapping[str, str] | None = None,
+        tail_bytes: int = 64 * 1024,
+        prompt_idle: float = 1.0,
+    ) -> None:
+        self.connector = connector
+        self.responders = list(responders)
+        self.on_line = on_line
+        self.ask = ask
+        self.clock = clock or SystemClock()
+        self.timeout = timeout
+        self.env = {**DEFAULT_ENV, **(env or {})}
+        self.tail_bytes = tail_bytes
+        self.prompt_idle = prompt_idle
+
+    def run(
+        self,
+        command: str | Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        responders: Sequence[Responder] = (),
+    ) -> Result:
+        """Run ``command``; a list is quoted with :func:`shlex.join`, a string runs as given."""
+        text = command if isinstance(command, str) else shlex.join(command)
+        limit = self.timeout if timeout is None else timeout
+        watchers = [*responders, *self.responders]
+        for watcher in watchers:
+            watcher.answered = 0
+        shown = redact(text)
+        log.debug("run on %s: %s", self.connector.host, shown)
+        started = self.clock.now()
+        process = self.connector.start(text, env={**self.env, **(env or {})})
+        streams: dict[Stream, _StreamState] = {
+            "stdout": _StreamState(_Tail(self.tail_bytes)),
+            "stderr": _StreamState(_Tail(self.tail_bytes)),
+        }
+        timed_out = False
+        last_output = started
+        asked_for = ""
+        try:
+            while not process.done():
+                if limit is not None and self.clock.now() - started > limit:
+                    timed_out = True
+                    log.warning("timeout after %.1fs, stopping: %s", limit, shown)
+                    process.kill()
+                    break
+                chunks = process.read(self.poll_interval)
+                for chunk in chunks:
+                    self._feed(streams[chunk.stream], chunk.stream, chunk.data)
+                if chunks:
+                    last_output = self.clock.now()
+                    self._respond(process, streams, watchers)
+                elif self.ask is not None and self.clock.now() - last_output > self.prompt_idle:
+                    asked_for = self._ask_user(process, streams, asked_for)
+            for name, state in streams.items():
+                self._flush(state, name)
+            code = None if timed_out else process.exit_code()
+        finally:
+            process.close()
+        duration = self.clock.now() - started
+        out, err = streams["stdout"].tail, streams["stderr"].tail
+        return Result(
+            command=shown,
+            host=self.connector.host,
+            exit_code=code,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration=duration,
+            timed_out=timed_out,
+            truncated=out.dropped or err.dropped,
+        )
+
+    # -- stream handling -------------------------------------------------------------------
+
+    def _feed(self, state: _StreamState, stream: Stream, data: bytes) -> None:
+        state.partial += state.decoder.decode(data)
+        if "\n" not in state.partial and len(state.partial) < self.line_limit:
+            return
+        *lines, state.partial = state.partial.split("\n")
+        if len(state.partial) >= self.line_limit:
+            lines.append(state.partial)
+            state.partial = ""
+        if lines:
+            self._emit_block(state, stream, lines)
+
+    def _flush(self, state: _StreamState, stream: Stream) -> None:
+        state.partial += state.decoder.decode(b"", final=True)
+        if state.partial:
+            self._emit(state, stream, state.partial.rstrip("\r"))
+            state.partial = ""
+
+    def _emit(self, state: _StreamState, stream: Stream, line: str) -> None:
+        self._emit_block(state, stream, [line])
+
+    def _emit_block(self, state: _StreamState, stream: Stream, lines: list[str]) -> None:
+        # redact a whole block at once: one regex pass per chunk, not per line
+        block = redact("\n".join(line.rstrip("\r") for line in lines))
+        state.tail.add_block(block)
+        if self.on_line is not None:
+            for clean in block.split("\n"):
+                self.on_line(stream, clean)
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _pending(streams: Mapping[Stream, _StreamState]) -> str:
+        # a prompt is the unterminated last line of either stream
+        return "\n".join(s.partial for s in streams.values() if s.partial)
+
+    def _respond(
+        self,
+        process: Process,
+        streams: Mapping[Stream, _StreamState],
+        watchers: Sequence[Responder],
+    ) -> None:
+        pending = self._pending(streams)
+        if not pending:
+            return
+        for watcher in watchers:
+            if watcher.match(pending):
+                watcher.answered += 1
+                shown = "***" if watcher.secret else watcher.answer.strip()
+                log.info("answering prompt %r with %r", watcher.name, shown)
+                process.write(watcher.answer.encode())
+                self._consume_prompt(streams)
+                return
+
+    def _consume_prompt(self, streams: Mapping[Stream, _StreamState]) -> None:
+        for name, state in streams.items():
+            if state.partial:
+                self._emit(state, name, state.partial)
+                state.partial = ""
+
+    def _ask_user(
+        self, process: Process, streams: Mapping[Stream, _StreamState], asked_for: str
+    ) -> str:
+        pending = self._pending(streams)
+        if not pending or pending == asked_for or not PROMPT_LIKE.search(pending):
+            return asked_for
+        assert self.ask is not None
+        answer = self.ask(redact(pending))
+        if answer is None:
+            return pending
+        process.write((answer + "\n").encode())
+        self._consume_prompt(streams)
+        return ""
