@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -20,13 +20,13 @@ if TYPE_CHECKING:
     from aideploy.engine.runner import Runner
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     RECOVERED = "recovered"
     FAILED = "failed"
     SKIPPED = "skipped"
 
 
-class Risk(str, Enum):
+class Risk(StrEnum):
     LOW = "low"
     MEDIUM = "medium"
     HIGH = "high"

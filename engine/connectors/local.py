@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -12,8 +13,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from aideploy.engine.connectors.base import Chunk, Connector, Process, Stream
 from aideploy.engine.atomic import write_atomic
+from aideploy.engine.connectors.base import Chunk, Connector, Process, Stream
 from aideploy.engine.errors import CommandError
 
 _SHELL = shutil.which("bash") or "/bin/sh"
@@ -34,10 +35,8 @@ class LocalProcess(Process):
     def read(self, timeout: float) -> list[Chunk]:
         if not self._open:
             # both streams closed: wait for the exit status without spinning
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self._popen.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
             return []
         chunks: list[Chunk] = []
         for key, _ in self._selector.select(timeout):

@@ -1,0 +1,506 @@
+"""The ``aideploy`` command line: a thin click layer over the library.
+
+Library errors (AideployError) become one line and an exit code here, in one place; tracebacks go
+to the debug log and reach the screen only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aideploy import __version__
+from aideploy.engine import paths
+from aideploy.engine.config import Config, default_config, load_config, schema_docs
+from aideploy.engine.errors import (
+    AideployError,
+    ConfigError,
+    StateError,
+    StepFailed,
+    UsageError,
+)
+from aideploy.engine.logs import configure_console
+from aideploy.engine.redact import redact
+from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
+from aideploy.engine.target import Target, resolve_target
+
+log = logging.getLogger("aideploy.cli")
+
+DEFAULT_CONFIG = "ai_deployment_config.json"
+
+
+class Settings:
+    def __init__(self, debug: bool, verbosity: int, config_path: str | None) -> None:
+        self.debug = debug
+        self.verbosity = verbosity
+        self.config_path = config_path
+
+    def config(self) -> Config:
+        if self.config_path:
+            return load_config(Path(self.config_path))
+        env = os.environ.get("AIDEPLOY_CONFIG")
+        if env:
+            return load_config(Path(env))
+        if Path(DEFAULT_CONFIG).is_file():
+            return load_config(Path(DEFAULT_CONFIG))
+        return default_config()
+
+
+def _settings() -> Settings:
+    ctx = click.get_current_context()
+    obj = ctx.find_object(Settings)
+    return obj if obj is not None else Settings(False, 0, None)
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _plain() -> bool:
+    return not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
+
+
+def say(message: str, *, fg: str | None = None, err: bool = False) -> None:
+    if _plain():
+        stamp = datetime.now().strftime("%H:%M:%S")
+        click.echo(f"{stamp} {message}", err=err)
+    else:
+        click.secho(message, fg=fg, err=err)
+
+
+class ConsoleProgress:
+    """Step n of N, elapsed time, each error and chosen recovery as it happens."""
+
+    def __init__(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+        self.step_started = 0.0
+
+    def __call__(self, event: str, **data: Any) -> None:
+        if self.verbosity < 0 and event not in ("error", "deployment_end"):
+            return
+        if event == "step_start":
+            self.step_started = time.monotonic()
+            say(f"[{data['index']}/{data['total']}] {data['name']}: {data['description']}",
+                fg="cyan")
+        elif event == "step_skip":
+            say(f"      {data['name']}: already done, skipped", fg="blue")
+        elif event == "step_done":
+            took = time.monotonic() - self.step_started
+            extra = f", {data['attempts']} attempts" if data["attempts"] > 1 else ""
+            say(f"      {data['name']}: done in {took:.1f}s{extra}", fg="green")
+        elif event == "error":
+            say(f"      error in {data['name']}: {data['error_class']}: "
+                f"{data['tail'].splitlines()[-1] if data['tail'] else ''}", fg="red")
+        elif event == "recovery":
+            say(f"      recovery: {data['strategy']} ({data['why']})", fg="yellow")
+        elif event == "outcome":
+            say(f"      recovery {data['strategy']}: {data['outcome']}", fg="yellow")
+
+    def line(self, stream: str, text: str) -> None:
+        if self.verbosity > 0:
+            click.echo(f"        {text}", err=stream == "stderr")
+
+
+# -- the group ---------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="aideploy")
+@click.option("--debug", is_flag=True, envvar="AIDEPLOY_DEBUG",
+              help="Show tracebacks and debug output.")
+@click.option("-v", "--verbose", count=True, help="More detail (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
+@click.option("--config", "config_path", metavar="FILE",
+              help=f"Configuration file (default: $AIDEPLOY_CONFIG or ./{DEFAULT_CONFIG}).")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool,
+        config_path: str | None) -> None:
+    """Deploy web applications over SSH, recover from failures, and learn what works."""
+    verbosity = -1 if quiet else (2 if debug else verbose)
+    ctx.obj = Settings(debug, verbosity, config_path)
+    configure_console(verbosity)
+
+
+# -- deploy / resume ---------------------------------------------------------------------------
+
+
+def _operator(mode: str, progress: ConsoleProgress) -> Any:
+    from aideploy.engine.deploy import Operator
+
+    tty = sys.stdin.isatty()
+
+    def approve(question: str) -> bool:
+        if mode == "auto" or not tty:
+            say(f"      not approved (no one to ask): {question}", fg="yellow")
+            return False
+        return click.confirm(question, default=False)
+
+    def ask_secret(prompt: str) -> str:
+        if not tty:
+            raise UsageError(f"{prompt}: needs an interactive terminal")
+        return str(click.prompt(prompt, hide_input=True))
+
+    def ask_prompt(text: str) -> str | None:
+        click.echo(f"\n[command waits for input] {text}")
+        answer = click.prompt("answer (empty: leave it waiting)", default="",
+                              show_default=False)
+        return str(answer) or None
+
+    return Operator(approve=approve, ask_secret=ask_secret if tty else None,
+                    ask_prompt=ask_prompt if mode == "interactive" else None,
+                    on_line=progress.line, progress=progress)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def _finish(state: DeploymentState) -> None:
+    if state.status is DeploymentStatus.COMPLETED:
+        say(f"Deployment {state.deployment_id} completed ({state.total_steps} steps, "
+            f"{state.error_count} errors recovered).", fg="green")
+
+
+def _run(request: Any, state: DeploymentState, mode: str) -> None:
+    from aideploy.engine import deploy
+
+    progress = ConsoleProgress(_settings().verbosity)
+    say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
+    try:
+        final = deploy.run(request, state, _operator(mode, progress))
+    except StepFailed as exc:
+        say(f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}", fg="red",
+            err=True)
+        say(f"Resume with: aideploy resume {state.deployment_id}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    _finish(final)
+
+
+@cli.command()
+@click.option("--profile", help="Server profile from the configuration file.")
+@click.option("--server", help="Host name or address (overrides the profile's).")
+@click.option("--domain", help="Domain the app is served on.")
+@click.option("--user", "username", help="Remote user.")
+@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
+@click.option("--local", is_flag=True, help="Deploy to this machine (no SSH).")
+@click.option("--plan", "plan_spec", default="example", show_default=True,
+              help="Built-in plan name, module:attribute, or a .toml plan file.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Plan variable (passed to commands as an environment variable).")
+@click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
+@click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
+@click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
+@click.option("--accept-new-host-key", is_flag=True,
+              help="Trust and record the host key of a server seen for the first time.")
+@click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB",
+              help="Knowledge base (SQLite path or SQLAlchemy URL).")
+@click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
+@click.option("--deployment-id", help="With --resume: the deployment to continue.")
+def deploy(profile: str | None, server: str | None, domain: str | None, username: str | None,
+           port: int | None, key_file: str | None, local: bool, plan_spec: str,
+           sets: tuple[str, ...], interactive: bool, auto: bool, dry_run: bool,
+           accept_new_host_key: bool, kb: str | None, resume_flag: bool,
+           deployment_id: str | None) -> None:
+    """Run a deployment plan against a server (or this machine with --local)."""
+    if resume_flag:
+        if not deployment_id:
+            raise UsageError("--resume needs --deployment-id ID")
+        _resume(deployment_id, kb)
+        return
+    if interactive and auto:
+        raise UsageError("--interactive and --auto cannot be used together")
+    from aideploy.engine import deploy as deploy_mod
+
+    config = _settings().config()
+    target = resolve_target(config, local=local, profile=profile, server=server, domain=domain,
+                            username=username, port=port, key_file=key_file,
+                            accept_new_host_key=accept_new_host_key)
+    env = _parse_sets(sets)
+    if target.domain:
+        env.setdefault("DOMAIN", target.domain)
+    mode = "interactive" if interactive else ("auto" if auto else "default")
+    if profile:
+        _guard_protected(config, profile, auto)
+    request = deploy_mod.DeployRequest(plan_spec=plan_spec, target=target, config=config,
+                                       env=env, kb=kb, mode=mode)
+    if dry_run:
+        plan = deploy_mod.prepare_plan(plan_spec, env, "<deployment-id>")
+        _print_dry_run(plan, target)
+        return
+    plan = deploy_mod.prepare_plan(plan_spec, env, "dry")  # validates the plan before any state
+    state = deploy_mod.new_state(request, plan)
+    state.save()
+    _run(request, state, mode)
+
+
+def _guard_protected(config: Config, profile: str, auto: bool) -> None:
+    prof = config.profile(profile)
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    if prof.allowed_users and user not in prof.allowed_users:
+        raise UsageError(f"profile {profile!r}: local user {user!r} may not deploy to it")
+    if prof.protected:
+        if auto or not sys.stdin.isatty():
+            raise UsageError(f"profile {profile!r} is protected: run interactively to confirm")
+        typed = click.prompt(f"Profile {profile!r} is protected. Type its name to deploy")
+        if typed != profile:
+            raise UsageError("confirmation did not match; nothing was deployed")
+
+
+def _print_dry_run(plan: Any, target: Target) -> None:
+    click.echo(f"Dry run: plan {plan.name} -> {target.describe()} (nothing is run)")
+    for key, value in sorted(plan.env.items()):
+        click.echo(f"  env {key}={redact(value)}")
+    for index, step in enumerate(plan.steps, 1):
+        click.echo(f"[{index}/{len(plan.steps)}] {step.name}: {step.description}")
+        if isinstance(step.check, str):
+            click.echo(f"    skip if: {step.check}")
+        for command in step.commands:
+            click.echo(f"    run: {command}")
+        if step.work is not None:
+            click.echo(f"    run: <python {getattr(step.work, '__name__', 'work')}>")
+        if isinstance(step.verify, str):
+            click.echo(f"    verify: {step.verify}")
+
+
+def _resume(deployment_id: str, kb: str | None) -> None:
+    from aideploy.engine import deploy as deploy_mod
+
+    state = DeploymentState.load(deployment_id)
+    if state.status is DeploymentStatus.COMPLETED:
+        say(f"Deployment {deployment_id} already completed; nothing to resume.")
+        return
+    if state.owner_alive():
+        raise StateError(f"deployment {deployment_id} is still running "
+                         f"(pid {state.owner.get('pid')})")
+    opts = state.options
+    target = Target.from_state(opts.get("target", {}))
+    request = deploy_mod.DeployRequest(
+        plan_spec=str(opts.get("plan_spec", state.plan)), target=target,
+        config=_settings().config(), env=dict(opts.get("env", {})),
+        kb=kb if kb is not None else opts.get("kb"), mode=str(opts.get("mode", "default")))
+    index = state.first_unfinished()
+    say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
+    _run(request, state, request.mode)
+
+
+@cli.command()
+@click.argument("deployment_id")
+@click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB", help="Knowledge base.")
+def resume(deployment_id: str, kb: str | None) -> None:
+    """Continue a deployment from its first unfinished step."""
+    _resume(deployment_id, kb)
+
+
+# -- status / list / logs ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("deployment_id", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the raw state as JSON.")
+def status(deployment_id: str | None, as_json: bool) -> None:
+    """Show one deployment (default: the newest)."""
+    if deployment_id is None:
+        states = list_states()
+        if not states:
+            raise StateError("no deployments yet")
+        state = states[0]
+    else:
+        state = DeploymentState.load(deployment_id)
+    if as_json:
+        click.echo(state.path.read_text(encoding="utf-8"), nl=False)
+        return
+    click.echo(f"deployment {state.deployment_id}: {state.status.value}")
+    click.echo(f"  plan {state.plan}, step {state.current_step}/{state.total_steps}, "
+               f"errors {state.error_count}")
+    click.echo(f"  started {state.start_time}, ended {state.end_time or '-'}")
+    if state.reason:
+        click.echo(f"  reason: {state.reason}")
+    for step in state.steps:
+        extra = f" (recovered by {', '.join(step.recoveries)})" if step.recoveries else ""
+        click.echo(f"  - {step.name}: {step.status.value}{extra}")
+
+
+@cli.command("list")
+def list_cmd() -> None:
+    """List deployments, newest first."""
+    from tabulate import tabulate
+
+    rows = [(s.deployment_id, s.plan, s.status.value, f"{s.current_step}/{s.total_steps}",
+             s.error_count, s.server_info.get("hostname"), s.start_time) for s in list_states()]
+    if not rows:
+        click.echo("no deployments yet")
+        return
+    click.echo(tabulate(rows, headers=["id", "plan", "status", "step", "errors", "host",
+                                       "started"]))
+
+
+@cli.command()
+@click.argument("deployment_id")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON lines as they are.")
+def logs(deployment_id: str, follow: bool, as_json: bool) -> None:
+    """Show a deployment's log."""
+    DeploymentState.load(deployment_id)  # validates the id, clear error if unknown
+    path = paths.logs_dir() / f"{deployment_id}.jsonl"
+    if not path.exists():
+        raise StateError(f"no log for deployment {deployment_id}")
+    with path.open(encoding="utf-8") as handle:
+        while True:
+            line = handle.readline()
+            if not line:
+                if not follow:
+                    return
+                time.sleep(0.5)
+                continue
+            if as_json:
+                click.echo(line, nl=False)
+                continue
+            event = json.loads(line)
+            click.echo(f"{event['time']} {event['level']:<7} [{event.get('step') or '-'}] "
+                       f"{event['message']}")
+
+
+# -- connection / config -----------------------------------------------------------------------
+
+
+@cli.command("test-connection")
+@click.option("--server", help="Host name or address.")
+@click.option("--profile", help="Server profile.")
+@click.option("--user", "username", help="Remote user.")
+@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust and record a new host key.")
+def test_connection(server: str | None, profile: str | None, username: str | None,
+                    port: int | None, key_file: str | None, accept_new_host_key: bool) -> None:
+    """Connect, run a trivial command, report latency and the host key fingerprint."""
+    from aideploy.engine.runner import Runner
+    from aideploy.engine.target import build_connector
+
+    config = _settings().config()
+    target = resolve_target(config, profile=profile, server=server, username=username,
+                            port=port, key_file=key_file,
+                            accept_new_host_key=accept_new_host_key)
+    connector = build_connector(target, session=False,
+                                ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
+                                if sys.stdin.isatty() else None)
+    started = time.monotonic()
+    connector.connect()
+    try:
+        connected = time.monotonic()
+        result = Runner(connector, timeout=30).run("uname -srm && id -un")
+        done = time.monotonic()
+    finally:
+        connector.close()
+    if not result.ok:
+        raise AideployError(f"connected, but the test command failed: {result.tail(2)}")
+    click.echo(f"connected to {target.describe()}")
+    fingerprint = getattr(connector, "host_key_fingerprint", None)
+    if fingerprint:
+        click.echo(f"host key: {fingerprint}")
+    click.echo(f"system: {result.stdout.splitlines()[0] if result.stdout else '?'}")
+    click.echo(f"connect: {(connected - started) * 1000:.0f} ms, "
+               f"command round trip: {(done - connected) * 1000:.0f} ms")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check and document the configuration file."""
+
+
+@config_group.command("validate")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def config_validate(file: str | None) -> None:
+    """Validate a configuration file (default: the one in use)."""
+    path = Path(file or _settings().config_path or os.environ.get("AIDEPLOY_CONFIG")
+                or DEFAULT_CONFIG)
+    config = load_config(path)
+    names = ", ".join(sorted(config.server_profiles)) or "no profiles"
+    click.echo(f"{path}: valid ({names})")
+
+
+@config_group.command("docs")
+def config_docs() -> None:
+    """Print the configuration reference (generated from the schema)."""
+    click.echo(schema_docs())
+
+
+def _register_learn() -> None:
+    from aideploy.knowledge import cli_group
+
+    for module in ("aideploy.knowledge.cli_store", "aideploy.knowledge.cli_ranker"):
+        try:
+            __import__(module)
+        except ImportError as exc:  # a partial install must still run deploys
+            log.debug("learn commands from %s unavailable: %s", module, exc)
+    cli.add_command(cli_group.learn)
+
+
+_register_learn()
+
+
+# -- the one error boundary --------------------------------------------------------------------
+
+
+def _debug_log(exc: BaseException) -> Path | None:
+    try:
+        folder = paths.logs_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "debug.log"
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(f"--- {datetime.now().isoformat()} {sys.argv!r}\n")
+            handle.write(redact("".join(traceback.format_exception(exc))))
+        return path
+    except OSError:
+        return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one line per error, exit codes from the error tree."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(
+        os.environ.get("AIDEPLOY_DEBUG"))
+    exit_with: Callable[[int], None] = sys.exit
+    try:
+        cli.main(args=argv, prog_name="aideploy", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        exit_with(130)
+    except click.exceptions.Exit as exc:
+        exit_with(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        exit_with(exc.exit_code)
+    except AideployError as exc:
+        _debug_log(exc)
+        if debug:
+            traceback.print_exc()
+        click.echo(f"error: {redact(str(exc))}", err=True)
+        exit_with(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        exit_with(130)
+    except Exception as exc:
+        where = _debug_log(exc)
+        if debug:
+            traceback.print_exc()
+        hint = f" (traceback in {where})" if where else ""
+        click.echo(f"internal error: {type(exc).__name__}: {redact(str(exc))}{hint}", err=True)
+        exit_with(70)
+
+
+__all__ = ["ConfigError", "cli", "main"]

@@ -1,0 +1,142 @@
+"""One deployment, wired together: target connector, runner, advisor, knowledge base, executor."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aideploy.engine.clock import Clock, SystemClock
+from aideploy.engine.config import Config
+from aideploy.engine.executor import Executor, Progress, Recorder
+from aideploy.engine.logs import DeploymentLog
+from aideploy.engine.plan import Plan, load_plan, with_env
+from aideploy.engine.recovery import RecoveryAdvisor
+from aideploy.engine.responders import default_responders
+from aideploy.engine.runner import LineSink, PromptAsker, Runner
+from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
+from aideploy.engine.target import Target, build_connector
+
+log = logging.getLogger("aideploy.deploy")
+
+
+@dataclass
+class Operator:
+    """How the deployment talks to the person running it."""
+
+    approve: Callable[[str], bool] = lambda question: False
+    ask_secret: Callable[[str], str] | None = None
+    ask_prompt: PromptAsker | None = None  # interactive mode: unanswered prompts
+    on_line: LineSink | None = None
+    progress: Progress | None = None
+
+
+@dataclass
+class DeployRequest:
+    plan_spec: str
+    target: Target
+    config: Config
+    env: Mapping[str, str] = field(default_factory=dict)
+    kb: str | None = None
+    mode: str = "default"  # default | interactive | auto
+
+
+def open_knowledge(kb: str | None) -> Any:
+    from aideploy.knowledge.store import KnowledgeBase
+
+    return KnowledgeBase.open(kb)
+
+
+def build_advisor(config: Config, knowledge: Any) -> RecoveryAdvisor:
+    from aideploy.knowledge.ranker import Ranker
+    from aideploy.knowledge.rules import RuleSet
+
+    rules = RuleSet(extra=[*config.custom_patterns, *knowledge.patterns(trusted_only=True)])
+    return Ranker(knowledge, rules)
+
+
+def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
+    target = request.target
+    state = DeploymentState(
+        deployment_id=new_deployment_id(),
+        plan=plan.name,
+        status=DeploymentStatus.PENDING,
+        current_step=0,
+        total_steps=len(plan.steps),
+        server_info={"hostname": target.hostname, "username": target.username,
+                     "port": target.port, "kind": target.kind},
+        profile=target.profile,
+    )
+    state.options = {
+        "plan_spec": request.plan_spec,
+        "env": dict(request.env),
+        "target": target.to_state(),
+        "kb": request.kb,
+        "mode": request.mode,
+    }
+    return state
+
+
+def prepare_plan(plan_spec: str, env: Mapping[str, str], deployment_id: str) -> Plan:
+    plan = load_plan(plan_spec)
+    return with_env(plan, {**env, "DEPLOYMENT_ID": deployment_id})
+
+
+def run(
+    request: DeployRequest,
+    state: DeploymentState,
+    operator: Operator,
+    *,
+    clock: Clock | None = None,
+) -> DeploymentState:
+    """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure."""
+    plan = prepare_plan(request.plan_spec, request.env, state.deployment_id)
+    config = request.config
+    clock = clock or SystemClock()
+    knowledge = open_knowledge(request.kb)
+    advisor = build_advisor(config, knowledge)
+    recorder: Recorder | None = knowledge if config.ai_features.learn_from_failures else None
+    connector = build_connector(request.target, ask_secret=operator.ask_secret)
+    with DeploymentLog(state.deployment_id, request.target.describe()) as dlog:
+        state.options["log"] = str(dlog.files.human)
+        started = time.monotonic()
+        connector.connect()
+        try:
+            runner = Runner(
+                connector,
+                responders=default_responders(
+                    accept_new_host_keys=request.target.accept_new_host_key
+                ),
+                on_line=operator.on_line,
+                ask=operator.ask_prompt if request.mode == "interactive" else None,
+                clock=clock,
+                timeout=config.deployment.command_timeout,
+            )
+            executor = Executor(
+                plan=plan,
+                connector=connector,
+                runner=runner,
+                advisor=advisor,
+                strategies=_strategies(config),
+                state=state,
+                settings=config.deployment,
+                clock=clock,
+                approve=operator.approve,
+                recorder=recorder,
+                progress=operator.progress or (lambda event, **data: None),
+                context={"host": request.target.hostname, "plan": plan.name,
+                         "keep_releases": str(config.deployment.keep_releases)},
+            )
+            return executor.run()
+        finally:
+            connector.close()
+            log.info("deployment %s finished in %.1fs", state.deployment_id,
+                     time.monotonic() - started)
+
+
+def _strategies(config: Config) -> dict[str, Any]:
+    from aideploy.steps.strategies import registry
+
+    return dict(registry())

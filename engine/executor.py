@@ -1,0 +1,417 @@
+"""The executor loop: step -> detect -> rank -> recover -> retry, with state saved as it goes.
+
+Each step runs through the runner; a failure is detected (error class + signature), the advisor
+proposes ranked strategies, the first one allowed (risk, approval, not already failed here) is
+applied, and the step is re-run after a backoff. Every step run, error and recovery outcome is
+recorded as it happens. A step that is not recovered ends the deployment FAILED with its reason;
+a failed step can never end in "completed".
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from aideploy.engine.backoff import Backoff
+from aideploy.engine.clock import Clock, SystemClock
+from aideploy.engine.config import DeploymentSettings
+from aideploy.engine.connectors.base import Connector
+from aideploy.engine.errors import (
+    ManualInterventionRequired,
+    RecoveryExhausted,
+    StepFailed,
+)
+from aideploy.engine.logs import current_step
+from aideploy.engine.plan import Check, Plan, Step, StepContext
+from aideploy.engine.recovery import (
+    Candidate,
+    Failure,
+    Outcome,
+    RecoveryAdvisor,
+    Risk,
+    Strategy,
+    StrategyContext,
+)
+from aideploy.engine.result import Result
+from aideploy.engine.runner import Runner
+from aideploy.engine.state import (
+    DeploymentState,
+    DeploymentStatus,
+    StepState,
+    StepStatus,
+    now_iso,
+)
+
+log = logging.getLogger("aideploy.executor")
+
+
+class Recorder(Protocol):
+    """Where outcomes go as they happen (the knowledge base)."""
+
+    def start_deployment(
+        self, deployment_id: str, profile: str | None, host: str, plan: str
+    ) -> None: ...
+
+    def finish_deployment(self, deployment_id: str, status: str) -> None: ...
+
+    def record_step_run(
+        self,
+        deployment_id: str,
+        step: str,
+        attempt: int,
+        exit_code: int | None,
+        duration: float,
+        output_tail: str,
+        timed_out: bool,
+    ) -> None: ...
+
+    def record_attempt(
+        self,
+        deployment_id: str | None,
+        signature_text: str,
+        error_class: str,
+        strategy: str,
+        step: str,
+        outcome: str,
+        duration: float,
+        decided_by: str,
+        context: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+
+class Progress(Protocol):
+    def __call__(self, event: str, **data: Any) -> None: ...
+
+
+def _no_progress(event: str, **data: Any) -> None:
+    return None
+
+
+@dataclass
+class Executor:
+    plan: Plan
+    connector: Connector
+    runner: Runner
+    advisor: RecoveryAdvisor
+    strategies: Mapping[str, Strategy]
+    state: DeploymentState
+    settings: DeploymentSettings = field(default_factory=DeploymentSettings)
+    clock: Clock = field(default_factory=SystemClock)
+    backoff: Backoff | None = None
+    approve: Callable[[str], bool] = lambda question: False
+    recorder: Recorder | None = None
+    progress: Progress = _no_progress
+    context: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.backoff is None:
+            self.backoff = Backoff(base=self.settings.retry_delay, cap=max(60.0, 0.0))
+        if not self.state.steps:
+            self.state.steps = [StepState(s.name) for s in self.plan.steps]
+        self.state.total_steps = len(self.plan.steps)
+
+    # -- the whole plan --------------------------------------------------------------------
+
+    def run(self) -> DeploymentState:
+        """Run from the first unfinished step to the end; returns the final state."""
+        state = self.state
+        start = state.first_unfinished()
+        state.status = DeploymentStatus.RUNNING
+        state.reason = None
+        state.end_time = None
+        state.claim()
+        state.save()
+        self._record(
+            "start_deployment",
+            state.deployment_id,
+            state.profile,
+            self.connector.host,
+            self.plan.name,
+        )
+        try:
+            for index in range(start, len(self.plan.steps)):
+                self._run_step(index, self.plan.steps[index])
+        except ManualInterventionRequired as exc:
+            self._finish(DeploymentStatus.PAUSED, str(exc))
+            raise
+        except StepFailed as exc:
+            self._finish(DeploymentStatus.FAILED, str(exc))
+            raise
+        except BaseException as exc:  # interrupted: keep it resumable, say why
+            self._finish(DeploymentStatus.FAILED, f"interrupted: {type(exc).__name__}: {exc}")
+            raise
+        self._finish(DeploymentStatus.COMPLETED, None)
+        return state
+
+    def _finish(self, status: DeploymentStatus, reason: str | None) -> None:
+        state = self.state
+        if status is DeploymentStatus.COMPLETED and any(
+            s.status not in (StepStatus.DONE, StepStatus.SKIPPED) for s in state.steps
+        ):  # never claim completion with an unfinished step
+            status, reason = DeploymentStatus.FAILED, "not every step finished"
+        state.status = status
+        state.reason = reason
+        state.end_time = now_iso()
+        state.owner = {}
+        state.save()
+        self._record("finish_deployment", state.deployment_id, status.value)
+        self.progress("deployment_end", status=status.value, reason=reason)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def _ctx(self) -> StepContext:
+        return StepContext(
+            runner=self.runner,
+            connector=self.connector,
+            env=self.plan.env,
+            deployment_id=self.state.deployment_id,
+            settings=dict(self.context),
+        )
+
+    def _run_step(self, index: int, step: Step) -> None:
+        state = self.state
+        step_state = state.steps[index]
+        token = current_step.set(step.name)
+        try:
+            state.current_step = index + 1
+            step_state.status = StepStatus.RUNNING
+            step_state.started_at = step_state.started_at or now_iso()
+            state.save()
+            self.progress(
+                "step_start",
+                index=index + 1,
+                total=len(self.plan.steps),
+                name=step.name,
+                description=step.description,
+            )
+            if step.check is not None and self._check(step.check, step):
+                log.info("step %s already done, skipped", step.name)
+                self._step_done(step_state, StepStatus.SKIPPED)
+                self.progress("step_skip", name=step.name)
+                return
+            self._attempt_until_done(step, step_state)
+            self._step_done(step_state, StepStatus.DONE)
+            self.progress("step_done", name=step.name, attempts=step_state.attempts)
+        finally:
+            current_step.reset(token)
+
+    def _step_done(self, step_state: StepState, status: StepStatus) -> None:
+        step_state.status = status
+        step_state.ended_at = now_iso()
+        self.state.save()
+
+    def _check(self, check: Check, step: Step) -> bool:
+        if check is None:
+            return True
+        if isinstance(check, str):
+            return self.runner.run(check, env=self.plan.env, timeout=step.timeout).ok
+        return bool(check(self._ctx()))
+
+    def _execute(self, step: Step) -> Result:
+        """Run the step's work once; the first failing command's Result, else the last one."""
+        result: Result | None = None
+        if step.work is not None:
+            result = step.work(self._ctx())
+        for command in step.commands:
+            result = self.runner.run(command, env=self.plan.env, timeout=step.timeout)
+            if not result.ok:
+                return result
+        if result is None:
+            result = Result(f"<{step.name}>", self.connector.host, 0, "", "", 0.0)
+        if result.ok and step.verify is not None and not self._check(step.verify, step):
+            verify = step.verify if isinstance(step.verify, str) else f"<verify {step.name}>"
+            return Result(
+                verify,
+                self.connector.host,
+                1,
+                "",
+                f"verification failed for step {step.name}",
+                result.duration,
+            )
+        return result
+
+    def _attempt_until_done(self, step: Step, step_state: StepState) -> None:
+        tried: list[str] = []  # strategies already failed for this step in this deployment
+        pending: tuple[Failure, Candidate, float] | None = None
+        max_attempts = 1 + self.settings.max_retries
+        attempts_here = 0
+        while True:
+            attempts_here += 1
+            step_state.attempts += 1
+            result = self._execute(step)
+            self._record(
+                "record_step_run",
+                self.state.deployment_id,
+                step.name,
+                step_state.attempts,
+                result.exit_code,
+                result.duration,
+                result.tail(40),
+                result.timed_out,
+            )
+            if pending is not None:
+                failure, candidate, duration = pending
+                outcome = Outcome.RECOVERED if result.ok else Outcome.FAILED
+                self._outcome(failure, candidate, outcome, duration)
+                if not result.ok:
+                    tried.append(candidate.strategy)
+                pending = None
+            if result.ok:
+                return
+            failure = self.advisor.detect(step.name, result)
+            step_state.error_class = failure.error_class
+            self.state.error_count += 1
+            self.state.save()
+            log.error(
+                "step %s failed (exit %s%s): %s [class %s]",
+                step.name,
+                result.exit_code,
+                ", timed out" if result.timed_out else "",
+                result.tail(3),
+                failure.error_class,
+                extra={"event": "error", "error_class": failure.error_class},
+            )
+            self.progress(
+                "error", name=step.name, error_class=failure.error_class, tail=result.tail(3)
+            )
+            if not self.settings.auto_recovery:
+                raise StepFailed(self._reason(step, failure, "automatic recovery is off"))
+            if attempts_here >= max_attempts:
+                raise RecoveryExhausted(
+                    self._reason(
+                        step,
+                        failure,
+                        f"not recovered after {attempts_here} attempts "
+                        f"(tried: {', '.join(tried) or 'nothing'})",
+                    )
+                )
+            pending = self._recover(step, step_state, failure, tried)
+            if pending is None:
+                raise RecoveryExhausted(
+                    self._reason(
+                        step,
+                        failure,
+                        f"no recovery left to try (tried: {', '.join(tried) or 'none'})",
+                    )
+                )
+            assert self.backoff is not None
+            self.clock.sleep(self.backoff.delay(attempts_here))
+
+    def _recover(
+        self, step: Step, step_state: StepState, failure: Failure, tried: list[str]
+    ) -> tuple[Failure, Candidate, float] | None:
+        """Apply the best allowed strategy that acts; None when none is left."""
+        while (chosen := self._choose(failure, tried)) is not None:
+            candidate, strategy = chosen
+            started = self.clock.now()
+            step_state.recoveries.append(candidate.strategy)
+            self.state.warnings.append(
+                f"{step.name}: {failure.error_class} -> {candidate.strategy}"
+            )
+            self.state.save()
+            log.warning(
+                "recovering %s with %s (%s)",
+                failure.error_class,
+                candidate.strategy,
+                candidate.why,
+                extra={"event": "recovery", "strategy": candidate.strategy},
+            )
+            self.progress(
+                "recovery", name=step.name, strategy=candidate.strategy, why=candidate.why
+            )
+            applied = self._apply(strategy, failure)
+            duration = self.clock.now() - started
+            if applied:
+                return failure, candidate, duration
+            # the strategy found nothing to do or could not act: next candidate, no re-run
+            self._outcome(failure, candidate, Outcome.FAILED, duration)
+            tried.append(candidate.strategy)
+        return None
+
+    def _reason(self, step: Step, failure: Failure, why: str) -> str:
+        last = failure.result.tail(1) or f"exit code {failure.result.exit_code}"
+        return f"step {step.name} failed ({failure.error_class}: {last}); {why}"
+
+    def _choose(self, failure: Failure, tried: list[str]) -> tuple[Candidate, Strategy] | None:
+        for candidate in self.advisor.candidates(failure, exclude=tried):
+            if candidate.strategy in tried:
+                continue
+            strategy = self.strategies.get(candidate.strategy)
+            if strategy is None:
+                log.debug("no strategy named %s, skipped", candidate.strategy)
+                continue
+            if candidate.strategy == "manual_intervention":
+                return candidate, strategy
+            if strategy.risk is Risk.HIGH and not self.settings.auto_approve:
+                question = (
+                    f"{failure.step}: {failure.error_class}. Run high-risk recovery "
+                    f"{strategy.name} ({strategy.description})?"
+                )
+                if not self.approve(question):
+                    log.warning("high-risk recovery %s not approved, skipped", strategy.name)
+                    self._outcome(failure, candidate, Outcome.SKIPPED, 0.0)
+                    tried.append(candidate.strategy)
+                    continue
+            return candidate, strategy
+        return None
+
+    def _apply(self, strategy: Strategy, failure: Failure) -> bool:
+        ctx = StrategyContext(
+            runner=self.runner,
+            failure=failure,
+            clock=self.clock,
+            approve=self.approve,
+            settings={**self.context, **self.plan.env, "auto_approve": self.settings.auto_approve},
+        )
+        try:
+            return bool(strategy.apply(ctx))
+        except ManualInterventionRequired:
+            raise
+        except StepFailed:
+            raise
+        except Exception as exc:  # a strategy's own failure is an outcome, not a crash
+            log.error("recovery %s raised %s: %s", strategy.name, type(exc).__name__, exc)
+            return False
+
+    def _outcome(
+        self, failure: Failure, candidate: Candidate, outcome: Outcome, duration: float
+    ) -> None:
+        log.info(
+            "recovery %s for %s: %s",
+            candidate.strategy,
+            failure.error_class,
+            outcome.value,
+            extra={"event": "outcome", "strategy": candidate.strategy},
+        )
+        self.progress("outcome", strategy=candidate.strategy, outcome=outcome.value)
+        self.advisor.record(
+            failure,
+            candidate.strategy,
+            outcome,
+            duration=duration,
+            decided_by=candidate.decided_by,
+            deployment_id=self.state.deployment_id,
+        )
+        self._record(
+            "record_attempt",
+            self.state.deployment_id,
+            failure.signature,
+            failure.error_class,
+            candidate.strategy,
+            failure.step,
+            outcome.value,
+            duration,
+            candidate.decided_by,
+            dict(self.context),
+        )
+
+    def _record(self, method: str, *args: Any) -> None:
+        """Knowledge-base writes never stop a deployment; a failure is logged loudly."""
+        if self.recorder is None:
+            return
+        try:
+            getattr(self.recorder, method)(*args)
+        except Exception as exc:
+            log.error("knowledge base: %s failed: %s", method, exc)

@@ -1,0 +1,184 @@
+"""Plans: an ordered list of steps, each with its work, an optional "already done?" check and a
+verification.
+
+Values a step needs (paths, names, domains) reach its commands as environment variables, never
+pasted into the command text, so no value can change what the shell runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aideploy.engine.errors import ConfigError
+
+if TYPE_CHECKING:
+    from aideploy.engine.connectors.base import Connector
+    from aideploy.engine.result import Result
+    from aideploy.engine.runner import Runner
+
+_STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+@dataclass
+class StepContext:
+    """What a step's Python work may use."""
+
+    runner: Runner
+    connector: Connector
+    env: Mapping[str, str]
+    deployment_id: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+    def run(self, command: str, *, timeout: float | None = None) -> Result:
+        return self.runner.run(command, env=self.env, timeout=timeout)
+
+
+Check = str | Callable[[StepContext], bool] | None
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    description: str = ""
+    commands: tuple[str, ...] = ()
+    work: Callable[[StepContext], Result | None] | None = None
+    check: Check = None
+    verify: Check = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _STEP_NAME.match(self.name):
+            raise ConfigError(f"step name {self.name!r}: use lower-case letters, digits and '_'")
+        if not self.commands and self.work is None:
+            raise ConfigError(f"step {self.name!r}: needs commands or work")
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    steps: tuple[Step, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.steps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"plan {self.name!r}: duplicate step names {', '.join(dupes)}")
+        if not self.steps:
+            raise ConfigError(f"plan {self.name!r}: no steps")
+        for key, value in self.env.items():
+            check_env(key, value, f"plan {self.name!r}")
+
+
+def check_env(key: str, value: str, where: str) -> None:
+    if not _ENV_NAME.match(key):
+        raise ConfigError(f"{where}: variable name {key!r} must be UPPER_CASE letters/digits/_")
+    if not isinstance(value, str) or "\x00" in value:
+        raise ConfigError(f"{where}: value of {key} must be a string without NUL bytes")
+
+
+def with_env(plan: Plan, extra: Mapping[str, str]) -> Plan:
+    for key, value in extra.items():
+        check_env(key, value, "--set")
+    return Plan(plan.name, plan.steps, {**plan.env, **extra}, plan.description)
+
+
+# -- loading --------------------------------------------------------------------------------
+
+BUILTIN_PLANS = {
+    "example": "aideploy.steps.example:plan",
+}
+
+
+def load_plan(spec: str) -> Plan:
+    """A plan by built-in name, ``module:attribute``, or a ``.toml`` plan file."""
+    if spec.endswith(".toml") or Path(spec).is_file():
+        return load_plan_file(Path(spec))
+    target = BUILTIN_PLANS.get(spec, spec)
+    if ":" not in target:
+        known = ", ".join(sorted(BUILTIN_PLANS))
+        raise ConfigError(f"unknown plan {spec!r} (built-in: {known}; or a .toml file)")
+    module_name, _, attr = target.partition(":")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"cannot load plan {spec!r}: {exc}") from None
+    plan = obj() if callable(obj) else obj
+    if not isinstance(plan, Plan):
+        raise ConfigError(f"{spec!r} is not a plan")
+    return plan
+
+
+_STEP_KEYS = {"name", "description", "commands", "check", "verify", "timeout"}
+
+
+def load_plan_file(path: Path) -> Plan:
+    """Read a TOML plan::
+
+    name = "hello"
+    [env]
+    SITE_ROOT = "/srv/hello"
+    [[steps]]
+    name = "prepare"
+    commands = ['mkdir -p "$SITE_ROOT"']
+    check = 'test -d "$SITE_ROOT"'
+    """
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such plan file") from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    unknown = set(data) - {"name", "description", "env", "steps"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    steps = []
+    for index, raw in enumerate(data.get("steps", [])):
+        where = f"{path}: steps[{index}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a table")
+        bad = set(raw) - _STEP_KEYS
+        if bad:
+            raise ConfigError(f"{where}: unknown key {sorted(bad)[0]!r}")
+        commands = raw.get("commands", [])
+        if isinstance(commands, str):
+            commands = [commands]
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            raise ConfigError(f"{where}.commands: expected a list of strings")
+        for key in ("check", "verify"):
+            if key in raw and not isinstance(raw[key], str):
+                raise ConfigError(f"{where}.{key}: expected a string")
+        timeout = raw.get("timeout")
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
+        ):
+            raise ConfigError(f"{where}.timeout: expected a positive number")
+        if "name" not in raw or not isinstance(raw["name"], str):
+            raise ConfigError(f"{where}.name: missing required field")
+        steps.append(
+            Step(
+                name=raw["name"],
+                description=str(raw.get("description", "")),
+                commands=tuple(commands),
+                check=raw.get("check"),
+                verify=raw.get("verify"),
+                timeout=float(timeout) if timeout is not None else None,
+            )
+        )
+    env = data.get("env", {})
+    if not isinstance(env, dict):
+        raise ConfigError(f"{path}: env: expected a table")
+    return Plan(
+        name=str(data.get("name", path.stem)),
+        steps=tuple(steps),
+        env={str(k): str(v) for k, v in env.items()},
+        description=str(data.get("description", "")),
+    )

@@ -1,0 +1,164 @@
+"""Deployment state: saved atomically after every step so a deployment can be resumed.
+
+One JSON file per deployment (``<home>/deployments/<id>.json``); several deployments are kept.
+The state holds no secret: server info is host, port, user and connector kind only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from aideploy.engine import paths
+from aideploy.engine.atomic import write_atomic
+from aideploy.engine.errors import StateError
+from aideploy.engine.redact import redact_obj
+
+_ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
+
+
+class DeploymentStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    PAUSED = "paused"  # waiting for a person (manual intervention); resumable
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    SKIPPED = "skipped"  # its check said it was already done
+    FAILED = "failed"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_deployment_id() -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class StepState:
+    name: str
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    started_at: str | None = None
+    ended_at: str | None = None
+    error_class: str | None = None
+    recoveries: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeploymentState:
+    """The guide's DeploymentState, plus what resume needs (plan, per-step status)."""
+
+    deployment_id: str
+    plan: str
+    status: DeploymentStatus
+    current_step: int
+    total_steps: int
+    server_info: dict[str, Any]
+    profile: str | None = None
+    error_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    start_time: str = field(default_factory=now_iso)
+    end_time: str | None = None
+    reason: str | None = None
+    steps: list[StepState] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    owner: dict[str, Any] = field(default_factory=dict)
+
+    # -- persistence -----------------------------------------------------------------------
+
+    @property
+    def path(self) -> Path:
+        return state_path(self.deployment_id)
+
+    def save(self) -> None:
+        data = redact_obj(asdict(self))
+        text = json.dumps(data, indent=2, default=str) + "\n"
+        write_atomic(self.path, text.encode(), mode=0o600)
+
+    @classmethod
+    def load(cls, deployment_id: str) -> DeploymentState:
+        path = state_path(deployment_id)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise StateError(
+                f"no deployment {deployment_id!r} (state directory: {path.parent})",
+                hint="aideploy list shows known deployments",
+            ) from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StateError(f"{path}: unreadable state: {exc}") from None
+        try:
+            steps = [
+                StepState(**{**s, "status": StepStatus(s["status"])}) for s in data.pop("steps")
+            ]
+            data["status"] = DeploymentStatus(data["status"])
+            return cls(steps=steps, **data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"{path}: unreadable state: {exc}") from None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def step(self, name: str) -> StepState:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise StateError(f"deployment {self.deployment_id} has no step {name!r}")
+
+    def first_unfinished(self) -> int:
+        for index, step in enumerate(self.steps):
+            if step.status not in (StepStatus.DONE, StepStatus.SKIPPED):
+                return index
+        return len(self.steps)
+
+    def claim(self) -> None:
+        """Mark this process as the one running the deployment."""
+        self.owner = {"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}
+
+    def owner_alive(self) -> bool:
+        """True if another live process on this machine is running the deployment."""
+        pid = self.owner.get("pid")
+        if not pid or self.owner.get("host") != socket.gethostname() or pid == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def state_path(deployment_id: str) -> Path:
+    if not deployment_id or not set(deployment_id) <= _ID_CHARS:
+        raise StateError(f"malformed deployment id {deployment_id!r}")
+    return paths.deployments_dir() / f"{deployment_id}.json"
+
+
+def list_states() -> list[DeploymentState]:
+    """Every saved deployment, newest first; unreadable files are skipped."""
+    folder = paths.deployments_dir()
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in folder.glob("*.json"):
+        try:
+            found.append(DeploymentState.load(path.stem))
+        except StateError:
+            continue
+    return sorted(found, key=lambda s: s.start_time + s.deployment_id, reverse=True)
