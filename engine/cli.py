@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-
-from aideploy import __version__
 from aideploy.engine import paths
 from aideploy.engine.config import Config, default_config, load_config, schema_docs
 from aideploy.engine.errors import (
@@ -33,6 +31,8 @@ from aideploy.engine.logs import configure_console
 from aideploy.engine.redact import redact
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.engine.target import Target, resolve_target
+
+from aideploy import __version__
 
 log = logging.getLogger("aideploy.cli")
 
@@ -89,8 +89,10 @@ class ConsoleProgress:
             return
         if event == "step_start":
             self.step_started = time.monotonic()
-            say(f"[{data['index']}/{data['total']}] {data['name']}: {data['description']}",
-                fg="cyan")
+            say(
+                f"[{data['index']}/{data['total']}] {data['name']}: {data['description']}",
+                fg="cyan",
+            )
         elif event == "step_skip":
             say(f"      {data['name']}: already done, skipped", fg="blue")
         elif event == "step_done":
@@ -98,8 +100,11 @@ class ConsoleProgress:
             extra = f", {data['attempts']} attempts" if data["attempts"] > 1 else ""
             say(f"      {data['name']}: done in {took:.1f}s{extra}", fg="green")
         elif event == "error":
-            say(f"      error in {data['name']}: {data['error_class']}: "
-                f"{data['tail'].splitlines()[-1] if data['tail'] else ''}", fg="red")
+            say(
+                f"      error in {data['name']}: {data['error_class']}: "
+                f"{data['tail'].splitlines()[-1] if data['tail'] else ''}",
+                fg="red",
+            )
         elif event == "recovery":
             say(f"      recovery: {data['strategy']} ({data['why']})", fg="yellow")
         elif event == "outcome":
@@ -115,15 +120,21 @@ class ConsoleProgress:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="aideploy")
-@click.option("--debug", is_flag=True, envvar="AIDEPLOY_DEBUG",
-              help="Show tracebacks and debug output.")
+@click.option(
+    "--debug", is_flag=True, envvar="AIDEPLOY_DEBUG", help="Show tracebacks and debug output."
+)
 @click.option("-v", "--verbose", count=True, help="More detail (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
-@click.option("--config", "config_path", metavar="FILE",
-              help=f"Configuration file (default: $AIDEPLOY_CONFIG or ./{DEFAULT_CONFIG}).")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help=f"Configuration file (default: $AIDEPLOY_CONFIG or ./{DEFAULT_CONFIG}).",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool, verbose: int, quiet: bool,
-        config_path: str | None) -> None:
+def cli(
+    ctx: click.Context, debug: bool, verbose: int, quiet: bool, config_path: str | None
+) -> None:
     """Deploy web applications over SSH, recover from failures, and learn what works."""
     verbosity = -1 if quiet else (2 if debug else verbose)
     ctx.obj = Settings(debug, verbosity, config_path)
@@ -151,13 +162,16 @@ def _operator(mode: str, progress: ConsoleProgress) -> Any:
 
     def ask_prompt(text: str) -> str | None:
         click.echo(f"\n[command waits for input] {text}")
-        answer = click.prompt("answer (empty: leave it waiting)", default="",
-                              show_default=False)
+        answer = click.prompt("answer (empty: leave it waiting)", default="", show_default=False)
         return str(answer) or None
 
-    return Operator(approve=approve, ask_secret=ask_secret if tty else None,
-                    ask_prompt=ask_prompt if mode == "interactive" else None,
-                    on_line=progress.line, progress=progress)
+    return Operator(
+        approve=approve,
+        ask_secret=ask_secret if tty else None,
+        ask_prompt=ask_prompt if mode == "interactive" else None,
+        on_line=progress.line,
+        progress=progress,
+    )
 
 
 def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
@@ -172,8 +186,11 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
 
 def _finish(state: DeploymentState) -> None:
     if state.status is DeploymentStatus.COMPLETED:
-        say(f"Deployment {state.deployment_id} completed ({state.total_steps} steps, "
-            f"{state.error_count} errors recovered).", fg="green")
+        say(
+            f"Deployment {state.deployment_id} completed ({state.total_steps} steps, "
+            f"{state.error_count} errors recovered).",
+            fg="green",
+        )
 
 
 def _run(request: Any, state: DeploymentState, mode: str) -> None:
@@ -184,8 +201,11 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     try:
         final = deploy.run(request, state, _operator(mode, progress))
     except StepFailed as exc:
-        say(f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}", fg="red",
-            err=True)
+        say(
+            f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}",
+            fg="red",
+            err=True,
+        )
         say(f"Resume with: aideploy resume {state.deployment_id}", err=True)
         raise SystemExit(exc.exit_code) from None
     _finish(final)
@@ -199,24 +219,54 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
 @click.option("--local", is_flag=True, help="Deploy to this machine (no SSH).")
-@click.option("--plan", "plan_spec", default="example", show_default=True,
-              help="Built-in plan name, module:attribute, or a .toml plan file.")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Plan variable (passed to commands as an environment variable).")
+@click.option(
+    "--plan",
+    "plan_spec",
+    default="example",
+    show_default=True,
+    help="Built-in plan name, module:attribute, or a .toml plan file.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plan variable (passed to commands as an environment variable).",
+)
 @click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
-@click.option("--accept-new-host-key", is_flag=True,
-              help="Trust and record the host key of a server seen for the first time.")
-@click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB",
-              help="Knowledge base (SQLite path or SQLAlchemy URL).")
+@click.option(
+    "--accept-new-host-key",
+    is_flag=True,
+    help="Trust and record the host key of a server seen for the first time.",
+)
+@click.option(
+    "--kb",
+    metavar="PATH_OR_URL",
+    envvar="AIDEPLOY_KB",
+    help="Knowledge base (SQLite path or SQLAlchemy URL).",
+)
 @click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
 @click.option("--deployment-id", help="With --resume: the deployment to continue.")
-def deploy(profile: str | None, server: str | None, domain: str | None, username: str | None,
-           port: int | None, key_file: str | None, local: bool, plan_spec: str,
-           sets: tuple[str, ...], interactive: bool, auto: bool, dry_run: bool,
-           accept_new_host_key: bool, kb: str | None, resume_flag: bool,
-           deployment_id: str | None) -> None:
+def deploy(
+    profile: str | None,
+    server: str | None,
+    domain: str | None,
+    username: str | None,
+    port: int | None,
+    key_file: str | None,
+    local: bool,
+    plan_spec: str,
+    sets: tuple[str, ...],
+    interactive: bool,
+    auto: bool,
+    dry_run: bool,
+    accept_new_host_key: bool,
+    kb: str | None,
+    resume_flag: bool,
+    deployment_id: str | None,
+) -> None:
     """Run a deployment plan against a server (or this machine with --local)."""
     if resume_flag:
         if not deployment_id:
@@ -228,17 +278,26 @@ def deploy(profile: str | None, server: str | None, domain: str | None, username
     from aideploy.engine import deploy as deploy_mod
 
     config = _settings().config()
-    target = resolve_target(config, local=local, profile=profile, server=server, domain=domain,
-                            username=username, port=port, key_file=key_file,
-                            accept_new_host_key=accept_new_host_key)
+    target = resolve_target(
+        config,
+        local=local,
+        profile=profile,
+        server=server,
+        domain=domain,
+        username=username,
+        port=port,
+        key_file=key_file,
+        accept_new_host_key=accept_new_host_key,
+    )
     env = _parse_sets(sets)
     if target.domain:
         env.setdefault("DOMAIN", target.domain)
     mode = "interactive" if interactive else ("auto" if auto else "default")
     if profile:
         _guard_protected(config, profile, auto)
-    request = deploy_mod.DeployRequest(plan_spec=plan_spec, target=target, config=config,
-                                       env=env, kb=kb, mode=mode)
+    request = deploy_mod.DeployRequest(
+        plan_spec=plan_spec, target=target, config=config, env=env, kb=kb, mode=mode
+    )
     if dry_run:
         plan = deploy_mod.prepare_plan(plan_spec, env, "<deployment-id>")
         _print_dry_run(plan, target)
@@ -286,14 +345,19 @@ def _resume(deployment_id: str, kb: str | None) -> None:
         say(f"Deployment {deployment_id} already completed; nothing to resume.")
         return
     if state.owner_alive():
-        raise StateError(f"deployment {deployment_id} is still running "
-                         f"(pid {state.owner.get('pid')})")
+        raise StateError(
+            f"deployment {deployment_id} is still running (pid {state.owner.get('pid')})"
+        )
     opts = state.options
     target = Target.from_state(opts.get("target", {}))
     request = deploy_mod.DeployRequest(
-        plan_spec=str(opts.get("plan_spec", state.plan)), target=target,
-        config=_settings().config(), env=dict(opts.get("env", {})),
-        kb=kb if kb is not None else opts.get("kb"), mode=str(opts.get("mode", "default")))
+        plan_spec=str(opts.get("plan_spec", state.plan)),
+        target=target,
+        config=_settings().config(),
+        env=dict(opts.get("env", {})),
+        kb=kb if kb is not None else opts.get("kb"),
+        mode=str(opts.get("mode", "default")),
+    )
     index = state.first_unfinished()
     say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
     _run(request, state, request.mode)
@@ -326,8 +390,10 @@ def status(deployment_id: str | None, as_json: bool) -> None:
         click.echo(state.path.read_text(encoding="utf-8"), nl=False)
         return
     click.echo(f"deployment {state.deployment_id}: {state.status.value}")
-    click.echo(f"  plan {state.plan}, step {state.current_step}/{state.total_steps}, "
-               f"errors {state.error_count}")
+    click.echo(
+        f"  plan {state.plan}, step {state.current_step}/{state.total_steps}, "
+        f"errors {state.error_count}"
+    )
     click.echo(f"  started {state.start_time}, ended {state.end_time or '-'}")
     if state.reason:
         click.echo(f"  reason: {state.reason}")
@@ -341,13 +407,24 @@ def list_cmd() -> None:
     """List deployments, newest first."""
     from tabulate import tabulate
 
-    rows = [(s.deployment_id, s.plan, s.status.value, f"{s.current_step}/{s.total_steps}",
-             s.error_count, s.server_info.get("hostname"), s.start_time) for s in list_states()]
+    rows = [
+        (
+            s.deployment_id,
+            s.plan,
+            s.status.value,
+            f"{s.current_step}/{s.total_steps}",
+            s.error_count,
+            s.server_info.get("hostname"),
+            s.start_time,
+        )
+        for s in list_states()
+    ]
     if not rows:
         click.echo("no deployments yet")
         return
-    click.echo(tabulate(rows, headers=["id", "plan", "status", "step", "errors", "host",
-                                       "started"]))
+    click.echo(
+        tabulate(rows, headers=["id", "plan", "status", "step", "errors", "host", "started"])
+    )
 
 
 @cli.command()
@@ -372,8 +449,10 @@ def logs(deployment_id: str, follow: bool, as_json: bool) -> None:
                 click.echo(line, nl=False)
                 continue
             event = json.loads(line)
-            click.echo(f"{event['time']} {event['level']:<7} [{event.get('step') or '-'}] "
-                       f"{event['message']}")
+            click.echo(
+                f"{event['time']} {event['level']:<7} [{event.get('step') or '-'}] "
+                f"{event['message']}"
+            )
 
 
 # -- connection / config -----------------------------------------------------------------------
@@ -386,19 +465,35 @@ def logs(deployment_id: str, follow: bool, as_json: bool) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
 @click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
 @click.option("--accept-new-host-key", is_flag=True, help="Trust and record a new host key.")
-def test_connection(server: str | None, profile: str | None, username: str | None,
-                    port: int | None, key_file: str | None, accept_new_host_key: bool) -> None:
+def test_connection(
+    server: str | None,
+    profile: str | None,
+    username: str | None,
+    port: int | None,
+    key_file: str | None,
+    accept_new_host_key: bool,
+) -> None:
     """Connect, run a trivial command, report latency and the host key fingerprint."""
     from aideploy.engine.runner import Runner
     from aideploy.engine.target import build_connector
 
     config = _settings().config()
-    target = resolve_target(config, profile=profile, server=server, username=username,
-                            port=port, key_file=key_file,
-                            accept_new_host_key=accept_new_host_key)
-    connector = build_connector(target, session=False,
-                                ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
-                                if sys.stdin.isatty() else None)
+    target = resolve_target(
+        config,
+        profile=profile,
+        server=server,
+        username=username,
+        port=port,
+        key_file=key_file,
+        accept_new_host_key=accept_new_host_key,
+    )
+    connector = build_connector(
+        target,
+        session=False,
+        ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
+        if sys.stdin.isatty()
+        else None,
+    )
     started = time.monotonic()
     connector.connect()
     try:
@@ -414,8 +509,10 @@ def test_connection(server: str | None, profile: str | None, username: str | Non
     if fingerprint:
         click.echo(f"host key: {fingerprint}")
     click.echo(f"system: {result.stdout.splitlines()[0] if result.stdout else '?'}")
-    click.echo(f"connect: {(connected - started) * 1000:.0f} ms, "
-               f"command round trip: {(done - connected) * 1000:.0f} ms")
+    click.echo(
+        f"connect: {(connected - started) * 1000:.0f} ms, "
+        f"command round trip: {(done - connected) * 1000:.0f} ms"
+    )
 
 
 @cli.group("config")
@@ -427,8 +524,9 @@ def config_group() -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def config_validate(file: str | None) -> None:
     """Validate a configuration file (default: the one in use)."""
-    path = Path(file or _settings().config_path or os.environ.get("AIDEPLOY_CONFIG")
-                or DEFAULT_CONFIG)
+    path = Path(
+        file or _settings().config_path or os.environ.get("AIDEPLOY_CONFIG") or DEFAULT_CONFIG
+    )
     config = load_config(path)
     names = ", ".join(sorted(config.server_profiles)) or "no profiles"
     click.echo(f"{path}: valid ({names})")
@@ -473,7 +571,8 @@ def _debug_log(exc: BaseException) -> Path | None:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line per error, exit codes from the error tree."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or bool(
-        os.environ.get("AIDEPLOY_DEBUG"))
+        os.environ.get("AIDEPLOY_DEBUG")
+    )
     exit_with: Callable[[int], None] = sys.exit
     try:
         cli.main(args=argv, prog_name="aideploy", standalone_mode=False)

@@ -243,7 +243,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             problem = check_name(key)
             if problem:
                 raise ConfigError(f"{where}: {problem}")
-            out[key] = _convert(item, val_tp, f"{where}.{key}")
+            out[key] = _convert(item, val_tp, _join(where, key))
         return out
     if origin is list:
         if not isinstance(value, list):
@@ -290,6 +290,10 @@ def _json_type(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
+def _join(where: str, name: str) -> str:
+    return f"{where}.{name}" if where else name
+
+
 def _build(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected an object, got {_json_type(data)}")
@@ -298,10 +302,10 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     for key in data:
         if key not in known:
             choices = ", ".join(sorted(known))
-            raise ConfigError(f"{where}.{key}: unknown key (allowed: {choices})")
+            raise ConfigError(f"{_join(where, key)}: unknown key (allowed: {choices})")
     kwargs: dict[str, Any] = {}
     for name, fld in known.items():
-        path = f"{where}.{name}"
+        path = _join(where, name)
         tp = hints[name]
         if name not in data:
             if fld.default is MISSING and fld.default_factory is MISSING:
@@ -326,10 +330,13 @@ def _build(cls: type[T], data: Any, where: str) -> T:
 
 def parse_config(data: Any, source: str = "config") -> Config:
     """Validate already-parsed JSON data against the schema."""
-    config = _build(Config, data, source)
+    try:
+        config = _build(Config, data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     if config.version not in SUPPORTED_VERSIONS:
         raise ConfigError(
-            f"{source}.version: unsupported version {config.version!r} "
+            f"{source}: version: unsupported version {config.version!r} "
             f"(supported: {', '.join(SUPPORTED_VERSIONS)})"
         )
     return config

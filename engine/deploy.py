@@ -51,9 +51,11 @@ def open_knowledge(kb: str | None) -> Any:
 
 def build_advisor(config: Config, knowledge: Any) -> RecoveryAdvisor:
     from aideploy.knowledge.ranker import Ranker
-    from aideploy.knowledge.rules import RuleSet
+    from aideploy.knowledge.rules import ErrorPattern, RuleSet
 
-    rules = RuleSet(extra=[*config.custom_patterns, *knowledge.patterns(trusted_only=True)])
+    rules = RuleSet.from_kb(knowledge)
+    for pattern in config.custom_patterns:
+        rules.add(ErrorPattern.from_row(pattern))
     return Ranker(knowledge, rules)
 
 
@@ -65,8 +67,12 @@ def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
         status=DeploymentStatus.PENDING,
         current_step=0,
         total_steps=len(plan.steps),
-        server_info={"hostname": target.hostname, "username": target.username,
-                     "port": target.port, "kind": target.kind},
+        server_info={
+            "hostname": target.hostname,
+            "username": target.username,
+            "port": target.port,
+            "kind": target.kind,
+        },
         profile=target.profile,
     )
     state.options = {
@@ -126,14 +132,18 @@ def run(
                 approve=operator.approve,
                 recorder=recorder,
                 progress=operator.progress or (lambda event, **data: None),
-                context={"host": request.target.hostname, "plan": plan.name,
-                         "keep_releases": str(config.deployment.keep_releases)},
+                context={
+                    "host": request.target.hostname,
+                    "plan": plan.name,
+                    "keep_releases": str(config.deployment.keep_releases),
+                },
             )
             return executor.run()
         finally:
             connector.close()
-            log.info("deployment %s finished in %.1fs", state.deployment_id,
-                     time.monotonic() - started)
+            log.info(
+                "deployment %s finished in %.1fs", state.deployment_id, time.monotonic() - started
+            )
 
 
 def _strategies(config: Config) -> dict[str, Any]:

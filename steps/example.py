@@ -21,8 +21,8 @@ def plan() -> Plan:
                 "validate_host",
                 "Check the shell tools and free disk space",
                 commands=(
-                    "for c in sh mkdir ln mv df awk; do command -v \"$c\" >/dev/null || "
-                    "{ echo \"$c: command not found\" >&2; exit 127; }; done",
+                    'for c in sh mkdir ln mv df awk; do command -v "$c" >/dev/null || '
+                    '{ echo "$c: command not found" >&2; exit 127; }; done',
                     'mkdir -p "$SITE_ROOT" && avail=$(df -Pk "$SITE_ROOT" | awk \'NR==2 {print $4}\')'
                     ' && [ "$avail" -gt 10240 ] || { echo "No space left on device: $SITE_ROOT" >&2;'
                     " exit 1; }",
@@ -38,8 +38,8 @@ def plan() -> Plan:
                 "write_site",
                 "Write the page into the release",
                 commands=(
-                    'printf \'<!doctype html><title>aideploy example</title><p>release %s on %s'
-                    " at %s</p>\\n' \"$DEPLOYMENT_ID\" \"$(hostname)\" \"$(date -u +%FT%TZ)\" "
+                    "printf '<!doctype html><title>aideploy example</title><p>release %s on %s"
+                    ' at %s</p>\\n\' "$DEPLOYMENT_ID" "$(hostname)" "$(date -u +%FT%TZ)" '
                     '> "$SITE_ROOT/releases/$DEPLOYMENT_ID/index.html.tmp" && mv '
                     '"$SITE_ROOT/releases/$DEPLOYMENT_ID/index.html.tmp" '
                     '"$SITE_ROOT/releases/$DEPLOYMENT_ID/index.html"',

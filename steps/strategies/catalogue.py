@@ -123,128 +123,235 @@ class ManualIntervention(BaseStrategy):
         )
 
 
-def _c(name: str, risk: Risk, description: str, classes: tuple[str, ...], *commands: str,
-       guard: str | None = None, timeout: float | None = None) -> CommandStrategy:
-    return CommandStrategy(name, risk, description, classes, tuple(cmd(c) for c in commands),
-                           guard=cmd(guard) if guard else None, timeout=timeout)
+def _c(
+    name: str,
+    risk: Risk,
+    description: str,
+    classes: tuple[str, ...],
+    *commands: str,
+    guard: str | None = None,
+    timeout: float | None = None,
+) -> CommandStrategy:
+    return CommandStrategy(
+        name,
+        risk,
+        description,
+        classes,
+        tuple(cmd(c) for c in commands),
+        guard=cmd(guard) if guard else None,
+        timeout=timeout,
+    )
 
 
 BUILTIN: tuple[BaseStrategy, ...] = (
-    RetryWithBackoff("retry_with_backoff", Risk.LOW,
-                     "Wait with exponential backoff and run the step again.",
-                     ("network_timeout", "dns_failure", "connection_refused", "unknown")),
-    _c("apt_update", Risk.LOW, "Refresh the apt package lists.",
-       ("package_not_found",), f"{APT} update", timeout=600),
-    WaitForAptLock("wait_for_apt_lock", Risk.LOW,
-                   "Wait for the apt/dpkg lock holder to finish, then finish dpkg's work.",
-                   ("apt_lock",)),
-    _c("dpkg_repair", Risk.MEDIUM, "Finish interrupted dpkg work and fix broken dependencies.",
-       ("apt_lock", "nodejs_conflict"), "_r dpkg --configure -a", f"{APT} -f install",
-       timeout=900),
-    _c("nodejs_clean_reinstall", Risk.HIGH,
-       "Purge distro nodejs/npm/libnode-dev packages, repair dpkg, reinstall nodejs.",
-       ("nodejs_conflict",),
-       "_r dpkg --configure -a || true",
-       f"{APT} remove --purge nodejs npm libnode-dev 'libnode[0-9]*' || true",
-       f"{APT} -f install", f"{APT} autoremove", f"{APT} install nodejs", timeout=1800),
-    _c("node_switch_version", Risk.MEDIUM,
-       "Install the Node major the app asks for (NODE_MAJOR) through n/npm and put it first.",
-       ("node_version",),
-       'major="${NODE_MAJOR:-20}"; node -v 2>/dev/null | grep -q "^v$major\\." || '
-       '{ _r npm install -g n && _r n "$major"; }', timeout=1800),
-    _c("npm_user_prefix", Risk.LOW,
-       "Point npm's global prefix at ~/.npm-global so -g installs need no root.",
-       ("npm_permissions",),
-       'mkdir -p "$HOME/.npm-global" && npm config set prefix "$HOME/.npm-global"',
-       guard='[ "$(npm config get prefix)" = "$HOME/.npm-global" ]'),
-    _c("fix_ownership", Risk.MEDIUM,
-       "Give the deploy user ownership and write access to the path named in the error.",
-       ("permission_denied",),
-       'p="${AIDEPLOY_PATH:-${APP_ROOT:-}}"; [ -n "$p" ] && [ -e "$p" ] || exit 1; '
-       'u="${DEPLOY_USER:-$(id -un)}"; d="$p"; [ -d "$d" ] || d=$(dirname "$p"); '
-       '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d"'),
-    _c("restart_service", Risk.MEDIUM, "Restart the failed service (systemd or service(8)).",
-       ("service_failed", "connection_refused", "database_connection"),
-       's="${AIDEPLOY_SERVICE:-}"; [ -n "$s" ] || exit 1; '
-       'if [ -d /run/systemd/system ]; then _r systemctl restart "$s"; '
-       'else _r service "$s" restart; fi'),
-    _c("start_service", Risk.LOW, "Start a dependency service that is not running.",
-       ("connection_refused", "database_connection"),
-       's="${AIDEPLOY_SERVICE:-postgresql}"; '
-       'if [ -d /run/systemd/system ]; then _r systemctl start "$s"; '
-       'else _r service "$s" start; fi'),
-    FreePort("free_port", Risk.HIGH,
-             "Stop the process holding the port (ours without asking; foreign only if approved).",
-             ("port_in_use",)),
-    CleanupDisk("cleanup_disk", Risk.MEDIUM,
-                "Remove old releases and apt/pip/npm caches, vacuum the journal.",
-                ("disk_full",)),
-    _c("limit_build_memory", Risk.LOW,
-       "Cap Node's heap for builds (NODE_OPTIONS=--max-old-space-size) in the app env.",
-       ("out_of_memory",),
-       'f="${APP_ROOT:-$HOME}/.build-env"; grep -q max-old-space-size "$f" 2>/dev/null || '
-       'echo "export NODE_OPTIONS=--max-old-space-size=1024" >> "$f"'),
-    _c("add_swap", Risk.HIGH, "Create and enable a 2 GiB swap file (/swapfile).",
-       ("out_of_memory",),
-       "[ -f /swapfile ] || { _r fallocate -l 2G /swapfile && _r chmod 600 /swapfile && "
-       "_r mkswap /swapfile; }", "_r swapon --show=NAME | grep -q /swapfile || _r swapon /swapfile"),
-    _c("dns_fallback_resolver", Risk.HIGH,
-       "Back up /etc/resolv.conf, then add public fallback name servers.",
-       ("dns_failure",),
-       "[ -f /etc/resolv.conf.aideploy.bak ] || _r cp -a /etc/resolv.conf "
-       "/etc/resolv.conf.aideploy.bak",
-       "grep -q '^nameserver 1.1.1.1' /etc/resolv.conf || "
-       "printf 'nameserver 1.1.1.1\\nnameserver 8.8.8.8\\n' | _r tee -a /etc/resolv.conf "
-       ">/dev/null"),
-    _c("certbot_retry", Risk.LOW,
-       "Retry certbot for the domain; on failure fall back to a self-signed certificate.",
-       ("ssl_certificate",),
-       'd="${DOMAIN:-}"; [ -n "$d" ] || exit 1; '
-       '_r certbot --nginx -n --agree-tos --register-unsafely-without-email -d "$d" || '
-       '{ _r mkdir -p /etc/ssl/aideploy && _r openssl req -x509 -nodes -newkey rsa:2048 '
-       '-days 365 -subj "/CN=$d" -keyout /etc/ssl/aideploy/"$d".key '
-       '-out /etc/ssl/aideploy/"$d".crt; }', timeout=600),
-    _c("install_build_deps", Risk.LOW,
-       "Install compilers and headers wheels need (build-essential, python3-dev, libpq-dev).",
-       ("build_toolchain_missing",),
-       f"{APT} install build-essential python3-dev libpq-dev pkg-config", timeout=1800),
-    _c("install_python_venv", Risk.LOW, "Install python3-venv/pip so a virtualenv can be made.",
-       ("python_env",), f"{APT} install python3-venv python3-pip", timeout=1200,
-       guard="python3 -m venv --help >/dev/null 2>&1 && python3 -m ensurepip --version"),
-    _c("install_missing_command", Risk.LOW,
-       "Install the package that provides the missing command.",
-       ("command_not_found",),
-       'c="${AIDEPLOY_COMMAND:-}"; [ -n "$c" ] || exit 1; command -v "$c" >/dev/null && exit 0; '
-       'case "$c" in node|npm|npx) p=nodejs;; pg_config) p=libpq-dev;; psql|pg_dump) '
-       "p=postgresql-client;; pip|pip3) p=python3-pip;; *) p=\"$c\";; esac; "
-       f'{APT} install "$p"', timeout=1200),
-    _c("restore_nginx_config", Risk.MEDIUM,
-       "Put back the last nginx site config that passed nginx -t, then reload nginx.",
-       ("nginx_config",),
-       "_r nginx -t >/dev/null 2>&1 && exit 0; "
-       "b=/var/backups/aideploy/nginx; [ -d \"$b\" ] || exit 1; "
-       'last=$(ls -1t "$b" | head -n1); [ -n "$last" ] || exit 1; '
-       '_r cp -a "$b/$last/." /etc/nginx/ && _r nginx -t && '
-       "{ _r nginx -s reload 2>/dev/null || true; }"),
-    _c("django_migrate", Risk.LOW, "Apply the Django migrations of the current release.",
-       ("django_migration",),
-       'cd "${BACKEND_DIR:?}" && "${VENV_DIR:?}/bin/python" manage.py migrate --noinput'),
-    _c("django_fix_settings", Risk.LOW,
-       "Re-write ALLOWED_HOSTS/CSRF/STATIC_ROOT/SECRET_KEY defaults in the app's env file.",
-       ("django_settings",),
-       'f="${ENV_FILE:?}"; [ -f "$f" ] || exit 1; '
-       'grep -q "^ALLOWED_HOSTS=" "$f" || echo "ALLOWED_HOSTS=${DOMAIN:-localhost},localhost" '
-       '>> "$f"; grep -q "^STATIC_ROOT=" "$f" || echo "STATIC_ROOT=${APP_ROOT:?}/static" >> "$f"'),
-    _c("database_create_role", Risk.MEDIUM,
-       "Create the app's PostgreSQL role and database when they do not exist.",
-       ("database_connection",),
-       'r="${DB_USER:?}"; db="${DB_NAME:?}"; '
-       "_r runuser -u postgres -- psql -v ON_ERROR_STOP=1 -tAc "
-       "\"SELECT 1 FROM pg_roles WHERE rolname='$r'\" | grep -q 1 || "
-       '_r runuser -u postgres -- createuser "$r"; '
-       "_r runuser -u postgres -- psql -tAc \"SELECT 1 FROM pg_database WHERE datname='$db'\" "
-       '| grep -q 1 || _r runuser -u postgres -- createdb -O "$r" "$db"'),
-    ManualIntervention("manual_intervention", Risk.LOW,
-                       "Pause with an explanation; resume after fixing by hand.",
-                       ("unknown",)),
+    RetryWithBackoff(
+        "retry_with_backoff",
+        Risk.LOW,
+        "Wait with exponential backoff and run the step again.",
+        ("network_timeout", "dns_failure", "connection_refused", "unknown"),
+    ),
+    _c(
+        "apt_update",
+        Risk.LOW,
+        "Refresh the apt package lists.",
+        ("package_not_found",),
+        f"{APT} update",
+        timeout=600,
+    ),
+    WaitForAptLock(
+        "wait_for_apt_lock",
+        Risk.LOW,
+        "Wait for the apt/dpkg lock holder to finish, then finish dpkg's work.",
+        ("apt_lock",),
+    ),
+    _c(
+        "dpkg_repair",
+        Risk.MEDIUM,
+        "Finish interrupted dpkg work and fix broken dependencies.",
+        ("apt_lock", "nodejs_conflict"),
+        "_r dpkg --configure -a",
+        f"{APT} -f install",
+        timeout=900,
+    ),
+    _c(
+        "nodejs_clean_reinstall",
+        Risk.HIGH,
+        "Purge distro nodejs/npm/libnode-dev packages, repair dpkg, reinstall nodejs.",
+        ("nodejs_conflict",),
+        "_r dpkg --configure -a || true",
+        f"{APT} remove --purge nodejs npm libnode-dev 'libnode[0-9]*' || true",
+        f"{APT} -f install",
+        f"{APT} autoremove",
+        f"{APT} install nodejs",
+        timeout=1800,
+    ),
+    _c(
+        "node_switch_version",
+        Risk.MEDIUM,
+        "Install the Node major the app asks for (NODE_MAJOR) through n/npm and put it first.",
+        ("node_version",),
+        'major="${NODE_MAJOR:-20}"; node -v 2>/dev/null | grep -q "^v$major\\." || '
+        '{ _r npm install -g n && _r n "$major"; }',
+        timeout=1800,
+    ),
+    _c(
+        "npm_user_prefix",
+        Risk.LOW,
+        "Point npm's global prefix at ~/.npm-global so -g installs need no root.",
+        ("npm_permissions",),
+        'mkdir -p "$HOME/.npm-global" && npm config set prefix "$HOME/.npm-global"',
+        guard='[ "$(npm config get prefix)" = "$HOME/.npm-global" ]',
+    ),
+    _c(
+        "fix_ownership",
+        Risk.MEDIUM,
+        "Give the deploy user ownership and write access to the path named in the error.",
+        ("permission_denied",),
+        'p="${AIDEPLOY_PATH:-${APP_ROOT:-}}"; [ -n "$p" ] && [ -e "$p" ] || exit 1; '
+        'u="${DEPLOY_USER:-$(id -un)}"; d="$p"; [ -d "$d" ] || d=$(dirname "$p"); '
+        '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d"',
+    ),
+    _c(
+        "restart_service",
+        Risk.MEDIUM,
+        "Restart the failed service (systemd or service(8)).",
+        ("service_failed", "connection_refused", "database_connection"),
+        's="${AIDEPLOY_SERVICE:-}"; [ -n "$s" ] || exit 1; '
+        'if [ -d /run/systemd/system ]; then _r systemctl restart "$s"; '
+        'else _r service "$s" restart; fi',
+    ),
+    _c(
+        "start_service",
+        Risk.LOW,
+        "Start a dependency service that is not running.",
+        ("connection_refused", "database_connection"),
+        's="${AIDEPLOY_SERVICE:-postgresql}"; '
+        'if [ -d /run/systemd/system ]; then _r systemctl start "$s"; '
+        'else _r service "$s" start; fi',
+    ),
+    FreePort(
+        "free_port",
+        Risk.HIGH,
+        "Stop the process holding the port (ours without asking; foreign only if approved).",
+        ("port_in_use",),
+    ),
+    CleanupDisk(
+        "cleanup_disk",
+        Risk.MEDIUM,
+        "Remove old releases and apt/pip/npm caches, vacuum the journal.",
+        ("disk_full",),
+    ),
+    _c(
+        "limit_build_memory",
+        Risk.LOW,
+        "Cap Node's heap for builds (NODE_OPTIONS=--max-old-space-size) in the app env.",
+        ("out_of_memory",),
+        'f="${APP_ROOT:-$HOME}/.build-env"; grep -q max-old-space-size "$f" 2>/dev/null || '
+        'echo "export NODE_OPTIONS=--max-old-space-size=1024" >> "$f"',
+    ),
+    _c(
+        "add_swap",
+        Risk.HIGH,
+        "Create and enable a 2 GiB swap file (/swapfile).",
+        ("out_of_memory",),
+        "[ -f /swapfile ] || { _r fallocate -l 2G /swapfile && _r chmod 600 /swapfile && "
+        "_r mkswap /swapfile; }",
+        "_r swapon --show=NAME | grep -q /swapfile || _r swapon /swapfile",
+    ),
+    _c(
+        "dns_fallback_resolver",
+        Risk.HIGH,
+        "Back up /etc/resolv.conf, then add public fallback name servers.",
+        ("dns_failure",),
+        "[ -f /etc/resolv.conf.aideploy.bak ] || _r cp -a /etc/resolv.conf "
+        "/etc/resolv.conf.aideploy.bak",
+        "grep -q '^nameserver 1.1.1.1' /etc/resolv.conf || "
+        "printf 'nameserver 1.1.1.1\\nnameserver 8.8.8.8\\n' | _r tee -a /etc/resolv.conf "
+        ">/dev/null",
+    ),
+    _c(
+        "certbot_retry",
+        Risk.LOW,
+        "Retry certbot for the domain; on failure fall back to a self-signed certificate.",
+        ("ssl_certificate",),
+        'd="${DOMAIN:-}"; [ -n "$d" ] || exit 1; '
+        '_r certbot --nginx -n --agree-tos --register-unsafely-without-email -d "$d" || '
+        "{ _r mkdir -p /etc/ssl/aideploy && _r openssl req -x509 -nodes -newkey rsa:2048 "
+        '-days 365 -subj "/CN=$d" -keyout /etc/ssl/aideploy/"$d".key '
+        '-out /etc/ssl/aideploy/"$d".crt; }',
+        timeout=600,
+    ),
+    _c(
+        "install_build_deps",
+        Risk.LOW,
+        "Install compilers and headers wheels need (build-essential, python3-dev, libpq-dev).",
+        ("build_toolchain_missing",),
+        f"{APT} install build-essential python3-dev libpq-dev pkg-config",
+        timeout=1800,
+    ),
+    _c(
+        "install_python_venv",
+        Risk.LOW,
+        "Install python3-venv/pip so a virtualenv can be made.",
+        ("python_env",),
+        f"{APT} install python3-venv python3-pip",
+        timeout=1200,
+        guard="python3 -m venv --help >/dev/null 2>&1 && python3 -m ensurepip --version",
+    ),
+    _c(
+        "install_missing_command",
+        Risk.LOW,
+        "Install the package that provides the missing command.",
+        ("command_not_found",),
+        'c="${AIDEPLOY_COMMAND:-}"; [ -n "$c" ] || exit 1; command -v "$c" >/dev/null && exit 0; '
+        'case "$c" in node|npm|npx) p=nodejs;; pg_config) p=libpq-dev;; psql|pg_dump) '
+        'p=postgresql-client;; pip|pip3) p=python3-pip;; *) p="$c";; esac; '
+        f'{APT} install "$p"',
+        timeout=1200,
+    ),
+    _c(
+        "restore_nginx_config",
+        Risk.MEDIUM,
+        "Put back the last nginx site config that passed nginx -t, then reload nginx.",
+        ("nginx_config",),
+        "_r nginx -t >/dev/null 2>&1 && exit 0; "
+        'b=/var/backups/aideploy/nginx; [ -d "$b" ] || exit 1; '
+        'last=$(ls -1t "$b" | head -n1); [ -n "$last" ] || exit 1; '
+        '_r cp -a "$b/$last/." /etc/nginx/ && _r nginx -t && '
+        "{ _r nginx -s reload 2>/dev/null || true; }",
+    ),
+    _c(
+        "django_migrate",
+        Risk.LOW,
+        "Apply the Django migrations of the current release.",
+        ("django_migration",),
+        'cd "${BACKEND_DIR:?}" && "${VENV_DIR:?}/bin/python" manage.py migrate --noinput',
+    ),
+    _c(
+        "django_fix_settings",
+        Risk.LOW,
+        "Re-write ALLOWED_HOSTS/CSRF/STATIC_ROOT/SECRET_KEY defaults in the app's env file.",
+        ("django_settings",),
+        'f="${ENV_FILE:?}"; [ -f "$f" ] || exit 1; '
+        'grep -q "^ALLOWED_HOSTS=" "$f" || echo "ALLOWED_HOSTS=${DOMAIN:-localhost},localhost" '
+        '>> "$f"; grep -q "^STATIC_ROOT=" "$f" || echo "STATIC_ROOT=${APP_ROOT:?}/static" >> "$f"',
+    ),
+    _c(
+        "database_create_role",
+        Risk.MEDIUM,
+        "Create the app's PostgreSQL role and database when they do not exist.",
+        ("database_connection",),
+        'r="${DB_USER:?}"; db="${DB_NAME:?}"; '
+        "_r runuser -u postgres -- psql -v ON_ERROR_STOP=1 -tAc "
+        "\"SELECT 1 FROM pg_roles WHERE rolname='$r'\" | grep -q 1 || "
+        '_r runuser -u postgres -- createuser "$r"; '
+        "_r runuser -u postgres -- psql -tAc \"SELECT 1 FROM pg_database WHERE datname='$db'\" "
+        '| grep -q 1 || _r runuser -u postgres -- createdb -O "$r" "$db"',
+    ),
+    ManualIntervention(
+        "manual_intervention",
+        Risk.LOW,
+        "Pause with an explanation; resume after fixing by hand.",
+        ("unknown",),
+    ),
 )

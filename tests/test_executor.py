@@ -1,0 +1,197 @@
+"""The executor against real failures on this machine, with the guide's rule table as advisor."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aideploy.engine.clock import FakeClock
+from aideploy.engine.config import DeploymentSettings
+from aideploy.engine.connectors.local import LocalConnector
+from aideploy.engine.errors import ManualInterventionRequired, RecoveryExhausted
+from aideploy.engine.executor import Executor
+from aideploy.engine.plan import Plan, Step
+from aideploy.engine.runner import Runner
+from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
+from aideploy.knowledge.rules import GuideTable
+from aideploy.steps.strategies import registry
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "home"))
+
+
+def _state(plan: Plan, dep_id: str) -> DeploymentState:
+    return DeploymentState(dep_id, plan.name, DeploymentStatus.PENDING, 0, len(plan.steps), {})
+
+
+def _executor(
+    plan: Plan,
+    *,
+    approve: bool = False,
+    strategies: dict | None = None,
+    max_retries: int = 3,
+    dep_id: str = "test-1",
+) -> tuple[Executor, FakeClock]:
+    clock = FakeClock()
+    connector = LocalConnector()
+    executor = Executor(
+        plan=plan,
+        connector=connector,
+        runner=Runner(connector, timeout=30),
+        advisor=GuideTable(),
+        strategies=strategies if strategies is not None else registry(),
+        state=_state(plan, dep_id),
+        settings=DeploymentSettings(max_retries=max_retries, retry_delay=1.0),
+        clock=clock,
+        approve=lambda question: approve,
+    )
+    return executor, clock
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+HOLD = (
+    "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+    "s.listen(); time.sleep(300)"
+)
+
+BIND = (
+    "python3 -c 'import socket,sys; s=socket.socket(); "
+    's.bind(("127.0.0.1", int(sys.argv[1])))\' "$PORT" 2>/dev/null || '
+    '{ echo "bind() to 127.0.0.1:$PORT failed (98: Address already in use)" >&2; exit 1; }'
+)
+
+
+def test_port_held_by_a_real_process_is_freed_and_the_step_completes(tmp_path: Path) -> None:
+    port = _free_port()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(port)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        plan = Plan(
+            "bind", (Step("serve", "bind the port", commands=(BIND,)),), env={"PORT": str(port)}
+        )
+        executor, clock = _executor(plan, approve=True)
+        state = executor.run()
+        assert state.status is DeploymentStatus.COMPLETED
+        step = state.steps[0]
+        assert step.status is StepStatus.DONE
+        assert step.attempts == 2 and step.recoveries == ["free_port"]
+        assert step.error_class == "port_in_use"
+        assert holder.wait(timeout=10) is not None  # the holder was stopped for real
+        assert clock.sleeps, "the retry waited through the injected clock"
+        saved = DeploymentState.load("test-1")
+        assert saved.status is DeploymentStatus.COMPLETED and saved.error_count == 1
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_foreign_process_not_killed_without_approval() -> None:
+    port = _free_port()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(port)])
+    try:
+        time.sleep(0.5)
+        plan = Plan("bind", (Step("serve", commands=(BIND,)),), env={"PORT": str(port)})
+        executor, _ = _executor(plan, approve=False)
+        with pytest.raises(ManualInterventionRequired):
+            executor.run()
+        assert holder.poll() is None, "a foreign process was killed without approval"
+        assert executor.state.status is DeploymentStatus.PAUSED
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_unrecovered_step_ends_failed_with_reason_never_completed(tmp_path: Path) -> None:
+    plan = Plan(
+        "refused",
+        (
+            Step("first", commands=("true",)),
+            Step(
+                "api",
+                commands=(
+                    'echo "curl: (7) Failed to connect to 127.0.0.1 port 9: Connection refused" >&2;'
+                    " exit 7",
+                ),
+            ),
+            Step("never", commands=(f"touch {tmp_path / 'never-ran'}",)),
+        ),
+    )
+    strategies = {k: v for k, v in registry().items() if k != "manual_intervention"}
+    executor, _ = _executor(plan, strategies=strategies, max_retries=2)
+    with pytest.raises(RecoveryExhausted) as info:
+        executor.run()
+    state = DeploymentState.load("test-1")
+    assert state.status is DeploymentStatus.FAILED
+    assert "step api failed (connection_refused" in (state.reason or "")
+    assert str(info.value) == state.reason
+    assert [s.status for s in state.steps] == [
+        StepStatus.DONE,
+        StepStatus.RUNNING,
+        StepStatus.PENDING,
+    ]
+    assert not (tmp_path / "never-ran").exists()
+
+
+def test_step_that_recovers_after_a_marker_appears(tmp_path: Path) -> None:
+    marker = tmp_path / "ready"
+    # fails with a transient network error until the marker exists; retry_with_backoff's wait
+    # happens on the fake clock while a real background process creates the marker
+    subprocess.Popen(["sh", "-c", f"sleep 0.3; touch {marker}"])
+    plan = Plan(
+        "flaky",
+        (
+            Step(
+                "download",
+                commands=(
+                    f'test -e {marker} || {{ sleep 0.5; echo "Read timed out. (read timeout=15)" >&2; '
+                    "exit 1; }",
+                ),
+            ),
+        ),
+    )
+    executor, _clock = _executor(plan)
+    state = executor.run()
+    assert state.status is DeploymentStatus.COMPLETED
+    assert state.steps[0].recoveries == ["retry_with_backoff"]
+
+
+def test_done_steps_are_skipped_by_their_check(tmp_path: Path) -> None:
+    counter = tmp_path / "runs"
+    plan = Plan(
+        "idem",
+        (
+            Step(
+                "make",
+                commands=(f"echo x >> {counter}; mkdir -p {tmp_path}/d",),
+                check=f"test -d {tmp_path}/d",
+            ),
+        ),
+    )
+    _executor(plan, dep_id="a")[0].run()
+    state = _executor(plan, dep_id="b")[0].run()
+    assert state.steps[0].status is StepStatus.SKIPPED
+    assert counter.read_text().count("x") == 1
+
+
+def test_verification_failure_is_a_failure(tmp_path: Path) -> None:
+    plan = Plan("verify", (Step("write", commands=("true",), verify=f"test -e {tmp_path}/no"),))
+    strategies = {k: v for k, v in registry().items() if k != "manual_intervention"}
+    executor, _ = _executor(plan, strategies=strategies, max_retries=1)
+    with pytest.raises(RecoveryExhausted, match="verification failed"):
+        executor.run()
