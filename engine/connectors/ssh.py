@@ -1,0 +1,572 @@
+"""Run commands over ONE persistent SSH connection per host (paramiko).
+
+Every command is a new channel on the same transport, every file transfer goes through one lazily
+opened SFTP client. The socket is ours (``TCP_NODELAY`` set: without it each short command pays
+Nagle + delayed-ACK latency). Host keys are checked against known_hosts before any credential is
+offered; unknown hosts are refused unless ``accept_new_host_key`` is set, changed keys always.
+
+A command's process group is known before it runs: the remote shell prints its own PID (sshd gives
+every exec its own session, so that PID is the group id) as a marker line on stderr, which the
+process strips from the output. :meth:`SSHProcess.kill` stops the whole group through a second
+channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import io
+import os
+import re
+import secrets
+import select
+import socket
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import paramiko
+from aideploy.engine.backoff import Backoff
+from aideploy.engine.clock import Clock, SystemClock
+from aideploy.engine.connectors.base import Chunk, Connector, Process
+from aideploy.engine.connectors.session import export_prefix, group_kill_command
+from aideploy.engine.errors import (
+    AuthenticationError,
+    CommandError,
+    ConfigError,
+    ConnectError,
+    ConnectionRefusedError_,
+    ConnectTimeoutError,
+    DNSError,
+)
+from aideploy.engine.hostkeys import KnownHosts, fingerprint
+
+PassphraseCallback = Callable[[str], str | None]
+
+_DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+_PID_MARKER = b"\x1faideploy-pgid:"
+_PID_LINE = re.compile(rb"\x1faideploy-pgid:(\d+)\n")
+
+
+class SSHProcess(Process):
+    """One command on one channel of the shared transport."""
+
+    def __init__(self, connector: SSHConnector, channel: paramiko.Channel) -> None:
+        self._connector = connector
+        self._channel = channel
+        self._fd = channel.fileno()  # readable whenever stdout or stderr has data or EOF
+        self._pgid: int | None = None
+        self._stderr_hold = b""  # stderr until the PID marker line has been seen
+        self._pending: list[Chunk] = []
+
+    @property
+    def pgid(self) -> int | None:
+        """Process group of the command on the target, once its marker arrived."""
+        return self._pgid
+
+    def _drain(self) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        chan = self._channel
+        while chan.recv_ready():
+            data = chan.recv(65536)
+            if not data:
+                break
+            chunks.append(Chunk("stdout", data))
+        while chan.recv_stderr_ready():
+            data = chan.recv_stderr(65536)
+            if not data:
+                break
+            if self._pgid is None:
+                data = self._strip_marker(data)
+            if data:
+                chunks.append(Chunk("stderr", data))
+        if self._pgid is None and self._stderr_hold and self._finished_streams():
+            # the command ended without a marker (shell failed early): give back what we held
+            chunks.append(Chunk("stderr", self._stderr_hold))
+            self._stderr_hold = b""
+        return chunks
+
+    def _strip_marker(self, data: bytes) -> bytes:
+        buf = self._stderr_hold + data
+        found = _PID_LINE.search(buf)
+        if found:
+            self._pgid = int(found.group(1))
+            self._stderr_hold = b""
+            return buf[: found.start()] + buf[found.end() :]
+        # hold back from a possible (partial) marker; pass through what cannot be one
+        start = buf.find(_PID_MARKER[:1])
+        if start < 0:
+            self._stderr_hold = b""
+            return buf
+        self._stderr_hold = buf[start:]
+        return buf[:start]
+
+    def _finished_streams(self) -> bool:
+        chan = self._channel
+        return bool(chan.eof_received) and not chan.recv_ready() and not chan.recv_stderr_ready()
+
+    def read(self, timeout: float) -> list[Chunk]:
+        if self._pending:
+            chunks, self._pending = self._pending, []
+            return chunks + self._drain()
+        chunks = self._drain()
+        if chunks or self.done():
+            return chunks
+        if self._finished_streams() or self._channel.closed:
+            # output done, exit status on its way: wait for it, not on the (set) pipe
+            self._channel.status_event.wait(timeout)
+            return self._drain()
+        with contextlib.suppress(OSError, ValueError):
+            select.select([self._fd], [], [], timeout)
+        return self._drain()
+
+    def write(self, data: bytes) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self._channel.sendall(data)
+
+    def done(self) -> bool:
+        return (
+            self._channel.exit_status_ready()
+            and self._finished_streams()
+            and not self._stderr_hold
+            and not self._pending
+        )
+
+    def exit_code(self) -> int | None:
+        if not self._channel.exit_status_ready():
+            return None
+        code = self._channel.recv_exit_status()
+        return None if code < 0 else code
+
+    def _wait_for_pgid(self, limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while self._pgid is None and not self._channel.exit_status_ready():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self._pending.extend(self.read(min(left, 0.05)))
+
+    def kill(self) -> None:
+        self._wait_for_pgid(2.0)
+        if self._pgid is not None and not self._channel.exit_status_ready():
+            self._connector.run_quiet(group_kill_command(self._pgid), timeout=10.0)
+        self._channel.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+class SSHConnector(Connector):
+    """Commands and files on one host over one persistent SSH connection.
+
+    Explicit arguments win over ``~/.ssh/config`` (HostName, Port, User, IdentityFile,
+    ProxyJump are honoured). Keys are tried in this order: ``key_filename``, ssh-agent,
+    IdentityFile entries, the default ``~/.ssh/id_*`` files; then ``password``.
+    """
+
+    def __init__(
+        self,
+        hostname: str,
+        *,
+        port: int | None = None,
+        username: str | None = None,
+        key_filename: str | Path | Sequence[str | Path] | None = None,
+        password: str | None = None,
+        passphrase_callback: PassphraseCallback | None = None,
+        known_hosts: Path | str = Path("~/.ssh/known_hosts"),
+        accept_new_host_key: bool = False,
+        ssh_config: Path | str | None = Path("~/.ssh/config"),
+        connect_timeout: float = 10.0,
+        keepalive: int = 30,
+        connect_retries: int = 3,
+        backoff: Backoff | None = None,
+        clock: Clock | None = None,
+        use_agent: bool = True,
+        look_for_keys: bool = True,
+        proxy_jump: str | None = None,
+    ) -> None:
+        config = _lookup_config(ssh_config, hostname)
+        self.alias = hostname
+        self.hostname = str(config.get("hostname", hostname))
+        self.host = self.alias
+        self.port = port if port is not None else int(config.get("port", 22))
+        self.username = username or config.get("user") or getpass.getuser()
+        if key_filename is None:
+            keys: list[str] = []
+        elif isinstance(key_filename, str | Path):
+            keys = [str(key_filename)]
+        else:
+            keys = [str(k) for k in key_filename]
+        self.key_filenames = [os.path.expanduser(k) for k in keys]
+        self.config_identity_files = [
+            os.path.expanduser(str(k)) for k in config.get("identityfile", [])
+        ]
+        self.password = password
+        self.passphrase_callback = passphrase_callback
+        self.known_hosts = KnownHosts(known_hosts)
+        self.accept_new_host_key = accept_new_host_key
+        self.ssh_config = ssh_config
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.connect_retries = connect_retries
+        self.backoff = backoff or Backoff(base=1.0, factor=2.0, cap=10.0)
+        self.clock = clock or SystemClock()
+        self.use_agent = use_agent
+        self.look_for_keys = look_for_keys
+        jump = proxy_jump if proxy_jump is not None else config.get("proxyjump")
+        self.proxy_jump = None if not jump or str(jump).lower() == "none" else str(jump)
+        self.host_key_fingerprint: str | None = None
+        self.host_key_type: str | None = None
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._jump: SSHConnector | None = None
+
+    # -- connection ------------------------------------------------------------------------
+
+    @property
+    def transport(self) -> paramiko.Transport:
+        """The live transport (connecting first if needed)."""
+        if self._transport is None or not self._transport.is_active():
+            self.connect()
+        assert self._transport is not None
+        return self._transport
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and self._transport.is_active()
+
+    def connect(self) -> None:
+        if self.connected:
+            return
+        self.close()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                self._connect_once()
+                return
+            except (ConnectionRefusedError_, ConnectTimeoutError):
+                if attempt > self.connect_retries:
+                    raise
+                self.clock.sleep(self.backoff.delay(attempt))
+
+    def _connect_once(self) -> None:
+        sock = self._open_socket()
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = self.connect_timeout
+            transport.handshake_timeout = self.connect_timeout
+            preferred = self.known_hosts.preferred_algorithms(self.hostname, self.port)
+            if preferred:
+                options = transport.get_security_options()
+                current = list(options.key_types)
+                first = [a for a in preferred if a in current]
+                options.key_types = first + [a for a in current if a not in first]
+            try:
+                transport.start_client(timeout=self.connect_timeout)
+            except (paramiko.SSHException, EOFError, OSError) as exc:
+                text = str(exc) or type(exc).__name__
+                where = f"{self.hostname}:{self.port}"
+                if "banner" in text.lower() or isinstance(exc, TimeoutError | socket.timeout):
+                    raise ConnectTimeoutError(
+                        f"no SSH greeting from {where} within {self.connect_timeout:g}s"
+                    ) from exc
+                raise ConnectError(f"SSH handshake with {where} failed: {text}") from exc
+            key = transport.get_remote_server_key()
+            self.host_key_type = key.get_name()
+            self.host_key_fingerprint = fingerprint(key)
+            self.known_hosts.verify(
+                self.hostname, self.port, key, accept_new=self.accept_new_host_key
+            )
+            self._authenticate(transport)
+            if self.keepalive:
+                transport.set_keepalive(self.keepalive)
+        except BaseException:
+            transport.close()
+            self._close_jump()
+            raise
+        self._transport = transport
+
+    def _open_socket(self) -> socket.socket | paramiko.Channel:
+        where = f"{self.hostname}:{self.port}"
+        if self.proxy_jump:
+            return self._open_via_jump()
+        try:
+            sock = socket.create_connection((self.hostname, self.port), self.connect_timeout)
+        except socket.gaierror as exc:
+            raise DNSError(f"cannot resolve host {self.hostname}: {exc.strerror}") from exc
+        except ConnectionRefusedError as exc:
+            raise ConnectionRefusedError_(
+                f"connection refused by {where} (is sshd running on that port?)"
+            ) from exc
+        except TimeoutError as exc:
+            raise ConnectTimeoutError(
+                f"connection to {where} timed out after {self.connect_timeout:g}s"
+            ) from exc
+        except OSError as exc:
+            raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _open_via_jump(self) -> paramiko.Channel:
+        assert self.proxy_jump is not None
+        *earlier, last = [hop.strip() for hop in self.proxy_jump.split(",") if hop.strip()]
+        user, host, port = _parse_jump(last)
+        jump = SSHConnector(
+            host,
+            port=port,
+            username=user,
+            password=None,
+            passphrase_callback=self.passphrase_callback,
+            key_filename=self.key_filenames or None,
+            known_hosts=self.known_hosts.path,
+            accept_new_host_key=self.accept_new_host_key,
+            ssh_config=self.ssh_config,
+            connect_timeout=self.connect_timeout,
+            keepalive=self.keepalive,
+            connect_retries=0,
+            clock=self.clock,
+            use_agent=self.use_agent,
+            look_for_keys=self.look_for_keys,
+            proxy_jump=",".join(earlier) if earlier else "none",
+        )
+        jump.connect()
+        self._jump = jump
+        try:
+            return jump.transport.open_channel(
+                "direct-tcpip",
+                (self.hostname, self.port),
+                ("127.0.0.1", 0),
+                timeout=self.connect_timeout,
+            )
+        except (paramiko.SSHException, OSError) as exc:
+            raise ConnectError(
+                f"jump host {jump.alias} cannot reach {self.hostname}:{self.port}: {exc}"
+            ) from exc
+
+    def _candidate_keys(self) -> list[tuple[str, Callable[[], paramiko.PKey | None]]]:
+        """(label, loader) pairs in the order keys are offered."""
+        seen: set[str] = set()
+        out: list[tuple[str, Callable[[], paramiko.PKey | None]]] = []
+
+        def add_file(path: str, required: bool) -> None:
+            if path in seen or (not required and not os.path.exists(path)):
+                return
+            seen.add(path)
+            out.append((path, lambda: self._load_key(path)))
+
+        for path in self.key_filenames:
+            add_file(path, True)
+        if self.use_agent and os.environ.get("SSH_AUTH_SOCK"):
+            with contextlib.suppress(paramiko.SSHException, OSError):
+                for agent_key in paramiko.Agent().get_keys():
+                    label = f"agent {agent_key.get_name()} {fingerprint(agent_key)}"
+                    out.append((label, _constant(agent_key)))
+        for path in self.config_identity_files:
+            add_file(path, False)
+        if self.look_for_keys and not self.key_filenames:
+            for name in _DEFAULT_KEYS:
+                add_file(os.path.expanduser(f"~/.ssh/{name}"), False)
+        return out
+
+    def _load_key(self, path: str) -> paramiko.PKey | None:
+        try:
+            return paramiko.PKey.from_path(path)
+        except paramiko.PasswordRequiredException:
+            pass
+        except FileNotFoundError as exc:
+            raise AuthenticationError(f"key file {path} does not exist") from exc
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise _KeySkipped(f"{path} (unreadable: {exc})") from exc
+        if self.passphrase_callback is None:
+            raise _KeySkipped(f"{path} (encrypted, no passphrase given)")
+        passphrase = self.passphrase_callback(path)
+        if not passphrase:
+            raise _KeySkipped(f"{path} (encrypted, no passphrase given)")
+        try:
+            return paramiko.PKey.from_path(path, password=passphrase)
+        except (paramiko.SSHException, ValueError) as exc:
+            raise _KeySkipped(f"{path} (wrong passphrase)") from exc
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        tried: list[str] = []
+        allowed: list[str] | None = None
+        for label, loader in self._candidate_keys():
+            try:
+                key = loader()
+            except _KeySkipped as skipped:
+                tried.append(str(skipped))
+                continue
+            if key is None:
+                continue
+            shown = label if label.startswith("agent ") else f"{label} ({key.get_name()})"
+            tried.append(shown)
+            try:
+                transport.auth_publickey(self.username, key)
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+                break
+            except paramiko.AuthenticationException:
+                continue
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise ConnectError(f"connection lost during authentication: {exc}") from exc
+            if transport.is_authenticated():
+                return
+        if self.password is not None and (allowed is None or "password" in allowed):
+            tried.append("password")
+            try:
+                transport.auth_password(self.username, self.password)
+            except paramiko.BadAuthenticationType as exc:
+                allowed = list(exc.allowed_types)
+            except paramiko.AuthenticationException:
+                pass
+            if transport.is_authenticated():
+                return
+        methods = "; ".join(tried) if tried else "no key or password available"
+        extra = f"; server accepts: {', '.join(allowed)}" if allowed else ""
+        raise AuthenticationError(
+            f"authentication failed for {self.username}@{self.hostname}:{self.port}: "
+            f"tried publickey/password: {methods}{extra}"
+        )
+
+    def close(self) -> None:
+        if self._sftp is not None:
+            with contextlib.suppress(Exception):
+                self._sftp.close()
+            self._sftp = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+        self._close_jump()
+
+    def _close_jump(self) -> None:
+        if self._jump is not None:
+            self._jump.close()
+            self._jump = None
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _open_channel(self) -> paramiko.Channel:
+        try:
+            return self.transport.open_session(timeout=self.connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError):
+            # the connection died under us: reconnect once
+            self.close()
+            try:
+                return self.transport.open_session(timeout=self.connect_timeout)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise CommandError(f"cannot open a channel to {self.host}: {exc}") from exc
+
+    def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SSHProcess:
+        wrapped = (
+            f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
+        )
+        channel = self._open_channel()
+        try:
+            channel.exec_command(wrapped)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise CommandError(f"cannot start command on {self.host}: {exc}") from exc
+        return SSHProcess(self, channel)
+
+    def run_quiet(self, command: str, *, timeout: float = 30.0) -> tuple[int | None, bytes]:
+        """Run a helper command to completion; return (exit code, stdout+stderr)."""
+        process = self.start(command)
+        output = b""
+        deadline = time.monotonic() + timeout
+        try:
+            while not process.done() and time.monotonic() < deadline:
+                output += b"".join(c.data for c in process.read(0.1))
+            return process.exit_code(), output
+        finally:
+            process.close()
+
+    # -- files -----------------------------------------------------------------------------
+
+    @property
+    def sftp(self) -> paramiko.SFTPClient:
+        if self._sftp is None or self._sftp.get_channel() is None or not self.connected:
+            client = paramiko.SFTPClient.from_transport(self.transport)
+            if client is None:
+                raise CommandError(f"cannot open SFTP to {self.host}")
+            self._sftp = client
+        return self._sftp
+
+    def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:
+        with open(local, "rb") as handle:
+            self._write_atomic(remote, handle, mode if mode is not None else 0o644)
+
+    def write_file(self, remote: str, data: bytes, *, mode: int = 0o644) -> None:
+        self._write_atomic(remote, io.BytesIO(data), mode)
+
+    def _write_atomic(self, remote: str, source: BinaryIO, mode: int) -> None:
+        directory, slash, name = remote.rpartition("/")
+        tmp = f"{directory}{slash}.{name}.aideploy-{secrets.token_hex(6)}"
+        sftp = self.sftp
+        try:
+            with sftp.open(tmp, "wb") as handle:
+                handle.set_pipelined(True)
+                while block := source.read(262144):
+                    handle.write(block)
+            sftp.chmod(tmp, mode)
+            sftp.posix_rename(tmp, remote)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                sftp.remove(tmp)
+            raise CommandError(f"cannot write {remote} on {self.host}: {exc}") from exc
+
+    def get_file(self, remote: str, local: Path) -> None:
+        local = Path(local)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", dir=local.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                self.sftp.getfo(remote, handle)
+            os.replace(tmp, local)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise CommandError(f"cannot read {remote} from {self.host}: {exc}") from exc
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _constant(key: paramiko.PKey) -> Callable[[], paramiko.PKey | None]:
+    return lambda: key
+
+
+class _KeySkipped(Exception):
+    """A key file that could not be offered (the message says why)."""
+
+
+def _lookup_config(path: Path | str | None, hostname: str) -> dict[str, Any]:
+    if path is None:
+        return {}
+    expanded = Path(os.path.expanduser(str(path)))
+    if not expanded.is_file():
+        return {}
+    try:
+        config = paramiko.SSHConfig.from_path(str(expanded))
+        return dict(config.lookup(hostname))
+    except (OSError, paramiko.SSHException, ValueError) as exc:
+        raise ConfigError(f"cannot read ssh config {expanded}: {exc}") from exc
+
+
+def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
+    """``[user@]host[:port]`` -> (user, host, port)."""
+    user = None
+    if "@" in spec:
+        user, spec = spec.rsplit("@", 1)
+    port: int | None = None
+    if spec.startswith("["):
+        host, _, rest = spec[1:].partition("]")
+        if rest.startswith(":"):
+            port = int(rest[1:])
+    elif spec.count(":") == 1:
+        host, port_text = spec.split(":")
+        port = int(port_text)
+    else:
+        host = spec
+    return user, host, port
