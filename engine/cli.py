@@ -28,7 +28,7 @@ from aideploy.engine.errors import (
     UsageError,
 )
 from aideploy.engine.logs import configure_console
-from aideploy.engine.redact import redact
+from aideploy.engine.redact import is_secret_key, redact, register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.engine.target import Target, resolve_target
 
@@ -180,6 +180,8 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        if is_secret_key(key):
+            register_secret(value)  # masked in output; stored as *** (prefer --secret-env)
         out[key] = value
     return out
 
@@ -233,6 +235,9 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     metavar="KEY=VALUE",
     help="Plan variable (passed to commands as an environment variable).",
 )
+@click.option("--secret-env", "secret_env", multiple=True, metavar="NAME",
+              help="Plan variable whose value is read from this environment variable at run "
+              "(and resume) time; it is masked in output and never stored.")
 @click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")

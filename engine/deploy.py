@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -10,10 +11,12 @@ from typing import Any
 
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.config import Config
+from aideploy.engine.errors import ConfigError
 from aideploy.engine.executor import Executor, Progress, Recorder
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, load_plan, with_env
 from aideploy.engine.recovery import RecoveryAdvisor
+from aideploy.engine.redact import register_secret
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
@@ -41,6 +44,18 @@ class DeployRequest:
     env: Mapping[str, str] = field(default_factory=dict)
     kb: str | None = None
     mode: str = "default"  # default | interactive | auto
+    secret_env: tuple[str, ...] = ()  # plan variables read from the local environment
+
+    def secrets(self) -> dict[str, str]:
+        """Values of ``secret_env`` now; registered so they are masked everywhere."""
+        found = {}
+        for name in self.secret_env:
+            value = os.environ.get(name)
+            if value is None:
+                raise ConfigError(f"--secret-env {name}: not set in the environment")
+            register_secret(value)
+            found[name] = value
+        return found
 
 
 def open_knowledge(kb: str | None) -> Any:
@@ -81,6 +96,7 @@ def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
         "target": target.to_state(),
         "kb": request.kb,
         "mode": request.mode,
+        "secret_env": list(request.secret_env),  # names only, never values
     }
     return state
 
@@ -98,7 +114,8 @@ def run(
     clock: Clock | None = None,
 ) -> DeploymentState:
     """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure."""
-    plan = prepare_plan(request.plan_spec, request.env, state.deployment_id)
+    plan = prepare_plan(request.plan_spec, {**request.env, **request.secrets()},
+                        state.deployment_id)
     config = request.config
     clock = clock or SystemClock()
     knowledge = open_knowledge(request.kb)

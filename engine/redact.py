@@ -119,12 +119,26 @@ def redact(text: str) -> str:
     return text
 
 
+_SECRET_KEY = re.compile(r"(?i)" + _KEYWORDS + r"$|^(?:dsn|database_url|db_url)$")
+
+
+def is_secret_key(name: str) -> bool:
+    """True for names like ``DB_PASSWORD``, ``api_token``, ``DATABASE_URL``."""
+    return bool(_SECRET_KEY.search(name))
+
+
 def redact_obj(obj: object) -> object:
-    """Redact every string inside a JSON-like structure (dict keys kept)."""
+    """Redact every string inside a JSON-like structure; values under secret-looking keys
+    (``password``, ``DB_PASSWORD``, ``api_token``...) are masked whole."""
     if isinstance(obj, str):
         return redact(obj)
     if isinstance(obj, dict):
-        return {k: redact_obj(v) for k, v in obj.items()}
+        return {
+            k: MASK
+            if isinstance(k, str) and _SECRET_KEY.search(k) and isinstance(v, str) and v
+            else redact_obj(v)
+            for k, v in obj.items()
+        }
     if isinstance(obj, list | tuple):
         return [redact_obj(v) for v in obj]
     return obj

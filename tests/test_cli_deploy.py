@@ -1,0 +1,140 @@
+"""The CLI end to end on this machine: the example plan, dry run, secrets kept out of every file."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _cli(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aideploy", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1", **(env or {})},
+        timeout=120,
+    )
+
+
+def _all_files_text(root: Path) -> str:
+    chunks = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            chunks.append(path.read_bytes().decode("utf-8", "replace"))
+    return "\n".join(chunks)
+
+
+def test_example_plan_deploys_locally_and_prints_what_it_did(tmp_path: Path) -> None:
+    kb = tmp_path / "kb.sqlite"
+    proc = _cli(tmp_path, "deploy", "--local", "--kb", str(kb))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for step in ("validate_host", "prepare_release", "write_site", "switch_current", "verify_site"):
+        assert step in proc.stdout
+    assert "completed" in proc.stdout
+    site = tmp_path / "home" / "example-site"
+    current = (site / "current").resolve()
+    assert current.parent == (site / "releases").resolve()
+    assert "release" in (site / "current" / "index.html").read_text()
+
+
+def test_dry_run_runs_nothing(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "deploy", "--local", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "Dry run" in proc.stdout and "run: " in proc.stdout
+    assert not (tmp_path / "home" / "example-site").exists()
+    assert not (tmp_path / "home" / "deployments").exists()
+
+
+def test_secrets_never_reach_logs_state_or_kb(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        """
+name = "secretive"
+[[steps]]
+name = "leak"
+commands = ['echo "connecting with $DB_PASSWORD and $API_TOKEN"; echo PGPASSWORD=$DB_PASSWORD psql', 'echo postgres://app:$DB_PASSWORD@db/app']
+"""
+    )
+    proc = _cli(
+        tmp_path,
+        "-v",
+        "deploy",
+        "--local",
+        "--plan",
+        str(plan),
+        "--kb",
+        str(tmp_path / "kb.sqlite"),
+        "--set",
+        "DB_PASSWORD=Sup3r-Secret-Pw",
+        "--secret-env",
+        "API_TOKEN",
+        env={"API_TOKEN": "tok-0123456789-abcdef"},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "connecting with ***" in proc.stdout
+    everything = proc.stdout + proc.stderr + _all_files_text(tmp_path / "home")
+    everything += (tmp_path / "kb.sqlite").read_bytes().decode("utf-8", "replace")
+    assert "Sup3r-Secret-Pw" not in everything
+    assert "tok-0123456789-abcdef" not in everything
+
+
+def test_failed_deploy_exit_code_and_reason(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        """
+name = "broken"
+[[steps]]
+name = "boom"
+commands = ['echo "E: Unable to locate package definitely-not-a-package" >&2; exit 100']
+"""
+    )
+    config = tmp_path / "c.json"
+    config.write_text('{"deployment": {"max_retries": 0}}')
+    proc = _cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "deploy",
+        "--local",
+        "--plan",
+        str(plan),
+        "--kb",
+        str(tmp_path / "kb.sqlite"),
+    )
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "FAILED" in proc.stderr and "package_not_found" in proc.stderr
+    assert "completed" not in proc.stdout.lower()
+    assert "Traceback" not in proc.stderr
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    proc = _cli(tmp_path, "deploy", "--plan", "no-such-plan", "--local")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: unknown plan 'no-such-plan'")
+    assert "Traceback" not in proc.stderr
+    proc = _cli(tmp_path, "deploy", "--server", "bad host;rm")
+    assert proc.returncode == 2 and "--server: malformed host name" in proc.stderr
+    proc = _cli(tmp_path, "--debug", "deploy", "--plan", "no-such-plan", "--local")
+    assert "Traceback" in proc.stderr  # --debug shows it
+
+
+def test_help_on_every_command(tmp_path: Path) -> None:
+    for command in (
+        ["deploy"],
+        ["resume"],
+        ["status"],
+        ["list"],
+        ["logs"],
+        ["test-connection"],
+        ["config", "validate"],
+        ["learn"],
+    ):
+        proc = _cli(tmp_path, *command, "--help")
+        assert proc.returncode == 0 and "Usage:" in proc.stdout, command
+    version = _cli(tmp_path, "--version")
+    assert version.returncode == 0 and "aideploy" in version.stdout
