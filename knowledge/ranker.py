@@ -1,0 +1,511 @@
+"""The learning recovery advisor: rules + fuzzy neighbours + a logistic model.
+
+Detection scores each error class from the regex rules and a text classifier trained on the
+bundled corpus (train split and synthetic examples). Candidates come from rule hits, the class
+defaults of the likely classes, an exact signature hit in the history and fuzzy neighbours
+(rapidfuzz over masked signatures, narrowed by class). Each candidate's score blends
+
+* the *prior*: the strongest rule (or class default) that proposes it, refined by how that
+  strategy has done on this error class so far (Beta-smoothed, per step when known);
+* the *neighbour evidence*: similarity-weighted, import-weight-aware successes and failures of the
+  strategy on this signature and its neighbours, with exponential forgetting so a strategy that
+  stops working loses its place within a few outcomes;
+* the *model*: P(recovered) from a LogisticRegression over (signature tokens, strategy, class,
+  context), weighted down as direct evidence grows.
+
+Every candidate carries a readable ``why``; :meth:`Ranker.explain` returns it all structured.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk
+from aideploy.engine.result import Result
+from aideploy.knowledge.classes import (
+    ERROR_CLASSES,
+    UNKNOWN,
+    risk_of,
+    strategies_for,
+)
+from aideploy.knowledge.corpus import Example, load_bundled, train_examples
+from aideploy.knowledge.history import History, PastOutcome
+from aideploy.knowledge.model import OutcomeModel, TextClassifier
+from aideploy.knowledge.rules import RuleHit, RuleSet
+from aideploy.knowledge.signature import signature_of
+from rapidfuzz import fuzz, process
+
+MANUAL = "manual_intervention"
+POSITION_DECAY = (1.0, 0.55, 0.32, 0.2, 0.14, 0.1)
+FORGET = 0.8  # per-update decay of a (signature, step, strategy) tally
+CLASS_FORGET = 0.95
+OTHER_STEP = 0.3  # weight of evidence from another step than the failure's
+FUZZY_CUTOFF = 85.0
+FUZZY_LIMIT = 8
+PRIOR_STRENGTH = 1.0  # pseudo-observations of the (class-refined) prior against evidence
+CLASS_PRIOR_STRENGTH = 3.0
+MODEL_WEIGHT = 0.35
+CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
+MANUAL_SCORE = 0.02
+
+
+# --- explanation values ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    signature: str
+    error_class: str
+    similarity: float  # 0..100, 100 = the same signature
+    outcomes: Mapping[str, tuple[float, float]]  # strategy -> (recovered, failed), weighted
+
+
+@dataclass(frozen=True)
+class CandidateDetail:
+    strategy: str
+    score: float
+    risk: str
+    prior: float
+    prior_source: str
+    class_recovered: float
+    class_failed: float
+    neighbour_recovered: float
+    neighbour_failed: float
+    model_probability: float | None
+    decided_by: str
+    why: str
+
+
+@dataclass(frozen=True)
+class Explanation:
+    signature: str
+    error_class: str
+    class_scores: list[tuple[str, float]]
+    rule_hits: list[RuleHit]
+    details: Mapping[str, str]
+    neighbours: list[Neighbour]
+    candidates: list[CandidateDetail]
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """What detection made of a text (cached between detect and candidates)."""
+
+    signature: str
+    hits: list[RuleHit]
+    class_scores: list[tuple[str, float]]
+    details: Mapping[str, str]
+
+    @property
+    def error_class(self) -> str:
+        return self.class_scores[0][0] if self.class_scores else UNKNOWN
+
+
+@dataclass
+class _Tally:
+    recovered: float = 0.0
+    failed: float = 0.0
+
+    def add(self, recovered: bool, weight: float, forget: float) -> None:
+        self.recovered *= forget
+        self.failed *= forget
+        if recovered:
+            self.recovered += weight
+        else:
+            self.failed += weight
+
+
+@dataclass
+class _SignatureStats:
+    error_class: str
+    # step -> strategy -> tally ("" = step unknown)
+    by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
+
+    def evidence(self, step: str) -> dict[str, tuple[float, float]]:
+        out: dict[str, list[float]] = {}
+        for s, strategies in self.by_step.items():
+            w = 1.0 if s == step else OTHER_STEP
+            for name, t in strategies.items():
+                acc = out.setdefault(name, [0.0, 0.0])
+                acc[0] += w * t.recovered
+                acc[1] += w * t.failed
+        return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+# --- the bundled classifier, trained once per process ---------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _bundled_classifier() -> TextClassifier:
+    return _train_classifier(tuple(train_examples(load_bundled())))
+
+
+def _train_classifier(examples: Sequence[Example]) -> TextClassifier:
+    usable = [e for e in examples if e.split != "test"]
+    return TextClassifier().fit([e.text for e in usable], [e.error_class for e in usable])
+
+
+class Ranker:
+    """RecoveryAdvisor that learns from every recorded outcome."""
+
+    def __init__(
+        self,
+        history: History,
+        rules: RuleSet | None = None,
+        *,
+        corpus: Sequence[Example] | None = None,
+        recorder: Callable[[PastOutcome], None] | None = None,
+        refit_every: int = 50,
+        explore: float = 0.05,
+        seed: int = 0,
+    ) -> None:
+        self.rules = rules if rules is not None else RuleSet()
+        self.classifier = (
+            _bundled_classifier() if corpus is None else _train_classifier(list(corpus))
+        )
+        self.recorder = recorder
+        self.refit_every = refit_every
+        self.explore = max(0.0, min(explore, 0.2))
+        self._rng = random.Random(seed)
+        self._explored: set[str] = set()
+        self.model = OutcomeModel()
+        self._outcomes: list[PastOutcome] = []
+        self._since_fit = 0
+        self._stats: dict[str, _SignatureStats] = {}
+        self._class_stats: dict[tuple[str, str], dict[str, _Tally]] = {}
+        self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
+        self._analysis_cache: dict[str, Analysis] = {}
+        past = list(history.past_outcomes())
+        past.sort(key=lambda o: o.at.timestamp() if o.at else 0.0)
+        for o in past:
+            self._learn(o)
+        self._outcomes.extend(past)
+        self.refit()
+
+    # --- learning -----------------------------------------------------------------------
+
+    def _learn(self, o: PastOutcome) -> None:
+        if o.outcome not in ("recovered", "failed"):
+            return
+        ok = o.outcome == "recovered"
+        w = max(float(o.weight), 0.0)
+        step = str(o.context.get("step", "")) if o.context else ""
+        stats = self._stats.get(o.signature)
+        if stats is None:
+            stats = _SignatureStats(o.error_class)
+            self._stats[o.signature] = stats
+            self._index.setdefault(o.error_class, []).append(o.signature)
+        stats.by_step.setdefault(step, {}).setdefault(o.strategy, _Tally()).add(ok, w, FORGET)
+        for key in ((o.error_class, step), (o.error_class, "*")):
+            tallies = self._class_stats.setdefault(key, {})
+            tallies.setdefault(o.strategy, _Tally()).add(ok, w, CLASS_FORGET)
+
+    def refit(self) -> None:
+        """Fit the outcome model on every outcome seen so far."""
+        self.model.fit(self._outcomes)
+        self._since_fit = 0
+
+    def record(
+        self,
+        failure: Failure,
+        strategy: str,
+        outcome: Outcome,
+        *,
+        duration: float,
+        decided_by: str,
+        deployment_id: str | None = None,
+    ) -> None:
+        context = {"step": failure.step}
+        if failure.details.get("tool"):
+            context["tool"] = failure.details["tool"]
+        past = PastOutcome(
+            signature=failure.signature,
+            error_class=failure.error_class,
+            strategy=strategy,
+            outcome=outcome.value,
+            weight=1.0,
+            context=context,
+            at=datetime.now(UTC),
+            deployment_id=deployment_id,
+        )
+        self._learn(past)
+        self._outcomes.append(past)
+        if self.recorder is not None:
+            self.recorder(past)
+        self._since_fit += 1
+        if self.refit_every and self._since_fit >= self.refit_every:
+            self.refit()
+
+    # --- detection ----------------------------------------------------------------------
+
+    def analyze_many(self, texts: Sequence[str]) -> list[Analysis]:
+        """Signature, rule hits, class scores and details of many texts (batched classifier)."""
+        probs = self.classifier.predict_proba(list(texts)) if texts else []
+        out = []
+        for text, p in zip(texts, probs, strict=True):
+            hits = self.rules.match(text)
+            out.append(
+                Analysis(
+                    signature=signature_of(text),
+                    hits=hits,
+                    class_scores=self._combine(self.rules.class_scores(hits), p),
+                    details=self.rules.details(text, hits),
+                )
+            )
+        return out
+
+    def analyze(self, text: str) -> Analysis:
+        cached = self._analysis_cache.get(text)
+        if cached is None:
+            cached = self.analyze_many([text])[0]
+            if len(self._analysis_cache) > 512:
+                self._analysis_cache.clear()
+            self._analysis_cache[text] = cached
+        return cached
+
+    @staticmethod
+    def _combine(rule: Mapping[str, float], model: Mapping[str, float]) -> list[tuple[str, float]]:
+        scores: dict[str, float] = {}
+        for c in ERROR_CLASSES:
+            r, m = rule.get(c, 0.0), model.get(c, 0.0)
+            scores[c] = 1.0 - (1.0 - r) * (1.0 - m) if r or m else 0.0
+        if not any(rule.values()) and max(model.values(), default=0.0) < 0.25:
+            scores[UNKNOWN] = max(scores[UNKNOWN], 0.3)
+        total = sum(scores.values()) or 1.0
+        ranked = sorted(((c, s / total) for c, s in scores.items()), key=lambda cs: -cs[1])
+        return ranked
+
+    def detect(self, step: str, result: Result) -> Failure:
+        text = result.output or result.command
+        a = self.analyze(text)
+        return Failure(
+            step=step,
+            result=result,
+            error_class=a.error_class,
+            signature=a.signature,
+            details=dict(a.details),
+        )
+
+    # --- ranking ------------------------------------------------------------------------
+
+    def neighbours(self, signature: str, classes: Iterable[str], step: str = "") -> list[Neighbour]:
+        out: list[Neighbour] = []
+        exact = self._stats.get(signature)
+        if exact is not None:
+            out.append(Neighbour(signature, exact.error_class, 100.0, exact.evidence(step)))
+        if not signature:
+            return out
+        for c in classes:
+            choices = self._index.get(c)
+            if not choices:
+                continue
+            for sig, sim, _ in process.extract(
+                signature,
+                choices,
+                scorer=fuzz.ratio,
+                score_cutoff=FUZZY_CUTOFF,
+                limit=FUZZY_LIMIT,
+            ):
+                if sig == signature:
+                    continue
+                st = self._stats[sig]
+                out.append(Neighbour(sig, st.error_class, float(sim), st.evidence(step)))
+        out.sort(key=lambda n: -n.similarity)
+        return out[: FUZZY_LIMIT + 1]
+
+    def _class_evidence(self, error_class: str, step: str) -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        own = self._class_stats.get((error_class, step), {}) if step else {}
+        every = self._class_stats.get((error_class, "*"), {})
+        for name, t in every.items():
+            o = own.get(name)
+            orec, ofail = (o.recovered, o.failed) if o else (0.0, 0.0)
+            # evidence from this step counts fully, the rest of the class at OTHER_STEP
+            out[name] = (
+                orec + OTHER_STEP * max(t.recovered - orec, 0.0),
+                ofail + OTHER_STEP * max(t.failed - ofail, 0.0),
+            )
+        return out
+
+    def _score(self, failure: Failure) -> tuple[Analysis, list[Neighbour], list[CandidateDetail]]:
+        a = self.analyze(failure.result.output or failure.result.command)
+        signature = failure.signature or a.signature
+        step = failure.step
+        scores = dict(a.class_scores)
+        main_class = failure.error_class if failure.error_class in scores else a.error_class
+        classes = [main_class] + [
+            c for c, s in a.class_scores[:3] if c != main_class and s >= CLASS_CUTOFF
+        ]
+
+        # priors: strongest proposer of each strategy
+        prior: dict[str, tuple[float, str]] = {}
+
+        def propose(name: str, value: float, source: str) -> None:
+            if name == MANUAL:
+                return
+            if value > prior.get(name, (-1.0, ""))[0]:
+                prior[name] = (value, source)
+
+        for h in a.hits:
+            for pos, name in enumerate(h.strategies):
+                decay = POSITION_DECAY[min(pos, len(POSITION_DECAY) - 1)]
+                propose(name, h.weight * decay, f"rule {h.rule!r} ({h.error_class})")
+        for c in classes:
+            cs = max(scores.get(c, 0.0), 0.5 if c == main_class else 0.0)
+            for pos, name in enumerate(strategies_for(c)):
+                decay = POSITION_DECAY[min(pos, len(POSITION_DECAY) - 1)]
+                propose(name, cs * decay * 0.9, f"class {c} default #{pos + 1}")
+        class_ev = self._class_evidence(main_class, step)
+        for name in class_ev:
+            propose(name, 0.05, f"seen on class {main_class}")
+
+        neighbours = self.neighbours(signature, classes, step)
+        neigh_ev: dict[str, list[float]] = {}
+        for n in neighbours:
+            if n.similarity >= 100.0:
+                w = 1.0
+            else:
+                w = 0.8 * ((n.similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)) ** 2
+            for name, (rec, fail) in n.outcomes.items():
+                acc = neigh_ev.setdefault(name, [0.0, 0.0])
+                acc[0] += w * rec
+                acc[1] += w * fail
+                propose(name, 0.05, "neighbour evidence")
+
+        names = [n for n in prior if n != MANUAL]
+        model_p = self.model.predict(signature, main_class, names, {"step": step})
+
+        details: list[CandidateDetail] = []
+        for name in names:
+            p0, source = prior[name]
+            crec, cfail = class_ev.get(name, (0.0, 0.0))
+            class_post = (crec + CLASS_PRIOR_STRENGTH * p0) / (crec + cfail + CLASS_PRIOR_STRENGTH)
+            nrec, nfail = neigh_ev.get(name, [0.0, 0.0])
+            post = (nrec + PRIOR_STRENGTH * class_post) / (nrec + nfail + PRIOR_STRENGTH)
+            m = model_p.get(name)
+            score = post
+            if m is not None:
+                lam = MODEL_WEIGHT / (1.0 + nrec + nfail)
+                score = (1.0 - lam) * post + lam * m
+            if nrec + nfail >= 0.5:
+                decided = "history"
+            elif crec + cfail >= 0.5:
+                decided = "history" if m is None else "model"
+            else:
+                decided = "rule"
+            details.append(
+                CandidateDetail(
+                    strategy=name,
+                    score=round(score, 4),
+                    risk=risk_of(name).value,
+                    prior=round(p0, 4),
+                    prior_source=source,
+                    class_recovered=round(crec, 3),
+                    class_failed=round(cfail, 3),
+                    neighbour_recovered=round(nrec, 3),
+                    neighbour_failed=round(nfail, 3),
+                    model_probability=None if m is None else round(m, 4),
+                    decided_by=decided,
+                    why="",
+                )
+            )
+        risk_order = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
+        details.sort(key=lambda d: (-d.score, risk_order.get(d.risk, 3), d.strategy))
+        details.append(
+            CandidateDetail(
+                MANUAL,
+                MANUAL_SCORE,
+                Risk.LOW.value,
+                0.0,
+                "always last",
+                0,
+                0,
+                0,
+                0,
+                None,
+                "rule",
+                "",
+            )
+        )
+        described = [self._describe(d, neighbours, main_class) for d in details]
+        return a, neighbours, described
+
+    @staticmethod
+    def _describe(d: CandidateDetail, neighbours: list[Neighbour], cls: str) -> CandidateDetail:
+        if d.strategy == MANUAL:
+            why = "manual intervention: pause, explain, keep state for resume (always last)"
+        else:
+            parts = [f"{d.prior_source} gives prior {d.prior:.2f}"]
+            if d.class_recovered or d.class_failed:
+                parts.append(
+                    f"on class {cls}: {d.class_recovered:.1f} recovered / "
+                    f"{d.class_failed:.1f} failed"
+                )
+            seen = []
+            for n in neighbours:
+                rec, fail = n.outcomes.get(d.strategy, (0.0, 0.0))
+                if rec or fail:
+                    label = "same signature" if n.similarity >= 100 else f"sim {n.similarity:.0f}"
+                    seen.append(f"{label}: {rec:.1f} recovered / {fail:.1f} failed")
+            if seen:
+                parts.append("neighbours: " + "; ".join(seen[:4]))
+            if d.model_probability is not None:
+                parts.append(f"model p(recovered)={d.model_probability:.2f}")
+            parts.append(f"risk {d.risk}")
+            why = "; ".join(parts)
+        return CandidateDetail(**{**d.__dict__, "why": why})
+
+    def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]:
+        _, _, details = self._score(failure)
+        kept = [d for d in details if d.strategy not in exclude]
+        out = [Candidate(d.strategy, d.score, d.why, d.decided_by) for d in kept]
+        return self._maybe_explore(failure, kept, out)
+
+    def _maybe_explore(
+        self, failure: Failure, kept: list[CandidateDetail], out: list[Candidate]
+    ) -> list[Candidate]:
+        """Now and then try a promising, untried, not-high-risk alternative first."""
+        if not self.explore or len(kept) < 3 or failure.signature in self._explored:
+            return out
+        top = kept[0]
+        if top.neighbour_recovered + top.neighbour_failed >= 3:
+            return out
+        if self._rng.random() >= self.explore:
+            return out
+        for i, d in enumerate(kept[1:], 1):
+            if d.strategy == MANUAL or d.risk == Risk.HIGH.value:
+                continue
+            if d.neighbour_recovered + d.neighbour_failed > 0 or d.score < 0.5 * top.score:
+                continue
+            self._explored.add(failure.signature)
+            chosen = out[i]
+            why = f"exploring an untried alternative (low/medium risk); {chosen.why}"
+            return [Candidate(chosen.strategy, chosen.score, why, "explore")] + [
+                c for j, c in enumerate(out) if j != i
+            ]
+        return out
+
+    def explain(self, text: str, step: str = "") -> Explanation:
+        """Everything behind a ranking, structured (no exploration)."""
+        a = self.analyze(text)
+        result = Result(command="", host="", exit_code=1, stdout="", stderr=text, duration=0.0)
+        failure = Failure(step, result, a.error_class, a.signature, dict(a.details))
+        a, neighbours, details = self._score(failure)
+        return Explanation(
+            signature=a.signature,
+            error_class=a.error_class,
+            class_scores=[(c, round(s, 4)) for c, s in a.class_scores],
+            rule_hits=a.hits,
+            details=dict(a.details),
+            neighbours=neighbours,
+            candidates=details,
+        )
+
+    def failure_of(self, text: str, step: str = "") -> Failure:
+        """A Failure for raw text (CLI, simulator)."""
+        result = Result(command="", host="", exit_code=1, stdout="", stderr=text, duration=0.0)
+        return self.detect(step, result)
