@@ -235,9 +235,14 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     metavar="KEY=VALUE",
     help="Plan variable (passed to commands as an environment variable).",
 )
-@click.option("--secret-env", "secret_env", multiple=True, metavar="NAME",
-              help="Plan variable whose value is read from this environment variable at run "
-              "(and resume) time; it is masked in output and never stored.")
+@click.option(
+    "--secret-env",
+    "secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Plan variable whose value is read from this environment variable at run "
+    "(and resume) time; it is masked in output and never stored.",
+)
 @click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")

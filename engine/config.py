@@ -8,11 +8,14 @@ names, paths) are checked here so that none can carry shell syntax; commands quo
 
 from __future__ import annotations
 
+import copy
+import functools
 import ipaddress
 import json
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,7 +93,8 @@ def spec(description: str, default: Any = MISSING, check: Any = None, **kw: Any)
     if default is MISSING:
         return field(metadata=meta, **kw)
     if isinstance(default, list | dict):
-        return field(default_factory=lambda d=default: type(d)(d), metadata=meta, **kw)
+        factory: Callable[[], Any] = functools.partial(copy.deepcopy, default)
+        return field(default_factory=factory, metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
 
 
@@ -233,7 +237,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return None
         return _convert(value, args[0], where)
     if is_dataclass(tp):
-        return _build(tp, value, where)
+        return _build(typing.cast(type[Any], tp), value, where)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected an object, got {_json_type(value)}")
@@ -311,7 +315,9 @@ def _build(cls: type[T], data: Any, where: str) -> T:
             if fld.default is MISSING and fld.default_factory is MISSING:
                 raise ConfigError(f"{path}: missing required field")
             if fld.default is None and is_dataclass(tp):
-                kwargs[name] = _build(tp, {}, path)  # a section left out: its defaults
+                kwargs[name] = _build(
+                    typing.cast(type[Any], tp), {}, path
+                )  # a section left out: its defaults
             continue
         value = _convert(data[name], tp, path)
         check = fld.metadata.get("check")

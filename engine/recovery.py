@@ -84,10 +84,17 @@ class StrategyContext:
 
 
 class Strategy(Protocol):
-    name: str
-    risk: Risk
-    description: str
-    classes: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def risk(self) -> Risk: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def classes(self) -> tuple[str, ...]: ...
 
     def apply(self, ctx: StrategyContext) -> bool:
         """Do the recovery work on the target; True if it did something worth a retry."""

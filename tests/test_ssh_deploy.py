@@ -1,0 +1,118 @@
+"""The CLI over a real loopback sshd: host-key policy, test-connection, a deploy in session mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support.sshd import SSHServer
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aideploy", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def _config(tmp_path: Path, sshd: SSHServer, known_hosts: Path) -> Path:
+    path = tmp_path / "ai_deployment_config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "ssh": {"known_hosts": str(known_hosts), "connect_retries": 1, "timeout": 5},
+                "server_profiles": {
+                    "loopback": {
+                        "hostname": sshd.host,
+                        "port": sshd.port,
+                        "username": sshd.user,
+                        "key_file": str(sshd.client_key),
+                    }
+                },
+            }
+        )
+    )
+    return path
+
+
+def test_unknown_host_refused_then_accept_new_records_it(tmp_path: Path, sshd: SSHServer) -> None:
+    known = tmp_path / "known_hosts"
+    config = _config(tmp_path, sshd, known)
+    refused = _cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
+    assert refused.returncode == 3, refused.stderr
+    assert "--accept-new-host-key" in refused.stderr and "Traceback" not in refused.stderr
+    assert not known.exists() or sshd.host_key_fingerprint not in known.read_text()
+
+    accepted = _cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "test-connection",
+        "--profile",
+        "loopback",
+        "--accept-new-host-key",
+    )
+    assert accepted.returncode == 0, accepted.stderr
+    assert sshd.host_key_fingerprint in accepted.stdout
+    assert "round trip" in accepted.stdout
+
+    again = _cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
+    assert again.returncode == 0, again.stderr
+
+
+def test_changed_host_key_refused_even_with_accept_new(tmp_path: Path, sshd: SSHServer) -> None:
+    known = tmp_path / "known_hosts"
+    other = subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")],
+        check=True,
+    )
+    assert other.returncode == 0
+    public = (tmp_path / "other.pub").read_text().split()
+    known.write_text(f"[{sshd.host}]:{sshd.port} {public[0]} {public[1]}\n")
+    config = _config(tmp_path, sshd, known)
+    proc = _cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "test-connection",
+        "--profile",
+        "loopback",
+        "--accept-new-host-key",
+    )
+    assert proc.returncode == 3
+    assert "changed" in proc.stderr.lower()
+
+
+def test_example_deploy_over_ssh_session(tmp_path: Path, sshd: SSHServer) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts_lines())
+    config = _config(tmp_path, sshd, known)
+    site = tmp_path / "remote-site"
+    proc = _cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "deploy",
+        "--profile",
+        "loopback",
+        "--set",
+        f"SITE_ROOT={site}",
+        "--kb",
+        str(tmp_path / "kb.sqlite"),
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "completed" in proc.stdout
+    assert (site / "current" / "index.html").is_file()
+    state_files = list((tmp_path / "home" / "deployments").glob("*.json"))
+    state = json.loads(state_files[0].read_text())
+    assert state["server_info"]["hostname"] == sshd.host
+    assert state["options"]["target"]["session_mode"] is True
