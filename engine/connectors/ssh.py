@@ -274,7 +274,14 @@ class SSHConnector(Connector):
                         f"no SSH greeting from {where} within {self.connect_timeout:g}s"
                     ) from exc
                 raise ConnectError(f"SSH handshake with {where} failed: {text}") from exc
-            key = transport.get_remote_server_key()
+            try:
+                key = transport.get_remote_server_key()
+            except paramiko.SSHException as exc:
+                # start_client returned at its deadline with the key exchange unfinished
+                raise ConnectTimeoutError(
+                    f"no SSH handshake from {self.hostname}:{self.port} "
+                    f"within {self.connect_timeout:g}s"
+                ) from exc
             self.host_key_type = key.get_name()
             self.host_key_fingerprint = fingerprint(key)
             self.known_hosts.verify(
@@ -376,6 +383,9 @@ class SSHConnector(Connector):
             return paramiko.PKey.from_path(path)
         except paramiko.PasswordRequiredException:
             pass
+        except TypeError as exc:  # cryptography: "Key is password-protected, but ..."
+            if "password" not in str(exc).lower():
+                raise _KeySkipped(f"{path} (unreadable: {exc})") from exc
         except FileNotFoundError as exc:
             raise AuthenticationError(f"key file {path} does not exist") from exc
         except (paramiko.SSHException, ValueError, OSError) as exc:
@@ -386,8 +396,8 @@ class SSHConnector(Connector):
         if not passphrase:
             raise _KeySkipped(f"{path} (encrypted, no passphrase given)")
         try:
-            return paramiko.PKey.from_path(path, password=passphrase)
-        except (paramiko.SSHException, ValueError) as exc:
+            return paramiko.PKey.from_path(path, password=passphrase.encode())  # type: ignore[arg-type]
+        except (paramiko.SSHException, ValueError, TypeError) as exc:
             raise _KeySkipped(f"{path} (wrong passphrase)") from exc
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
