@@ -17,21 +17,22 @@ from dataclasses import dataclass
 
 import numpy as np
 from aideploy.knowledge.history import PastOutcome
-from aideploy.knowledge.signature import mask
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
 
 CLASSIFIER_TEXT_CHARS = 4000
+_SPACE = re.compile(r"\s+")
+_HEXISH = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]+\b|\d+")
 _TOKEN = re.compile(r"<\w+>|[A-Za-z_][A-Za-z0-9_]+|\d{2,3}\b")
 MAX_TOKENS = 24
 
 
 def classifier_text(text: str) -> str:
-    """What the classifier reads: the masked tail of the output, lower-cased."""
-    masked: str = mask(text[-CLASSIFIER_TEXT_CHARS * 4 :])
-    return masked[-CLASSIFIER_TEXT_CHARS:].lower()
+    """What the classifier reads: the tail of the output, lower-cased, numbers folded."""
+    tail = text[-CLASSIFIER_TEXT_CHARS:].lower()
+    return _HEXISH.sub("0", _SPACE.sub(" ", tail))
 
 
 class TextClassifier:

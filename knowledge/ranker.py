@@ -331,8 +331,20 @@ class Ranker:
             )
         return out
 
-    def _score(self, failure: Failure) -> tuple[Analysis, list[Neighbour], list[CandidateDetail]]:
-        a = self.analyze(failure.result.output or failure.result.command)
+    def rank(
+        self, text: str, step: str = "", analysis: Analysis | None = None
+    ) -> tuple[Analysis, list[CandidateDetail]]:
+        """Analysis and scored candidates of a raw error text (no exploration)."""
+        a = analysis or self.analyze(text)
+        result = Result(command="", host="", exit_code=1, stdout="", stderr=text, duration=0.0)
+        failure = Failure(step, result, a.error_class, a.signature, dict(a.details))
+        _, _, details = self._score(failure, a)
+        return a, details
+
+    def _score(
+        self, failure: Failure, analysis: Analysis | None = None
+    ) -> tuple[Analysis, list[Neighbour], list[CandidateDetail]]:
+        a = analysis or self.analyze(failure.result.output or failure.result.command)
         signature = failure.signature or a.signature
         step = failure.step
         scores = dict(a.class_scores)

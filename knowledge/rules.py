@@ -311,7 +311,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "npm_e404",
         "package_not_found",
         r"npm (?:ERR!|error) (?:code )?E404|npm (?:ERR!|error) 404\b[^\n]*?'(?P<package>[^'\s]+)'"
-        r"|is not in (?:the npm|this) registry|ETARGET|No matching version found for "
+        r"|is not in (?:the npm|this) registry|(?-i:ETARGET)|No matching version found for "
         r"(?P<package>\S+)",
         0.95,
         ("retry_with_backoff", "manual_intervention"),
@@ -321,7 +321,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "eacces_path",
         "permission_denied",
-        r"(?:EACCES|EPERM)[:,]? (?:permission denied|operation not permitted),? "
+        r"(?:EACCES|(?-i:EPERM))[:,]? (?:permission denied|operation not permitted),? "
         r"\w+ '(?P<path>[^']+)'",
         0.75,
         ("fix_ownership", "npm_user_prefix", "manual_intervention"),
@@ -335,7 +335,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"|could not open file \S+ for writing: Permission denied",
         0.75,
     ),
-    _r("permission_denied_generic", "permission_denied", r"permission denied|EACCES", 0.55),
+    _r("permission_denied_generic", "permission_denied", r"permission denied|(?-i:EACCES)", 0.55),
     _r(
         "operation_not_permitted",
         "permission_denied",
@@ -378,7 +378,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "eaddrinuse",
         "port_in_use",
-        r"EADDRINUSE[^\n]*?:(?P<port>\d{1,5})\b|EADDRINUSE|address already in use"
+        r"(?-i:EADDRINUSE)[^\n]*?:(?P<port>\d{1,5})\b|(?-i:EADDRINUSE)|address already in use"
         r"|port (?P<port>\d{1,5}) is already in use|Errno 98",
         0.92,
     ),
@@ -412,7 +412,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "econnrefused",
         "connection_refused",
-        r"ECONNREFUSED(?: [\w.\[\]:]*?:(?P<port>\d+))?|Connection refused|\[Errno 111\]",
+        r"(?-i:ECONNREFUSED)(?: [\w.\[\]:]*?:(?P<port>\d+))?|Connection refused|\[Errno 111\]",
         0.65,
     ),
     _r(
@@ -427,7 +427,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "no_space",
         "disk_full",
-        r"No space left on device|ENOSPC|not enough free space|Disk quota exceeded"
+        r"No space left on device|(?-i:ENOSPC)|not enough free space|Disk quota exceeded"
         r"|You don't have enough free space|could not extend file|write error: No space",
         0.97,
     ),
@@ -437,7 +437,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "dns_failure",
         r"Temporary failure in name resolution|Temporary failure resolving '(?P<host>[^']+)'"
         r"|Could not resolve host:? (?P<host>[\w.-]+)|Could not resolve hostname (?P<host>[\w.-]+)"
-        r"|EAI_AGAIN|ENOTFOUND|getaddrinfo failed|Name or service not known"
+        r"|(?-i:EAI_AGAIN)|(?-i:ENOTFOUND)|getaddrinfo failed|Name or service not known"
         r"|nodename nor servname provided|Failed to resolve|NameResolutionError"
         r"|Could not resolve '(?P<host>[^']+)'|Name does not resolve|no such host",
         0.95,
@@ -467,7 +467,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         r"Missing write access to (?P<path>\S+)"
         r"|(?:EACCES|permission denied)[^\n]{0,60}(?P<path>/usr(?:/local)?/(?:lib/)?node_modules\S*)"
         r"|(?:EACCES|permission denied)[^\n]{0,60}(?P<path>/usr(?:/local)?/bin/\S*)"
-        r"|npm (?:ERR!|error) (?:code )?EACCES"
+        r"|npm (?:ERR!|error) (?:code )?(?-i:EACCES)"
         r"|(?:EACCES|permission denied)[^\n]{0,60}(?P<path>\S*\.npm\S*)",
         0.93,
     ),
@@ -499,7 +499,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "out_of_memory",
         r"Cannot allocate memory|MemoryError|Out of memory|oom-kill|\bKilled\s*$"
         r"|exit (?:code|status) 137|signal 9\b|SIGKILL|status=9/KILL|std::bad_alloc"
-        r"|virtual memory exhausted|ENOMEM",
+        r"|virtual memory exhausted|(?-i:ENOMEM)",
         0.85,
     ),
     # ssh_auth
@@ -551,7 +551,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "node_engine",
         "node_version",
-        r"Unsupported engine|EBADENGINE|The engine \"node\" is incompatible|requires a peer of"
+        r"Unsupported engine|(?-i:EBADENGINE)|The engine \"node\" is incompatible|requires a peer of"
         r"|ERR_OSSL_EVP_UNSUPPORTED|digital envelope routines::unsupported"
         r"|Node\.js (?:version )?v?(?P<version>[\d.]+) is not supported|requires Node(?:\.js)?"
         r" (?:version )?[>=^~]*\s*v?(?P<version>\d+)|SyntaxError: Unexpected token '?\?\.?'?"
@@ -563,7 +563,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "systemd_job_failed",
         "service_failed",
         r"Job for (?P<service>[\w@.-]+?)(?:\.service)? failed"
-        r"|(?P<service>[\w@.-]+?)\.service: (?:Main process exited|Failed with result"
+        r"|(?<=(?P<service>[\w@.-]{1,80}))\.service: (?:Main process exited|Failed with result"
         r"|Start request repeated)|status=203/EXEC|status=\d+/\w+",
         0.93,
     ),
@@ -579,11 +579,14 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "nginx_emerg",
         "nginx_config",
-        r"nginx: \[emerg\]|\[emerg\]|nginx: configuration file (?P<path>\S+) test failed"
+        r"nginx: configuration file (?P<path>\S+) test failed"
         r"|unknown directive \"(?P<directive>[^\"]+)\"|\"server\" directive is not allowed"
-        r"|invalid number of arguments in \"\w+\" directive|duplicate (?:default server|location)",
+        r"|invalid number of arguments in \"\w+\" directive|duplicate (?:default server|location)"
+        r"|directive is not allowed here|no \"events\" section|unexpected \"?[{};]|"
+        r"unexpected end of file|host not found in upstream",
         0.9,
     ),
+    _r("nginx_emerg_generic", "nginx_config", r"\[emerg\]", 0.6),
     # django_migration
     _r(
         "django_migration",
@@ -620,7 +623,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "timeouts",
         "network_timeout",
-        r"Read timed out|ETIMEDOUT|ESOCKETTIMEDOUT|Connection timed out|connect timeout"
+        r"Read timed out|(?-i:ETIMEDOUT)|(?-i:ESOCKETTIMEDOUT)|Connection timed out|connect timeout"
         r"|Operation timed out|timed out after|ReadTimeoutError|ConnectTimeoutError"
         r"|network timeout|(?:socket|request) timeout|Failed to connect[^\n]*Timed out"
         r"|Could not connect to \S+ \(.*\)\. - connect \(110|ERR_SOCKET_TIMEOUT|i/o timeout",
@@ -630,11 +633,11 @@ BUILTIN_RULES: tuple[Rule, ...] = (
     _r(
         "command_not_found",
         "command_not_found",
-        r"(?:^|[\s:])(?P<command>[\w.+-]+): (?:command )?not found"
+        r"(?<=(?:^|[\s:])(?P<command>[\w.+-]{1,60})): (?:command )?not found"
         r"|/usr/bin/env: ['\"\u2018]?(?P<command>[\w.+-]+)['\"\u2019]?: No such file or directory"
         r"|Command '(?P<command>[\w.+-]+)' not found|(?P<command>[\w.+-]+): No such file or directory"
         r"$|exec: \"?(?P<command>[\w.+-]+)\"?: executable file not found|spawn (?P<command>"
-        r"[\w.+-]+) ENOENT|which: no (?P<command>[\w.+-]+) in",
+        r"[\w.+-]+) (?-i:ENOENT)|which: no (?P<command>[\w.+-]+) in",
         0.85,
     ),
 )

@@ -320,9 +320,20 @@ _SUBS: tuple[Sub, ...] = (
 )
 
 
+_D = "0123456789"
+# per substitution, characters of which at least one must be in the line for it to apply
+_NEEDS: tuple[str, ...] = (
+    _D, _D, "<", _D, _D, "-", ":", "@", " ", "]", _D, ":", ":", _D, "/", '"',
+    " ", "4", ".", _D, "[", "#", "/", _D, _D, _D, _D,
+)  # fmt: skip
+assert len(_NEEDS) == len(_SUBS)
+_PLAN = tuple(zip(_SUBS, _NEEDS, strict=True))
+
+
 def _mask_once(line: str) -> str:
-    for pattern, replacement in _SUBS:
-        line = pattern.sub(replacement, line)
+    for (pattern, replacement), needs in _PLAN:
+        if any(ch in line for ch in needs):
+            line = pattern.sub(replacement, line)
     line = _SPACES.sub(" ", line).strip()
     if len(line) > MAX_LINE_CHARS:
         cut = line.rfind(" ", 0, MAX_LINE_CHARS)

@@ -1,0 +1,246 @@
+"""``aideploy learn classify | explain | patterns``: the ranker from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, TextIO
+
+import click
+from aideploy.engine.errors import ConfigError, KnowledgeBaseError, UsageError
+from aideploy.engine.redact import redact
+from aideploy.knowledge.classes import ERROR_CLASSES
+from aideploy.knowledge.cli_group import learn
+from aideploy.knowledge.history import History, ListHistory
+from aideploy.knowledge.rules import SEVERITIES, ErrorPattern, RuleSet
+
+if TYPE_CHECKING:
+    from aideploy.knowledge.ranker import Ranker
+
+MIN_CLASSES = 3
+
+
+def open_kb(url: str | None, *, required: bool = False) -> Any:
+    """The knowledge base at ``url`` (default location when None); None if there is no store."""
+    try:
+        from aideploy.knowledge.store import KnowledgeBase  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        if url is not None or required:
+            raise KnowledgeBaseError("the knowledge base store is not available") from None
+        return None
+    try:
+        return KnowledgeBase.open(url)
+    except KnowledgeBaseError:
+        raise
+    except Exception as exc:  # a bad URL or file: one line, not a traceback
+        raise KnowledgeBaseError(
+            f"cannot open knowledge base {url or '(default)'}: {exc}"
+        ) from None
+
+
+def build_ranker(url: str | None) -> Ranker:
+    from aideploy.knowledge.ranker import Ranker
+
+    kb = open_kb(url)
+    history: History = kb if kb is not None else ListHistory()
+    rules = RuleSet.from_kb(kb) if kb is not None else RuleSet()
+    return Ranker(history, rules, explore=0.0)
+
+
+def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
+    for n, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{name}:{n}: not JSON ({exc.msg})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("text"), str):
+            raise UsageError(f'{name}:{n}: expected {{"id": ..., "text": "..."}}')
+        yield str(item.get("id", n)), item["text"]
+
+
+@learn.command("classify")
+@click.option(
+    "--input",
+    "input_file",
+    type=click.File("r", encoding="utf-8", errors="replace"),
+    help='JSONL file of {"id", "text"} lines ("-" for stdin). Without it: one text on stdin.',
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "table"]),
+    default="jsonl",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
+def classify(input_file: TextIO | None, fmt: str, kb_url: str | None) -> None:
+    """Signature, error class scores and ranked strategies for each error text."""
+    if input_file is None:
+        items = [("stdin", sys.stdin.read())]
+    else:
+        items = list(_read_inputs(input_file, getattr(input_file, "name", "<input>")))
+    ranker = build_ranker(kb_url)
+    analyses = ranker.analyze_many([text for _, text in items])
+    rows: list[dict[str, Any]] = []
+    for (item_id, text), analysis in zip(items, analyses, strict=True):
+        _, details = ranker.rank(text, analysis=analysis)
+        rows.append(
+            {
+                "id": item_id,
+                "signature": redact(analysis.signature),
+                "error_class": analysis.error_class,
+                "classes": [
+                    {"name": c, "score": round(s, 4)}
+                    for c, s in analysis.class_scores[: max(MIN_CLASSES, 5)]
+                ],
+                "strategies": [
+                    {"name": d.strategy, "score": d.score, "why": d.why} for d in details
+                ],
+            }
+        )
+    if fmt == "jsonl":
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False))
+        return
+    from tabulate import tabulate
+
+    table = [
+        [
+            r["id"],
+            r["error_class"],
+            f"{r['classes'][0]['score']:.2f}",
+            r["strategies"][0]["name"] if r["strategies"] else "",
+            (r["signature"].splitlines() or [""])[0][:70],
+        ]
+        for r in rows
+    ]
+    click.echo(tabulate(table, headers=["id", "class", "score", "first strategy", "signature"]))
+
+
+@learn.command("explain")
+@click.argument("source", default="-", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
+@click.option("--step", default="", help="Deployment step the error came from (context).")
+def explain(source: TextIO, kb_url: str | None, step: str) -> None:
+    """Explain the ranking of one error text (FILE, or stdin with - / no argument)."""
+    text = source.read()
+    if not text.strip():
+        raise UsageError("no error text given")
+    ranker = build_ranker(kb_url)
+    e = ranker.explain(text, step=step)
+    out = ["signature:"]
+    out += ["  " + line for line in redact(e.signature).splitlines()] or ["  (empty)"]
+    out.append(f"error class: {e.error_class}")
+    out.append("class scores: " + ", ".join(f"{c} {s:.2f}" for c, s in e.class_scores[:5] if s > 0))
+    out.append("rules matched:")
+    if e.rule_hits:
+        for h in e.rule_hits:
+            kind = "custom" if h.custom else "built-in"
+            out.append(
+                f"  {h.rule} -> {h.error_class} (weight {h.weight:.2f}, {kind}): "
+                f"{redact(h.matched)!r}"
+            )
+    else:
+        out.append("  none (class from the text classifier)")
+    if e.details:
+        out.append("details: " + ", ".join(f"{k}={redact(v)}" for k, v in e.details.items()))
+    out.append("neighbours:")
+    if e.neighbours:
+        for n in e.neighbours:
+            tallies = ", ".join(
+                f"{s} {rec:.1f} recovered/{fail:.1f} failed"
+                for s, (rec, fail) in n.outcomes.items()
+            )
+            first = redact(n.signature).splitlines()[0][:80] if n.signature else ""
+            out.append(f"  similarity {n.similarity:.0f} [{n.error_class}] {first!r}: {tallies}")
+    else:
+        out.append("  none in the knowledge base")
+    out.append("candidates:")
+    for i, d in enumerate(e.candidates, 1):
+        out.append(
+            f"  {i}. {d.strategy}  score {d.score:.3f}  risk {d.risk}  decided by {d.decided_by}"
+        )
+        out.append(f"     why: {d.why}")
+    click.echo("\n".join(out))
+
+
+@learn.group("patterns")
+def patterns() -> None:
+    """Custom error patterns (regex -> error class -> recovery strategy)."""
+
+
+@patterns.command("add")
+@click.option("--name", required=True, help="Unique name of the pattern.")
+@click.option("--pattern", "regex_", required=True, help="Regular expression (checked for safety).")
+@click.option("--error-class", required=True, type=click.Choice(ERROR_CLASSES), help="Error class.")
+@click.option("--recovery", required=True, help="Strategy to try first when it matches.")
+@click.option("--severity", default="medium", type=click.Choice(SEVERITIES), show_default=True)
+@click.option("--description", default="", help="Human-readable description.")
+@click.option("--retry-count", default=3, type=click.IntRange(0, 20), show_default=True)
+@click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
+def patterns_add(
+    name: str,
+    regex_: str,
+    error_class: str,
+    recovery: str,
+    severity: str,
+    description: str,
+    retry_count: int,
+    kb_url: str | None,
+) -> None:
+    """Validate a pattern and store it in the knowledge base."""
+    pattern = ErrorPattern(
+        name=name,
+        pattern=regex_,
+        error_class=error_class,
+        recovery=recovery,
+        severity=severity,
+        description=description,
+        retry_count=retry_count,
+    )
+    pattern.validate()
+    kb = open_kb(kb_url, required=True)
+    add = getattr(kb, "add_pattern", None)
+    if add is None:
+        raise KnowledgeBaseError("this knowledge base cannot store patterns")
+    try:
+        add(
+            name=name,
+            pattern=regex_,
+            error_class=error_class,
+            recovery=recovery,
+            severity=severity,
+            description=description,
+            retry_count=retry_count,
+        )
+    except (ConfigError, KnowledgeBaseError):
+        raise
+    except Exception as exc:
+        raise KnowledgeBaseError(f"cannot store pattern {name!r}: {exc}") from None
+    click.echo(f"pattern {name!r} added ({error_class} -> {recovery})")
+
+
+@patterns.command("list")
+@click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
+def patterns_list(kb_url: str | None) -> None:
+    """List the custom patterns of the knowledge base."""
+    kb = open_kb(kb_url, required=True)
+    rows_of = getattr(kb, "patterns", None)
+    rows = list(rows_of(trusted_only=False)) if rows_of is not None else []
+    if not rows:
+        click.echo("no custom patterns")
+        return
+    from tabulate import tabulate
+
+    table = []
+    for row in rows:
+        p = ErrorPattern.from_row(row)
+        trusted = row.get("trusted", "") if isinstance(row, dict) else getattr(row, "trusted", "")
+        table.append([p.name, p.error_class, p.recovery, p.severity, trusted, p.pattern[:60]])
+    click.echo(
+        tabulate(table, headers=["name", "class", "recovery", "severity", "trusted", "pattern"])
+    )
