@@ -11,7 +11,6 @@ from pathlib import Path
 
 import paramiko
 import pytest
-
 from aideploy.engine.backoff import Backoff
 from aideploy.engine.clock import FakeClock
 from aideploy.engine.connectors.base import Stream
@@ -26,6 +25,7 @@ from aideploy.engine.errors import (
 )
 from aideploy.engine.responders import apt_yes
 from aideploy.engine.runner import Runner
+
 from tests.support.sshd import PASSPHRASE, SSHServer, free_port, public_fingerprint
 
 
@@ -88,7 +88,7 @@ def test_stdout_and_stderr_are_separate(ssh_connector: SSHConnector) -> None:
 
 
 def test_environment_is_exported_and_quoted(ssh_connector: SSHConnector) -> None:
-    value = "a b'c $HOME \"d\" `x`"
+    value = 'a b\'c $HOME "d" `x`'
     result = Runner(ssh_connector).run('printf %s "$ODD"', env={"ODD": value})
     assert result.stdout == value
 

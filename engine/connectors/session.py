@@ -48,13 +48,22 @@ def export_prefix(env: Mapping[str, str] | None) -> str:
 
 
 def group_kill_command(pgid: int, grace: float = 2.0) -> str:
-    """Shell that sends TERM to process group ``pgid``, waits up to ``grace`` s, then KILL."""
+    """Shell that sends TERM to process group ``pgid``, waits up to ``grace`` s, then KILL.
+
+    A group counts as gone once only zombies are left in it (``kill -0`` would still succeed on
+    those until their new parent reaps them); without ``ps`` on the target ``kill -0`` decides.
+    """
     steps = max(1, round(grace / 0.1))
-    group = f"-{int(pgid)}"
+    group = int(pgid)
+    alive = (
+        "if command -v ps >/dev/null 2>&1; then "
+        f"ps -eo pgid=,stat= | awk '$1 == {group} && $2 !~ /^Z/ {{ f = 1 }} END {{ exit !f }}'; "
+        f"else kill -0 -- -{group} 2>/dev/null; fi"
+    )
     return (
-        f"kill -TERM -- {group} 2>/dev/null || exit 0; i=0; "
-        f"while kill -0 -- {group} 2>/dev/null; do i=$((i+1)); "
-        f"if [ $i -ge {steps} ]; then kill -KILL -- {group} 2>/dev/null; exit 0; fi; "
+        f"kill -TERM -- -{group} 2>/dev/null || exit 0; i=0; "
+        f"while {alive}; do i=$((i+1)); "
+        f"if [ $i -ge {steps} ]; then kill -KILL -- -{group} 2>/dev/null; exit 0; fi; "
         "sleep 0.1; done"
     )
 
@@ -293,7 +302,10 @@ class SessionConnector(Connector):
     # -- Connector -------------------------------------------------------------------------
 
     def connect(self) -> None:
+        """Connect the inner connector and open the session shell (idempotent)."""
         self.inner.connect()
+        if self._shell is None or self._shell.done():
+            self._open_shell()
 
     def close(self) -> None:
         if self._current is not None:

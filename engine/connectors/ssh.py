@@ -470,9 +470,7 @@ class SSHConnector(Connector):
                 raise CommandError(f"cannot open a channel to {self.host}: {exc}") from exc
 
     def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SSHProcess:
-        wrapped = (
-            f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
-        )
+        wrapped = f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
         channel = self._open_channel()
         try:
             channel.exec_command(wrapped)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from aideploy.engine.connectors.ssh import SSHConnector
 
 SSHD = "/usr/sbin/sshd"
