@@ -1,0 +1,61 @@
+"""The throwaway host: writes stay inside, processes die with it, sshd lets root in."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from aideploy.engine.connectors.ssh import SSHConnector
+
+from tests.support.throwaway import available, processes_in_namespace, throwaway_host
+
+pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
+
+
+def test_writes_stay_inside_and_processes_die_with_it() -> None:
+    marker = f"/etc/aideploy-throwaway-test-{uuid.uuid4().hex}"
+    with throwaway_host() as host:
+        host.run(f"echo inside > {marker}", check=True)
+        assert host.run(f"cat {marker}").stdout == "inside\n"
+        assert host.path(marker).read_text() == "inside\n"
+        assert not os.path.exists(marker)
+        # a daemon detached from everything still belongs to the namespace
+        host.run("setsid sleep 600 >/dev/null 2>&1 < /dev/null &", check=True)
+        assert "sleep" in host.run("ps -eo comm").stdout
+        assert host.run("echo $$").stdout.strip() != ""
+        namespace = host.pid_namespace()
+        assert len(processes_in_namespace(namespace)) >= 3  # init, sshd, sleep
+        directory = host.directory
+    deadline = time.monotonic() + 10
+    while processes_in_namespace(namespace) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_in_namespace(namespace) == []
+    assert not os.path.exists(marker)
+    assert not directory.exists()
+    assert str(directory) not in Path("/proc/self/mountinfo").read_text()
+
+
+def test_root_logs_in_over_ssh_and_sees_the_overlay() -> None:
+    with throwaway_host() as host:
+        host.run("mkdir -p /opt/probe && echo over-ssh > /opt/probe/file", check=True)
+        connector = SSHConnector(
+            host.host,
+            port=host.port,
+            username="root",
+            key_filename=host.key_file,
+            known_hosts=host.known_hosts,
+            ssh_config=None,
+            use_agent=False,
+            look_for_keys=False,
+            connect_retries=0,
+            connect_timeout=5.0,
+        )
+        with connector:
+            code, output = connector.run_quiet("id -u; cat /opt/probe/file; echo $$")
+        assert code == 0
+        lines = output.decode().split()
+        assert "0" in lines and "over-ssh" in lines
+        assert not os.path.exists("/opt/probe/file")
