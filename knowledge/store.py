@@ -1,0 +1,664 @@
+"""The knowledge base: what failed, what was tried, and what came of it.
+
+:class:`KnowledgeBase` is what the executor records into as things happen (each call is its own
+short transaction) and what the ranker reads (:meth:`KnowledgeBase.past_outcomes`, the
+:class:`~aideploy.knowledge.history.History` protocol). Every text is passed through
+:func:`~aideploy.engine.redact.redact` before it is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import regex
+from aideploy.engine.errors import ConfigError, KnowledgeBaseError
+from aideploy.engine.recovery import Outcome
+from aideploy.engine.redact import redact, redact_obj
+from aideploy.knowledge.db import make_engine, resolve_url, safe_url, upgrade
+from aideploy.knowledge.history import PastOutcome
+from aideploy.knowledge.models import (
+    Deployment,
+    ErrorSignature,
+    KbMeta,
+    PatternRow,
+    RecoveryAttempt,
+    StepRun,
+    StrategyRow,
+    utcnow,
+)
+from aideploy.knowledge.signature import signature_of
+from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
+OUTCOMES = tuple(o.value for o in Outcome)
+DECIDERS = ("rule", "ranker", "user", "imported")
+RISKS = ("low", "medium", "high")
+OUTPUT_TAIL_CHARS = 8000
+EMPTY_SIGNATURE = "<empty>"
+#: how long a hostile-looking string may keep a pattern busy before it is called unsafe
+REGEX_PROBE_TIMEOUT = 0.25
+
+
+def signature_hash(signature: str) -> str:
+    """The key of a signature: sha256 of its text."""
+    return hashlib.sha256(signature.encode("utf-8")).hexdigest()
+
+
+def normalize_signature(text: str) -> str:
+    """Raw error output (or an existing signature) -> its redacted signature."""
+    sig = redact(signature_of(redact(text)))
+    return sig or EMPTY_SIGNATURE
+
+
+def _short(value: str | None, limit: int) -> str:
+    return redact(value or "")[:limit]
+
+
+def _value(v: str | Enum) -> str:
+    return str(v.value) if isinstance(v, Enum) else str(v)
+
+
+def _clean_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
+    if not context:
+        return {}
+    cleaned = redact_obj({str(k): v for k, v in context.items()})
+    assert isinstance(cleaned, dict)
+    return cleaned
+
+
+# --- regex safety -------------------------------------------------------------------------------
+
+_PROBES = (
+    "a" * 40 + "!",
+    "1" * 40 + "x",
+    " " * 40 + "x",
+    "ab" * 30 + "!",
+    "\t a1_-." * 12 + "\x00",
+)
+
+
+def check_regex(pattern: str) -> None:
+    """Raise ConfigError if ``pattern`` does not compile or could hang the matcher.
+
+    The static check (nested quantifiers such as ``(a+)+``, overlapping alternatives under a
+    repeat) is the matcher's own; then the pattern is run, with a timeout, against strings built
+    to make backtracking patterns explode.
+    """
+    from aideploy.knowledge.rules import check_pattern_safe
+
+    check_pattern_safe(pattern)
+    compiled = regex.compile(pattern, regex.IGNORECASE)
+    literals = "".join(sorted({c for c in pattern if c.isalnum()}))[:8] or "a"
+    probes = [*_PROBES, *(c * 40 + "!" for c in literals)]
+    for probe in probes:
+        try:
+            compiled.search(probe, timeout=REGEX_PROBE_TIMEOUT)
+        except TimeoutError:
+            raise ConfigError("pattern takes too long on a hostile input") from None
+
+
+# --- values returned to callers ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    text: str
+    hash: str
+    error_class: str
+    count: int
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    name: str
+    description: str
+    risk: str
+    origin: str
+    trusted: bool
+    commands: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class PatternInfo:
+    name: str
+    regex: str
+    error_class: str
+    strategy: str
+    severity: str
+    description: str
+    retry_count: int
+    origin: str
+    trusted: bool
+
+    @property
+    def pattern(self) -> str:
+        return self.regex
+
+    @property
+    def recovery(self) -> str:
+        return self.strategy
+
+
+@dataclass(frozen=True)
+class StrategyStats:
+    strategy: str
+    attempts: int
+    weighted_attempts: float
+    weighted_recovered: float
+    success_rate: float
+    mean_time_to_recovery: float | None
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class KnowledgeBase:
+    """A knowledge base on SQLite or PostgreSQL, migrated to the current schema on open."""
+
+    def __init__(self, engine: Engine, url: URL) -> None:
+        self.engine = engine
+        self._url = url
+        self._kb_id: str | None = None
+
+    # -- opening ---------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, url_or_path: str | os.PathLike[str] | URL | None = None, *, migrate: bool = True
+    ) -> KnowledgeBase:
+        """Open (and create or upgrade, unless ``migrate=False``) the KB at a path or URL."""
+        url = resolve_url(url_or_path)
+        engine = make_engine(url)
+        try:
+            if migrate:
+                upgrade(engine)
+        except KnowledgeBaseError:
+            engine.dispose()
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            engine.dispose()
+            raise KnowledgeBaseError(
+                f"cannot open knowledge base {safe_url(url)}: {redact(_reason(exc))}"
+            ) from None
+        return cls(engine, url)
+
+    @property
+    def url(self) -> str:
+        """Where the KB is, safe to print (no password)."""
+        return safe_url(self._url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> KnowledgeBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({self.url!r})"
+
+    # -- transactions ----------------------------------------------------------------------
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE); errors become KnowledgeBaseError."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except KnowledgeBaseError:
+            raise
+        except SQLAlchemyError as exc:
+            raise KnowledgeBaseError(f"knowledge base {self.url}: {redact(_reason(exc))}") from None
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """One read-only transaction."""
+        try:
+            with self.engine.connect() as conn:
+                conn = conn.execution_options(kb_read_only=True)
+                with conn.begin():
+                    yield conn
+        except KnowledgeBaseError:
+            raise
+        except SQLAlchemyError as exc:
+            raise KnowledgeBaseError(f"knowledge base {self.url}: {redact(_reason(exc))}") from None
+
+    def _insert(self, table: Any) -> Insert:
+        """A dialect insert that supports ON CONFLICT."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        if self.dialect == "sqlite":
+            return sqlite.insert(table)
+        return insert(table)
+
+    def kb_id(self) -> str:
+        """This KB's own random id (names its records in exports)."""
+        if self._kb_id is None:
+            with self.reading() as conn:
+                value = conn.scalar(select(KbMeta.value).where(KbMeta.key == "kb_id"))
+            if value is None:
+                raise KnowledgeBaseError(f"knowledge base {self.url} has no id; is it migrated?")
+            self._kb_id = value
+        return self._kb_id
+
+    # -- recording (the executor's Recorder) ------------------------------------------------
+
+    def start_deployment(
+        self,
+        deployment_id: str,
+        profile: str | None,
+        host: str,
+        plan: str,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """A deployment starts (or resumes: the row is updated, not duplicated)."""
+        values = {
+            "id": _short(deployment_id, 128),
+            "profile": _short(profile, 128),
+            "host": _short(host, 255),
+            "plan": _short(plan, 128),
+            "status": "running",
+            "started_at": at or utcnow(),
+            "ended_at": None,
+        }
+        stmt = self._insert(Deployment)
+        with self.writing() as conn:
+            if hasattr(stmt, "on_conflict_do_update"):
+                conn.execute(
+                    stmt.values(values).on_conflict_do_update(
+                        index_elements=["id"], set_={"status": "running", "ended_at": None}
+                    )
+                )
+            else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+                conn.execute(stmt.values(values))
+
+    def finish_deployment(
+        self, deployment_id: str, status: str, *, at: datetime | None = None
+    ) -> None:
+        """A deployment ended with ``status`` (succeeded, failed, paused, ...)."""
+        with self.writing() as conn:
+            result = conn.execute(
+                update(Deployment)
+                .where(Deployment.id == _short(deployment_id, 128))
+                .values(status=_short(status, 32), ended_at=at or utcnow())
+            )
+            if result.rowcount == 0:
+                raise KnowledgeBaseError(f"no deployment {redact(deployment_id)!r} in the KB")
+
+    def record_step_run(
+        self,
+        deployment_id: str,
+        step: str,
+        attempt: int,
+        exit_code: int | None,
+        duration: float,
+        output_tail: str,
+        timed_out: bool,
+        *,
+        at: datetime | None = None,
+    ) -> None:
+        """One execution of a step; the output tail is redacted and capped."""
+        tail = redact(output_tail or "")
+        if len(tail) > OUTPUT_TAIL_CHARS:
+            tail = tail[-OUTPUT_TAIL_CHARS:]
+        with self.writing() as conn:
+            conn.execute(
+                insert(StepRun).values(
+                    deployment_id=_short(deployment_id, 128),
+                    step=_short(step, 128),
+                    attempt=int(attempt),
+                    exit_code=exit_code,
+                    duration=float(duration),
+                    output_tail=tail,
+                    timed_out=bool(timed_out),
+                    at=at or utcnow(),
+                )
+            )
+
+    def _signature_id(
+        self,
+        conn: Connection,
+        signature: str,
+        error_class: str,
+        at: datetime,
+        *,
+        count_it: bool,
+    ) -> int:
+        digest = signature_hash(signature)
+        stmt = self._insert(ErrorSignature).values(
+            text=signature,
+            hash=digest,
+            error_class=_short(error_class, 64) or "unknown",
+            first_seen=at,
+            last_seen=at,
+            count=1 if count_it else 0,
+        )
+        if count_it:
+            table = ErrorSignature.__table__
+            stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+                index_elements=["hash"],
+                set_={"count": table.c.count + 1, "last_seen": at},
+            )
+        else:
+            stmt = stmt.on_conflict_do_nothing(index_elements=["hash"])  # type: ignore[attr-defined]
+        conn.execute(stmt)
+        sid = conn.scalar(select(ErrorSignature.id).where(ErrorSignature.hash == digest))
+        assert sid is not None
+        return int(sid)
+
+    def record_error(self, text: str, error_class: str, *, at: datetime | None = None) -> str:
+        """An error was seen: its signature is created or its count and last_seen updated.
+
+        ``text`` may be raw output or a signature; returns the signature.
+        """
+        signature = normalize_signature(text)
+        with self.writing() as conn:
+            self._signature_id(conn, signature, error_class, at or utcnow(), count_it=True)
+        return signature
+
+    def record_attempt(
+        self,
+        deployment_id: str | None,
+        signature_text: str,
+        error_class: str,
+        strategy: str,
+        step: str,
+        outcome: str | Outcome,
+        duration: float,
+        decided_by: str = "rule",
+        context: Mapping[str, Any] | None = None,
+        *,
+        at: datetime | None = None,
+    ) -> str:
+        """A recovery strategy was tried on an error and gave ``outcome``; returns the signature."""
+        outcome_value = _value(outcome)
+        if outcome_value not in OUTCOMES:
+            raise KnowledgeBaseError(
+                f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome_value!r}"
+            )
+        signature = normalize_signature(signature_text)
+        when = at or utcnow()
+        with self.writing() as conn:
+            sid = self._signature_id(conn, signature, error_class, when, count_it=False)
+            conn.execute(
+                insert(RecoveryAttempt).values(
+                    signature_id=sid,
+                    strategy=_short(strategy, 128),
+                    step=_short(step, 128),
+                    deployment_id=_short(deployment_id, 128) if deployment_id else None,
+                    context=_clean_context(context),
+                    outcome=outcome_value,
+                    duration=float(duration),
+                    decided_by=_short(decided_by, 16) or "rule",
+                    weight=1.0,
+                    origin="local",
+                    record_key=uuid.uuid4().hex,
+                    at=when,
+                )
+            )
+        return signature
+
+    def record(
+        self,
+        failure: Any,
+        strategy: str,
+        outcome: Outcome,
+        *,
+        duration: float,
+        decided_by: str,
+        deployment_id: str | None = None,
+    ) -> None:
+        """The advisor-shaped recording call: a Failure, a strategy and its outcome."""
+        self.record_attempt(
+            deployment_id,
+            failure.signature,
+            failure.error_class,
+            strategy,
+            failure.step,
+            outcome,
+            duration,
+            decided_by,
+        )
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def past_outcomes(self) -> list[PastOutcome]:
+        """Every recorded attempt as a PastOutcome (one query; weights included)."""
+        a = RecoveryAttempt.__table__.c
+        s = ErrorSignature.__table__.c
+        query = (
+            select(
+                s.text,
+                s.error_class,
+                a.strategy,
+                a.outcome,
+                a.weight,
+                a.context,
+                a.at,
+                a.deployment_id,
+            )
+            .select_from(RecoveryAttempt.__table__.join(ErrorSignature.__table__))
+            .order_by(a.id)
+        )
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
+        return [
+            PastOutcome(
+                signature=r[0],
+                error_class=r[1],
+                strategy=r[2],
+                outcome=r[3],
+                weight=float(r[4]),
+                context={str(k): str(v) for k, v in (r[5] or {}).items()},
+                at=r[6],
+                deployment_id=r[7],
+            )
+            for r in rows
+        ]
+
+    def signatures(self, *, limit: int | None = None) -> list[SignatureInfo]:
+        """Known signatures, most frequent first."""
+        t = ErrorSignature.__table__
+        query = select(t).order_by(t.c.count.desc(), t.c.last_seen.desc())
+        if limit is not None:
+            query = query.limit(limit)
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
+            return [
+                SignatureInfo(
+                    text=r.text,
+                    hash=r.hash,
+                    error_class=r.error_class,
+                    count=r.count,
+                    first_seen=r.first_seen,
+                    last_seen=r.last_seen,
+                )
+                for r in rows
+            ]
+
+    def strategy_stats(self) -> list[StrategyStats]:
+        """Per strategy: attempts, weighted success rate, mean time to recovery."""
+        from aideploy.knowledge.report import strategy_table
+
+        with self.reading() as conn:
+            return strategy_table(conn)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (for status lines and tests)."""
+        tables = {
+            "deployments": Deployment,
+            "step_runs": StepRun,
+            "signatures": ErrorSignature,
+            "attempts": RecoveryAttempt,
+            "strategies": StrategyRow,
+            "patterns": PatternRow,
+        }
+        with self.reading() as conn:
+            return {
+                name: int(conn.scalar(select(func.count()).select_from(model)) or 0)
+                for name, model in tables.items()
+            }
+
+    # -- strategies and patterns -----------------------------------------------------------
+
+    def add_strategy(
+        self,
+        name: str,
+        description: str = "",
+        risk: str = "medium",
+        *,
+        commands: Sequence[str] | None = None,
+        origin: str = "custom",
+        trusted: bool = True,
+    ) -> None:
+        """Add a strategy (or update a non-imported one of the same name)."""
+        if risk not in RISKS:
+            raise KnowledgeBaseError(f"risk must be one of {', '.join(RISKS)}")
+        if not name:
+            raise KnowledgeBaseError("a strategy needs a name")
+        values = {
+            "name": _short(name, 128),
+            "description": redact(description),
+            "risk": risk,
+            "origin": _short(origin, 255),
+            "trusted": bool(trusted),
+            "commands": [redact(c) for c in commands] if commands is not None else None,
+        }
+        stmt = self._insert(StrategyRow).values(values)
+        update_set = {k: v for k, v in values.items() if k != "name"}
+        with self.writing() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+                    index_elements=["name"], set_=update_set
+                )
+            )
+
+    def strategies(self) -> list[StrategyInfo]:
+        with self.reading() as conn:
+            rows = conn.execute(select(StrategyRow.__table__).order_by(StrategyRow.name)).all()
+            return [
+                StrategyInfo(
+                    name=r.name,
+                    description=r.description,
+                    risk=r.risk,
+                    origin=r.origin,
+                    trusted=r.trusted,
+                    commands=tuple(r.commands) if r.commands is not None else None,
+                )
+                for r in rows
+            ]
+
+    def add_pattern(
+        self,
+        name: str,
+        regex: str,
+        error_class: str,
+        strategy: str = "",
+        *,
+        severity: str = "medium",
+        description: str = "",
+        retry_count: int = 3,
+        origin: str = "custom",
+        trusted: bool = True,
+    ) -> None:
+        """Add a detection pattern; a regex that could hang the matcher is refused."""
+        if not name:
+            raise KnowledgeBaseError("a pattern needs a name")
+        try:
+            check_regex(regex)
+        except ConfigError as exc:
+            raise KnowledgeBaseError(f"pattern {name!r}: {exc}") from None
+        values = {
+            "name": _short(name, 128),
+            "regex": regex,
+            "error_class": _short(error_class, 64),
+            "strategy": _short(strategy, 128),
+            "severity": _short(severity, 16),
+            "description": redact(description),
+            "retry_count": int(retry_count),
+            "origin": _short(origin, 255),
+            "trusted": bool(trusted),
+        }
+        stmt = self._insert(PatternRow).values(values)
+        update_set = {k: v for k, v in values.items() if k != "name"}
+        with self.writing() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(  # type: ignore[attr-defined]
+                    index_elements=["name"], set_=update_set
+                )
+            )
+
+    def patterns(self, trusted_only: bool = True) -> list[PatternInfo]:
+        """Detection patterns (by default only trusted ones: what the matcher may run)."""
+        query = select(PatternRow.__table__).order_by(PatternRow.name)
+        if trusted_only:
+            query = query.where(PatternRow.trusted.is_(True))
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
+            return [
+                PatternInfo(
+                    name=r.name,
+                    regex=r.regex,
+                    error_class=r.error_class,
+                    strategy=r.strategy,
+                    severity=r.severity,
+                    description=r.description,
+                    retry_count=r.retry_count,
+                    origin=r.origin,
+                    trusted=r.trusted,
+                )
+                for r in rows
+            ]
+
+    def trust(self, name: str) -> list[str]:
+        """Mark the strategy and/or pattern called ``name`` trusted; returns what was trusted."""
+        trusted: list[str] = []
+        with self.writing() as conn:
+            if conn.execute(
+                update(StrategyRow).where(StrategyRow.name == name).values(trusted=True)
+            ).rowcount:
+                trusted.append("strategy")
+            if conn.execute(
+                update(PatternRow).where(PatternRow.name == name).values(trusted=True)
+            ).rowcount:
+                trusted.append("pattern")
+        if not trusted:
+            raise KnowledgeBaseError(f"no strategy or pattern named {redact(name)!r} in the KB")
+        return trusted
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a database error, without SQL or parameters."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+__all__ = [
+    "KnowledgeBase",
+    "PatternInfo",
+    "SignatureInfo",
+    "StrategyInfo",
+    "StrategyStats",
+    "check_regex",
+    "normalize_signature",
+    "signature_hash",
+]
