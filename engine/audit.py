@@ -23,11 +23,12 @@ import json
 import logging
 import os
 import socket
+import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aideploy.engine import paths
 from aideploy.engine.errors import AideployError
@@ -66,7 +67,7 @@ def local_user() -> str:
         return str(os.getuid())
 
 
-def _last_line(handle: Any) -> bytes:
+def _last_line(handle: BinaryIO) -> bytes:
     """The last non-empty line of an open binary file, read from the end."""
     handle.seek(0, os.SEEK_END)
     end = handle.tell()
@@ -109,7 +110,7 @@ def record(
         "deployment_id": deployment_id,
         "details": dict(details or {}),
     }
-    entry = dict(redact_obj(entry))  # type: ignore[call-overload]
+    entry = typing.cast(dict[str, Any], redact_obj(entry))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)

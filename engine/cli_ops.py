@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import click
-
 from aideploy.engine import audit
 
 # -- audit -------------------------------------------------------------------------------------
