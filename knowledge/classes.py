@@ -100,8 +100,8 @@ CATALOGUE: dict[str, StrategyInfo] = {
         StrategyInfo(
             "fix_ownership",
             _M,
-            "chown/chmod the application paths to the deploy user.",
-            ("permission_denied", "npm_permissions"),
+            "chown/chmod the application paths (or a private key) to the right owner and mode.",
+            ("permission_denied", "npm_permissions", "ssh_auth"),
         ),
         StrategyInfo(
             "restart_service",
@@ -185,7 +185,7 @@ CATALOGUE: dict[str, StrategyInfo] = {
             "django_fix_settings",
             _L,
             "Write the missing Django settings (ALLOWED_HOSTS, SECRET_KEY, STATIC_ROOT, CSRF).",
-            ("django_settings",),
+            ("django_settings", "database_connection"),
         ),
         StrategyInfo(
             "database_create_role",
@@ -228,7 +228,7 @@ CLASS_STRATEGIES: dict[str, tuple[str, ...]] = {
     "npm_permissions": ("npm_user_prefix", "fix_ownership", "manual_intervention"),
     "apt_lock": ("wait_for_apt_lock", "dpkg_repair", "manual_intervention"),
     "out_of_memory": ("limit_build_memory", "add_swap", "manual_intervention"),
-    "ssh_auth": ("manual_intervention",),
+    "ssh_auth": ("manual_intervention", "fix_ownership"),
     "build_toolchain_missing": ("install_build_deps", "manual_intervention"),
     "python_env": ("install_python_venv", "manual_intervention"),
     "node_version": ("node_switch_version", "nodejs_clean_reinstall", "manual_intervention"),
@@ -236,7 +236,7 @@ CLASS_STRATEGIES: dict[str, tuple[str, ...]] = {
     "nginx_config": ("restore_nginx_config", "manual_intervention"),
     "django_migration": ("django_migrate", "manual_intervention"),
     "django_settings": ("django_fix_settings", "manual_intervention"),
-    "git_auth": ("manual_intervention",),
+    "git_auth": ("manual_intervention", "retry_with_backoff"),
     "network_timeout": ("retry_with_backoff", "manual_intervention"),
     "command_not_found": ("install_missing_command", "install_python_venv", "manual_intervention"),
     "unknown": ("retry_with_backoff", "manual_intervention"),
@@ -251,3 +251,12 @@ def risk_of(strategy: str) -> Risk:
 
 def strategies_for(error_class: str) -> tuple[str, ...]:
     return CLASS_STRATEGIES.get(error_class, CLASS_STRATEGIES[UNKNOWN])
+
+
+def related_strategies(error_class: str) -> tuple[str, ...]:
+    """Every catalogue strategy that lists ``error_class`` (the long tail after the defaults)."""
+    return tuple(
+        s.name
+        for s in CATALOGUE.values()
+        if error_class in s.classes and s.name != "manual_intervention"
+    )

@@ -29,6 +29,7 @@ from aideploy.engine.result import Result
 from aideploy.knowledge.classes import (
     ERROR_CLASSES,
     UNKNOWN,
+    related_strategies,
     risk_of,
     strategies_for,
 )
@@ -51,6 +52,7 @@ CLASS_PRIOR_STRENGTH = 3.0
 MODEL_WEIGHT = 0.35
 CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
 MANUAL_SCORE = 0.02
+LONG_TAIL_PRIOR = 0.08
 
 
 # --- explanation values ----------------------------------------------------------------------
@@ -357,8 +359,6 @@ class Ranker:
         prior: dict[str, tuple[float, str]] = {}
 
         def propose(name: str, value: float, source: str) -> None:
-            if name == MANUAL:
-                return
             if value > prior.get(name, (-1.0, ""))[0]:
                 prior[name] = (value, source)
 
@@ -371,6 +371,8 @@ class Ranker:
             for pos, name in enumerate(strategies_for(c)):
                 decay = POSITION_DECAY[min(pos, len(POSITION_DECAY) - 1)]
                 propose(name, cs * decay * 0.9, f"class {c} default #{pos + 1}")
+        for name in (*related_strategies(main_class), "retry_with_backoff"):
+            propose(name, LONG_TAIL_PRIOR, f"catalogue: applies to {main_class}")
         class_ev = self._class_evidence(main_class, step)
         for name in class_ev:
             propose(name, 0.05, f"seen on class {main_class}")
@@ -388,7 +390,8 @@ class Ranker:
                 acc[1] += w * fail
                 propose(name, 0.05, "neighbour evidence")
 
-        names = [n for n in prior if n != MANUAL]
+        propose(MANUAL, MANUAL_SCORE, "always available")
+        names = list(prior)
         model_p = self.model.predict(signature, main_class, names, {"step": step})
 
         details: list[CandidateDetail] = []
@@ -427,29 +430,13 @@ class Ranker:
             )
         risk_order = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
         details.sort(key=lambda d: (-d.score, risk_order.get(d.risk, 3), d.strategy))
-        details.append(
-            CandidateDetail(
-                MANUAL,
-                MANUAL_SCORE,
-                Risk.LOW.value,
-                0.0,
-                "always last",
-                0,
-                0,
-                0,
-                0,
-                None,
-                "rule",
-                "",
-            )
-        )
         described = [self._describe(d, neighbours, main_class) for d in details]
         return a, neighbours, described
 
     @staticmethod
     def _describe(d: CandidateDetail, neighbours: list[Neighbour], cls: str) -> CandidateDetail:
-        if d.strategy == MANUAL:
-            why = "manual intervention: pause, explain, keep state for resume (always last)"
+        if d.strategy == MANUAL and d.prior <= MANUAL_SCORE and not d.neighbour_recovered:
+            why = "manual intervention: pause, explain, keep state for resume (the fallback)"
         else:
             parts = [f"{d.prior_source} gives prior {d.prior:.2f}"]
             if d.class_recovered or d.class_failed:

@@ -513,9 +513,16 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         "ssh_hostkey",
         "ssh_auth",
         r"Host key verification failed|REMOTE HOST IDENTIFICATION HAS CHANGED"
-        r"|UNPROTECTED PRIVATE KEY FILE|bad permissions|Load key \"?(?P<path>[^\":]+)\"?: "
         r"|Too many authentication failures|no matching host key type|Offending \w+ key",
         0.95,
+    ),
+    _r(
+        "ssh_key_permissions",
+        "ssh_auth",
+        r"UNPROTECTED PRIVATE KEY FILE|Permissions 0?\d{3,4} for '(?P<path>[^']+)' are too open"
+        r"|bad permissions|Bad owner or permissions on (?P<path>\S+)",
+        0.96,
+        ("fix_ownership", "manual_intervention"),
     ),
     # build_toolchain_missing
     _r(
