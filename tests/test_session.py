@@ -148,3 +148,21 @@ def test_close_removes_the_private_directory(sshd: SSHServer) -> None:
     while os.path.exists(directory) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not os.path.exists(directory)
+
+
+def test_bashrc_runs_once_per_session_not_per_command(sshd: SSHServer) -> None:
+    runs = sshd.bashrc_runs
+    runs.unlink(missing_ok=True)
+    with sshd.connector(key_filename=sshd.keys["bashrc"]) as plain:
+        for _ in range(3):
+            assert Runner(plain).run("echo $FROM_BASHRC").stdout == "yes"
+    assert len(runs.read_text().splitlines()) == 3
+    runs.unlink()
+    connector = SessionConnector(sshd.connector(key_filename=sshd.keys["bashrc"]))
+    try:
+        runner = Runner(connector)
+        for _ in range(5):
+            assert runner.run("echo $FROM_BASHRC").stdout == "yes"
+    finally:
+        connector.close()
+    assert len(runs.read_text().splitlines()) == 1

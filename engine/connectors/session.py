@@ -4,9 +4,12 @@ Opening a shell costs the login user's start-up files (``.bashrc`` with pyenv/nv
 100 ms); a deployment runs hundreds of commands. :class:`SessionConnector` starts ONE
 ``bash --noprofile --norc -s`` through the inner connector and writes each command into it:
 
-* the command runs as ``setsid bash -c <quoted>`` in the background, so it has its own process
-  group (whose id the shell reports as a marker on stderr) and :meth:`SessionProcess.kill` can stop
-  it through a second inner process without touching the session;
+* the command runs as ``setsid bash --norc -c <quoted>`` in the background, so it has its own
+  process group (whose id the shell reports as a marker on stderr) and
+  :meth:`SessionProcess.kill` can stop it through a second inner process without touching the
+  session. ``--norc``: bash run under sshd would otherwise source ``~/.bashrc`` again for every
+  command; the login shell that became the session already did, once, and its exported
+  environment (PATH from pyenv/nvm...) is inherited;
 * after ``wait`` the shell prints an end marker carrying the exit code on BOTH stdout and stderr,
   so both streams are known to be flushed; markers hold a random per-session token and are
   stripped from the output;
@@ -323,7 +326,7 @@ class SessionConnector(Connector):
         tag = f"\\037AD{self.token}:{number}"
         script = (
             f"mkfifo {quoted_fifo}; exec 3<>{quoted_fifo}\n"
-            f"setsid bash -c {shlex.quote(body)} <&3 3<&- &\n"
+            f"setsid bash --norc -c {shlex.quote(body)} <&3 3<&- &\n"
             f"__ad_pid=$!; printf '{tag}:PID:%s\\n' \"$__ad_pid\" >&2\n"
             f'wait "$__ad_pid"; __ad_rc=$?; exec 3<&-; rm -f {quoted_fifo}\n'
             f"printf '{tag}:END:%s\\n' \"$__ad_rc\"; printf '{tag}:END:%s\\n' \"$__ad_rc\" >&2\n"

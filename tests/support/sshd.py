@@ -45,7 +45,8 @@ class SSHServer:
     port: int
     user: str
     directory: Path
-    #: client keys (private key paths) by type; "encrypted" needs :data:`PASSPHRASE`
+    #: client keys (private key paths) by type; "encrypted" needs :data:`PASSPHRASE`;
+    #: "bashrc" logs in with a HOME whose .bashrc appends a line to ``bashrc_runs``
     keys: dict[str, Path]
     #: a key whose logins run the user's real ~/.bashrc
     login_key: Path
@@ -58,6 +59,10 @@ class SSHServer:
     #: a known_hosts file holding this server's keys
     known_hosts: Path = Path()
     pid: int = 0
+
+    @property
+    def bashrc_runs(self) -> Path:
+        return self.directory / "bashrc-runs"
 
     @property
     def client_key(self) -> Path:
@@ -132,6 +137,14 @@ def _prepare(directory: Path) -> SSHServer:
     encrypted = directory / "client_encrypted"
     lines.append(f"{option} {_keygen(encrypted, 'ed25519', PASSPHRASE)}")
     keys["encrypted"] = encrypted
+    rc_home = directory / "rc-home"
+    rc_home.mkdir()
+    (rc_home / ".bashrc").write_text(
+        f"echo started >> {directory}/bashrc-runs\nexport FROM_BASHRC=yes\n"
+    )
+    rc_key = directory / "client_rc"
+    lines.append(f'environment="HOME={rc_home}" {_keygen(rc_key, "ed25519")}')
+    keys["bashrc"] = rc_key
     login_key = directory / "client_login"
     lines.append(_keygen(login_key, "ed25519"))
     unknown_key = directory / "client_unknown"
