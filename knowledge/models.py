@@ -10,7 +10,7 @@ Times are naive UTC datetimes. Every text column is written through
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -22,6 +22,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -172,3 +173,13 @@ class KbMeta(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+# Core table handles, typed as tables (``Model.__table__`` is typed as a generic FromClause).
+DEPLOYMENTS = cast(Table, Deployment.__table__)
+STEP_RUNS = cast(Table, StepRun.__table__)
+SIGNATURES = cast(Table, ErrorSignature.__table__)
+ATTEMPTS = cast(Table, RecoveryAttempt.__table__)
+STRATEGIES = cast(Table, StrategyRow.__table__)
+PATTERNS = cast(Table, PatternRow.__table__)
+KB_META = cast(Table, KbMeta.__table__)

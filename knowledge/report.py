@@ -25,11 +25,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aideploy.engine.errors import UsageError
-from aideploy.knowledge.models import Deployment, ErrorSignature, RecoveryAttempt
+from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Select,
     and_,
     case,
     distinct,
@@ -55,9 +54,9 @@ SECTIONS: dict[str, str] = {
     "first_try": "First-try recovery rate per week (the learning curve)",
 }
 
-_A = RecoveryAttempt.__table__.c
-_S = ErrorSignature.__table__.c
-_D = Deployment.__table__.c
+_A = ATTEMPTS.c
+_S = SIGNATURES.c
+_D = DEPLOYMENTS.c
 
 
 @dataclass(frozen=True)
@@ -102,11 +101,11 @@ def _round(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def _attempt_filters(query: Select[Any], filters: Filters) -> Select[Any]:
+def _attempt_filters(query: Any, filters: Filters) -> Any:
     if filters.since is not None:
         query = query.where(_A.at >= filters.since)
     if filters.by_deployment:
-        query = query.join(Deployment.__table__, _D.id == _A.deployment_id)
+        query = query.join(DEPLOYMENTS, _D.id == _A.deployment_id)
         if filters.profile is not None:
             query = query.where(_D.profile == filters.profile)
         if filters.host is not None:
@@ -138,10 +137,8 @@ def _deployments(conn: Connection, f: Filters) -> list[dict[str, Any]]:
 def _signatures(conn: Connection, f: Filters, limit: int) -> list[dict[str, Any]]:
     if f.by_deployment:
         n = func.count().label("n")
-        query = _attempt_filters(
-            select(_S.text, _S.error_class, n).select_from(
-                RecoveryAttempt.__table__.join(ErrorSignature.__table__)
-            ),
+        query: Any = _attempt_filters(
+            select(_S.text, _S.error_class, n).select_from(ATTEMPTS.join(SIGNATURES)),
             f,
         ).group_by(_S.id, _S.text, _S.error_class)
         query = query.order_by(n.desc(), _S.text).limit(limit)
@@ -161,7 +158,7 @@ def _classes(conn: Connection, f: Filters) -> list[dict[str, Any]]:
         seen = func.count().label("seen")
         query = _attempt_filters(
             select(_S.error_class, func.count(distinct(_S.id)), seen).select_from(
-                RecoveryAttempt.__table__.join(ErrorSignature.__table__)
+                ATTEMPTS.join(SIGNATURES)
             ),
             f,
         ).group_by(_S.error_class)
@@ -187,7 +184,7 @@ def _strategy_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
             _decided_w(),
             _recovered_w(),
             mttr,
-        ).select_from(RecoveryAttempt.__table__),
+        ).select_from(ATTEMPTS),
         f,
     ).group_by(_A.strategy)
     return [tuple(r) for r in conn.execute(query)]
@@ -227,7 +224,7 @@ def _strategies(conn: Connection, f: Filters) -> list[dict[str, Any]]:
 def _best(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     query = _attempt_filters(
         select(_S.error_class, _A.strategy, func.count(), _decided_w(), _recovered_w()).select_from(
-            RecoveryAttempt.__table__.join(ErrorSignature.__table__)
+            ATTEMPTS.join(SIGNATURES)
         ),
         f,
     ).group_by(_S.error_class, _A.strategy)
@@ -258,7 +255,7 @@ def _neg(name: str) -> tuple[int, ...]:
 def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     firsts = (
         _attempt_filters(
-            select(func.min(_A.id).label("first_id")).select_from(RecoveryAttempt.__table__),
+            select(func.min(_A.id).label("first_id")).select_from(ATTEMPTS),
             f,
         )
         .where(_A.deployment_id.is_not(None), _A.outcome != "skipped")
@@ -268,7 +265,7 @@ def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     week = _week(conn, _A.at).label("week")
     query = (
         select(week, func.count(), func.sum(_A.weight), _recovered_w())
-        .select_from(RecoveryAttempt.__table__.join(firsts, and_(_A.id == firsts.c.first_id)))
+        .select_from(ATTEMPTS.join(firsts, and_(_A.id == firsts.c.first_id)))
         .group_by(week)
         .order_by(week)
     )

@@ -25,6 +25,10 @@ from aideploy.engine.redact import redact, redact_obj
 from aideploy.knowledge.db import make_engine, resolve_url, safe_url, upgrade
 from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.models import (
+    ATTEMPTS,
+    PATTERNS,
+    SIGNATURES,
+    STRATEGIES,
     Deployment,
     ErrorSignature,
     KbMeta,
@@ -352,7 +356,7 @@ class KnowledgeBase:
             count=1 if count_it else 0,
         )
         if count_it:
-            table = ErrorSignature.__table__
+            table = SIGNATURES
             stmt = stmt.on_conflict_do_update(  # type: ignore[attr-defined]
                 index_elements=["hash"],
                 set_={"count": table.c.count + 1, "last_seen": at},
@@ -388,7 +392,10 @@ class KnowledgeBase:
         *,
         at: datetime | None = None,
     ) -> str:
-        """A recovery strategy was tried on an error and gave ``outcome``; returns the signature."""
+        """A recovery strategy was tried on an error and gave ``outcome``; returns the signature.
+
+        The first attempt on a signature in a deployment counts as one occurrence of the error.
+        """
         outcome_value = _value(outcome)
         if outcome_value not in OUTCOMES:
             raise KnowledgeBaseError(
@@ -396,14 +403,26 @@ class KnowledgeBase:
             )
         signature = normalize_signature(signature_text)
         when = at or utcnow()
+        dep = _short(deployment_id, 128) if deployment_id else None
         with self.writing() as conn:
             sid = self._signature_id(conn, signature, error_class, when, count_it=False)
+            if dep is None or not conn.scalar(
+                select(ATTEMPTS.c.id)
+                .where(ATTEMPTS.c.deployment_id == dep, ATTEMPTS.c.signature_id == sid)
+                .limit(1)
+            ):
+                # a new failure (first attempt on this error in this deployment) is an occurrence
+                conn.execute(
+                    update(SIGNATURES)
+                    .where(SIGNATURES.c.id == sid)
+                    .values(count=SIGNATURES.c.count + 1, last_seen=when)
+                )
             conn.execute(
                 insert(RecoveryAttempt).values(
                     signature_id=sid,
                     strategy=_short(strategy, 128),
                     step=_short(step, 128),
-                    deployment_id=_short(deployment_id, 128) if deployment_id else None,
+                    deployment_id=dep,
                     context=_clean_context(context),
                     outcome=outcome_value,
                     duration=float(duration),
@@ -442,8 +461,8 @@ class KnowledgeBase:
 
     def past_outcomes(self) -> list[PastOutcome]:
         """Every recorded attempt as a PastOutcome (one query; weights included)."""
-        a = RecoveryAttempt.__table__.c
-        s = ErrorSignature.__table__.c
+        a = ATTEMPTS.c
+        s = SIGNATURES.c
         query = (
             select(
                 s.text,
@@ -455,7 +474,7 @@ class KnowledgeBase:
                 a.at,
                 a.deployment_id,
             )
-            .select_from(RecoveryAttempt.__table__.join(ErrorSignature.__table__))
+            .select_from(ATTEMPTS.join(SIGNATURES))
             .order_by(a.id)
         )
         with self.reading() as conn:
@@ -476,7 +495,7 @@ class KnowledgeBase:
 
     def signatures(self, *, limit: int | None = None) -> list[SignatureInfo]:
         """Known signatures, most frequent first."""
-        t = ErrorSignature.__table__
+        t = SIGNATURES
         query = select(t).order_by(t.c.count.desc(), t.c.last_seen.desc())
         if limit is not None:
             query = query.limit(limit)
@@ -484,14 +503,14 @@ class KnowledgeBase:
             rows = conn.execute(query).all()
             return [
                 SignatureInfo(
-                    text=r.text,
-                    hash=r.hash,
-                    error_class=r.error_class,
-                    count=r.count,
-                    first_seen=r.first_seen,
-                    last_seen=r.last_seen,
+                    text=m["text"],
+                    hash=m["hash"],
+                    error_class=m["error_class"],
+                    count=int(m["count"]),
+                    first_seen=m["first_seen"],
+                    last_seen=m["last_seen"],
                 )
-                for r in rows
+                for m in (r._mapping for r in rows)
             ]
 
     def strategy_stats(self) -> list[StrategyStats]:
@@ -553,7 +572,7 @@ class KnowledgeBase:
 
     def strategies(self) -> list[StrategyInfo]:
         with self.reading() as conn:
-            rows = conn.execute(select(StrategyRow.__table__).order_by(StrategyRow.name)).all()
+            rows = conn.execute(select(STRATEGIES).order_by(StrategyRow.name)).all()
             return [
                 StrategyInfo(
                     name=r.name,
@@ -608,7 +627,7 @@ class KnowledgeBase:
 
     def patterns(self, trusted_only: bool = True) -> list[PatternInfo]:
         """Detection patterns (by default only trusted ones: what the matcher may run)."""
-        query = select(PatternRow.__table__).order_by(PatternRow.name)
+        query = select(PATTERNS).order_by(PatternRow.name)
         if trusted_only:
             query = query.where(PatternRow.trusted.is_(True))
         with self.reading() as conn:

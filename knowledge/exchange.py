@@ -1,0 +1,800 @@
+"""Sharing knowledge: export a KB to versioned JSON Lines, import one back (see docs/kb-format.md).
+
+Export redacts everything on its way out: secrets always, and unless ``keep_hosts`` the
+deployments' host names, private IP addresses and private host names (``*.internal``, ``*.local``,
+...) in every text and context value; host names and deployment ids become stable pseudonyms.
+
+Import is all-or-nothing and idempotent: every line is validated before anything is written (the
+first bad line rejects the file with its line number), the rows go in one transaction, and every
+record has a stable id (given in the file or the hash of its content) so importing a file twice
+adds nothing the second time. Imported strategies that carry shell commands are stored untrusted
+and never run until ``aideploy learn trust NAME``; imported patterns must pass the regex safety
+check; imported outcomes count with a reduced weight and ``decided_by="imported"``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from aideploy.engine.errors import ConfigError, ImportRejected, KnowledgeBaseError
+from aideploy.engine.redact import redact, redact_obj
+from aideploy.knowledge.models import (
+    ATTEMPTS,
+    DEPLOYMENTS,
+    PATTERNS,
+    SIGNATURES,
+    STRATEGIES,
+    Deployment,
+    utcnow,
+)
+from aideploy.knowledge.store import (
+    DECIDERS,
+    OUTCOMES,
+    RISKS,
+    KnowledgeBase,
+    check_regex,
+    normalize_signature,
+    signature_hash,
+)
+from sqlalchemy import Connection, bindparam, insert, select, update
+
+FORMAT = "aideploy-kb"
+VERSION = 1
+RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
+DEFAULT_IMPORT_WEIGHT = 0.5
+MAX_LINE_CHARS = 1_000_000
+_CHUNK = 5000
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+
+HOST = "<host>"
+IP = "<ip>"
+_IPV4 = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+_PRIVATE_NAME = re.compile(
+    r"(?i)\b(?:[a-z0-9](?:[a-z0-9\-]{0,61}[a-z0-9])?\.)+"
+    r"(?:internal|local|localdomain|lan|corp|home|intranet|private|priv|intra)\b"
+)
+_HOST_KEYS = {"host", "hostname", "ip", "address", "addr", "fqdn", "server", "node", "target"}
+
+
+# --- redaction on the way out ---------------------------------------------------------------
+
+
+def _private_ip(match: re.Match[str]) -> str:
+    text = match.group(0)
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return text
+    if addr.is_unspecified:
+        return text  # 0.0.0.0 says "all interfaces", not where
+    if addr.is_private or addr.is_loopback or addr.is_link_local:
+        return IP
+    return text
+
+
+class Scrubber:
+    """Redaction for exports, with a cache (the same strings recur thousands of times)."""
+
+    def __init__(self, known_hosts: Iterable[str], *, keep_hosts: bool, salt: str) -> None:
+        self.keep_hosts = keep_hosts
+        self.salt = salt
+        hosts = {h for h in known_hosts if h and len(h) >= 3}
+        self._hosts = sorted(hosts, key=len, reverse=True)
+        self._cache: dict[str, str] = {}
+
+    def text(self, value: str) -> str:
+        cached = self._cache.get(value)
+        if cached is not None:
+            return cached
+        out = redact(value)
+        if not self.keep_hosts and out:
+            for host in self._hosts:
+                if host in out:
+                    out = out.replace(host, HOST)
+            if "." in out:
+                out = _IPV4.sub(_private_ip, out)
+                out = _PRIVATE_NAME.sub(HOST, out)
+        if len(self._cache) < 200_000:
+            self._cache[value] = out
+        return out
+
+    def value(self, key: str, value: Any) -> Any:
+        if isinstance(value, str):
+            if not self.keep_hosts and key.lower() in _HOST_KEYS and value:
+                return HOST
+            return self.text(value)
+        if isinstance(value, dict):
+            return {str(k): self.value(str(k), v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.value(key, v) for v in value]
+        return value
+
+    def context(self, context: dict[str, Any] | None) -> dict[str, Any]:
+        if not context:
+            return {}
+        return {str(k): self.value(str(k), v) for k, v in context.items()}
+
+    def pseudonym(self, prefix: str, value: str | None) -> str | None:
+        """A stable stand-in for a host name or deployment id (unless hosts are kept)."""
+        if value is None or value == "":
+            return value
+        if self.keep_hosts:
+            return redact(value)
+        if value.startswith(f"{prefix}-") and len(value) == len(prefix) + 17:
+            return value  # already a pseudonym (a re-export of an import)
+        digest = hashlib.sha256(f"{self.salt}\0{value}".encode()).hexdigest()[:16]
+        return f"{prefix}-{digest}"
+
+
+# --- export ----------------------------------------------------------------------------------
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict[str, Any]]:
+    """Every record of the KB, redacted, in export order (no header)."""
+    salt = kb.kb_id()
+    with kb.reading() as conn:
+        hosts = [h for (h,) in conn.execute(select(Deployment.host).distinct())]
+        scrub = Scrubber(hosts, keep_hosts=keep_hosts, salt=salt)
+
+        st = STRATEGIES
+        for r in conn.execute(select(st).order_by(st.c.name)):
+            yield {
+                "type": "strategy",
+                "name": r.name,
+                "description": scrub.text(r.description),
+                "risk": r.risk,
+                "commands": [scrub.text(c) for c in r.commands] if r.commands is not None else None,
+            }
+
+        pt = PATTERNS
+        for r in conn.execute(select(pt).order_by(pt.c.name)):
+            yield {
+                "type": "pattern",
+                "name": r.name,
+                "regex": r.regex,
+                "error_class": r.error_class,
+                "strategy": r.strategy,
+                "severity": r.severity,
+                "description": scrub.text(r.description),
+                "retry_count": r.retry_count,
+            }
+
+        dt = DEPLOYMENTS
+        for r in conn.execute(select(dt).order_by(dt.c.started_at, dt.c.id)):
+            yield {
+                "type": "deployment",
+                "id": scrub.pseudonym("d", r.id),
+                "profile": scrub.text(r.profile),
+                "host": scrub.pseudonym("host", r.host),
+                "plan": scrub.text(r.plan),
+                "status": r.status,
+                "started_at": _iso(r.started_at),
+                "ended_at": _iso(r.ended_at),
+            }
+
+        sg = SIGNATURES
+        texts: dict[int, tuple[str, str]] = {}
+        for r in conn.execute(select(sg).order_by(sg.c.id)):
+            text = scrub.text(r.text)
+            texts[r.id] = (text, r.error_class)
+            yield {
+                "type": "signature",
+                "signature": text,
+                "error_class": r.error_class,
+                "count": r.count,
+                "first_seen": _iso(r.first_seen),
+                "last_seen": _iso(r.last_seen),
+            }
+
+        at = ATTEMPTS
+        contexts: dict[str, dict[str, Any]] = {}
+        deployments: dict[str, str | None] = {}
+        query = select(
+            at.c.record_key,
+            at.c.signature_id,
+            at.c.strategy,
+            at.c.outcome,
+            at.c.step,
+            at.c.deployment_id,
+            at.c.context,
+            at.c.weight,
+            at.c.duration,
+            at.c.decided_by,
+            at.c.at,
+        ).order_by(at.c.id)
+        result = conn.execution_options(yield_per=10_000).execute(query)
+        for key, sid, strategy, outcome, step, dep, context, weight, duration, by, when in result:
+            text, error_class = texts[sid]
+            ctx_key = json.dumps(context, sort_keys=True) if context else ""
+            ctx = contexts.get(ctx_key)
+            if ctx is None:
+                ctx = scrub.context(context)
+                if len(contexts) < 100_000:
+                    contexts[ctx_key] = ctx
+            if dep is not None and dep not in deployments:
+                deployments[dep] = scrub.pseudonym("d", dep)
+            yield {
+                "type": "attempt",
+                "id": key,
+                "signature": text,
+                "error_class": error_class,
+                "strategy": strategy,
+                "outcome": outcome,
+                "step": scrub.text(step),
+                "deployment": deployments[dep] if dep is not None else None,
+                "context": ctx,
+                "weight": weight,
+                "duration": duration,
+                "decided_by": by,
+                "at": _iso(when),
+            }
+
+
+def export_kb(
+    kb: KnowledgeBase, destination: str | os.PathLike[str] | IO[str], *, keep_hosts: bool = False
+) -> int:
+    """Write the KB as JSON Lines to a path or an open text stream; returns the record count.
+
+    A path is written atomically (a temp file renamed into place), so a failed export never
+    leaves half a file behind.
+    """
+    if hasattr(destination, "write"):
+        return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
+    path = Path(os.fspath(destination))
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as handle:
+            count = _write_export(kb, handle, keep_hosts=keep_hosts)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise KnowledgeBaseError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return count
+
+
+def _write_export(kb: KnowledgeBase, handle: IO[str], *, keep_hosts: bool) -> int:
+    # the header carries the record count, so records are rendered before it is written
+    lines = [_dumps(r) for r in iter_export(kb, keep_hosts=keep_hosts)]
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "records": len(lines),
+        "source": kb.kb_id(),
+    }
+    handle.write(_dumps(header) + "\n")
+    for start in range(0, len(lines), _CHUNK):
+        handle.write("\n".join(lines[start : start + _CHUNK]) + "\n")
+    return len(lines)
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+class _Bad(Exception):
+    """A record is invalid (message without the line number)."""
+
+
+def _str(rec: dict[str, Any], key: str, *, required: bool = False, limit: int = 128) -> str:
+    value = rec.get(key)
+    if value is None:
+        if required:
+            raise _Bad(f'"{key}" is required')
+        return ""
+    if not isinstance(value, str):
+        raise _Bad(f'"{key}" must be a string')
+    if required and not value.strip():
+        raise _Bad(f'"{key}" must not be empty')
+    if len(value) > limit:
+        raise _Bad(f'"{key}" is longer than {limit} characters')
+    return value
+
+
+def _num(rec: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = rec.get(key, default)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _Bad(f'"{key}" must be a number')
+    if not lo <= value <= hi:
+        raise _Bad(f'"{key}" must be between {lo:g} and {hi:g}')
+    return float(value)
+
+
+_TIME_CACHE: dict[str, datetime] = {}
+
+
+def _time(rec: dict[str, Any], key: str) -> datetime | None:
+    value = rec.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Bad(f'"{key}" must be an ISO 8601 time')
+    cached = _TIME_CACHE.get(value)
+    if cached is not None:
+        return cached
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Bad(f'"{key}" is not an ISO 8601 time: {value[:40]!r}') from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    if len(_TIME_CACHE) > 50_000:
+        _TIME_CACHE.clear()
+    _TIME_CACHE[value] = parsed
+    return parsed
+
+
+def content_id(record: dict[str, Any]) -> str:
+    """The stable id of a record that has none: sha256 of its canonical JSON."""
+    body = {k: v for k, v in record.items() if k != "id"}
+    canonical = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class _Cache:
+    """Redaction of imported values, cached: the same strings recur on many lines."""
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+        self._contexts: dict[str, dict[str, Any]] = {}
+
+    def text(self, value: str) -> str:
+        found = self._texts.get(value)
+        if found is None:
+            found = redact(value)
+            if len(self._texts) < 200_000:
+                self._texts[value] = found
+        return found
+
+    def sig(self, value: str) -> str:
+        return self.text(value).strip() or "<empty>"
+
+    def context(self, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            return {}
+        key = json.dumps(value, sort_keys=True)
+        found = self._contexts.get(key)
+        if found is None:
+            cleaned = redact_obj(value)
+            assert isinstance(cleaned, dict)
+            found = cleaned
+            if len(self._contexts) < 100_000:
+                self._contexts[key] = found
+        return found
+
+
+@dataclass
+class _Parsed:
+    strategies: list[dict[str, Any]] = field(default_factory=list)
+    patterns: list[dict[str, Any]] = field(default_factory=list)
+    deployments: list[dict[str, Any]] = field(default_factory=list)
+    signatures: list[dict[str, Any]] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    records: int = 0
+
+
+def _v_strategy(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
+    name = _str(rec, "name", required=True)
+    risk = _str(rec, "risk", limit=16) or "medium"
+    if risk not in RISKS:
+        raise _Bad(f'"risk" must be one of {", ".join(RISKS)}')
+    commands = rec.get("commands")
+    if commands is not None and (
+        not isinstance(commands, list) or not all(isinstance(c, str) for c in commands)
+    ):
+        raise _Bad('"commands" must be a list of strings')
+    out.strategies.append(
+        {
+            "name": name,
+            "description": redact(_str(rec, "description", limit=4000)),
+            "risk": risk,
+            "commands": [redact(c) for c in commands] if commands is not None else None,
+        }
+    )
+
+
+def _v_pattern(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
+    name = _str(rec, "name", required=True)
+    pattern = _str(rec, "regex", required=True, limit=1000)
+    try:
+        check_regex(pattern)
+    except ConfigError as exc:
+        raise _Bad(f"pattern {name!r} rejected: {exc}") from None
+    retry = rec.get("retry_count", 3)
+    if isinstance(retry, bool) or not isinstance(retry, int) or not 0 <= retry <= 20:
+        raise _Bad('"retry_count" must be an integer between 0 and 20')
+    out.patterns.append(
+        {
+            "name": name,
+            "regex": pattern,
+            "error_class": _str(rec, "error_class", required=True, limit=64),
+            "strategy": _str(rec, "strategy"),
+            "severity": _str(rec, "severity", limit=16) or "medium",
+            "description": redact(_str(rec, "description", limit=4000)),
+            "retry_count": retry,
+        }
+    )
+
+
+def _v_deployment(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
+    started = _time(rec, "started_at")
+    out.deployments.append(
+        {
+            "id": redact(_str(rec, "id", required=True)),
+            "profile": redact(_str(rec, "profile")),
+            "host": redact(_str(rec, "host", limit=255)),
+            "plan": redact(_str(rec, "plan")),
+            "status": _str(rec, "status", limit=32) or "unknown",
+            "started_at": started or utcnow(),
+            "ended_at": _time(rec, "ended_at"),
+        }
+    )
+
+
+def _v_signature(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
+    text = c.sig(_str(rec, "signature", required=True, limit=4000))
+    count = rec.get("count", 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise _Bad('"count" must be a non-negative integer')
+    first = _time(rec, "first_seen")
+    last = _time(rec, "last_seen")
+    out.signatures.append(
+        {
+            "text": text,
+            "error_class": _str(rec, "error_class", limit=64) or "unknown",
+            "count": count,
+            "first_seen": first or last or utcnow(),
+            "last_seen": last or first or utcnow(),
+        }
+    )
+
+
+def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
+    if rec.get("signature") is not None:
+        text = c.sig(_str(rec, "signature", required=True, limit=4000))
+    elif rec.get("error") is not None:
+        raw = rec["error"]
+        if not isinstance(raw, str) or not raw.strip():
+            raise _Bad('"error" must be a non-empty string')
+        text = normalize_signature(raw)
+    else:
+        raise _Bad('an attempt needs "signature" or "error"')
+    outcome = _str(rec, "outcome", required=True, limit=16)
+    if outcome not in OUTCOMES:
+        raise _Bad(f'"outcome" must be one of {", ".join(OUTCOMES)}')
+    key = rec.get("id")
+    if key is None:
+        key = content_id(rec)
+    elif not isinstance(key, str) or not _KEY_RE.match(key):
+        raise _Bad('"id" must be 1-64 letters, digits or ._:-')
+    context = rec.get("context")
+    if context is None:
+        context = {}
+    elif not isinstance(context, dict):
+        raise _Bad('"context" must be an object')
+    decided = rec.get("decided_by")
+    if decided is not None and decided not in DECIDERS:
+        raise _Bad(f'"decided_by" must be one of {", ".join(DECIDERS)}')
+    dep = rec.get("deployment")
+    if dep is not None and not isinstance(dep, str):
+        raise _Bad('"deployment" must be a string')
+    out.attempts.append(
+        {
+            "key": key,
+            "text": text,
+            "error_class": _str(rec, "error_class", limit=64) or "unknown",
+            "strategy": _str(rec, "strategy", required=True),
+            "outcome": outcome,
+            "step": c.text(_str(rec, "step")),
+            "deployment": redact(dep) if dep else None,
+            "context": c.context(context),
+            "weight": _num(rec, "weight", 1.0, 0.0, 1.0),
+            "duration": _num(rec, "duration", 0.0, 0.0, 1e9),
+            "at": _time(rec, "at"),
+        }
+    )
+
+
+_VALIDATORS: dict[str, Callable[[dict[str, Any], _Parsed, _Cache], None]] = {
+    "strategy": _v_strategy,
+    "pattern": _v_pattern,
+    "deployment": _v_deployment,
+    "signature": _v_signature,
+    "attempt": _v_attempt,
+}
+
+
+def _check_header(line: str) -> int:
+    try:
+        header = json.loads(line)
+    except ValueError:
+        raise ImportRejected("line 1: not a JSON header line") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ImportRejected(f'line 1: not an {FORMAT} file (no "format": "{FORMAT}" header)')
+    version = header.get("version")
+    if version != VERSION:
+        raise ImportRejected(
+            f"line 1: format version {version!r} is not supported (this aideploy reads {VERSION})"
+        )
+    records = header.get("records")
+    if isinstance(records, bool) or not isinstance(records, int) or records < 0:
+        raise ImportRejected('line 1: "records" must be a non-negative integer')
+    return records
+
+
+def parse_lines(lines: Iterable[str]) -> _Parsed:
+    """Validate every line; the first problem raises ImportRejected("line N: ...")."""
+    out = _Parsed()
+    expected: int | None = None
+    cache = _Cache()
+
+    loads = json.loads
+    validators = _VALIDATORS
+    number = 0
+    for number, line in enumerate(lines, 1):
+        if number == 1:
+            expected = _check_header(line)
+            continue
+        if not line.strip():
+            continue
+        if len(line) > MAX_LINE_CHARS:
+            raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
+        try:
+            rec = loads(line)
+        except ValueError as exc:
+            raise ImportRejected(f"line {number}: not valid JSON ({exc})") from None
+        if not isinstance(rec, dict):
+            raise ImportRejected(f"line {number}: a record must be a JSON object")
+        kind = rec.get("type")
+        validate = validators.get(kind) if isinstance(kind, str) else None
+        if validate is None:
+            raise ImportRejected(f'line {number}: "type" must be one of {", ".join(RECORD_TYPES)}')
+        try:
+            validate(rec, out, cache)
+        except _Bad as exc:
+            raise ImportRejected(f"line {number}: {kind}: {exc}") from None
+        out.records += 1
+    if expected is None:
+        raise ImportRejected("line 1: the file is empty")
+    if out.records != expected:
+        raise ImportRejected(
+            f"line {number}: the header announces {expected} records but the file has "
+            f"{out.records} (truncated or edited?)"
+        )
+    return out
+
+
+# --- import ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportSummary:
+    source: str
+    records: int = 0
+    added: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+    untrusted: list[str] = field(default_factory=list)
+
+    @property
+    def total_added(self) -> int:
+        return sum(self.added.values())
+
+
+def _chunks(items: list[Any], size: int = 900) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _existing(conn: Connection, column: Any, values: Iterable[Any]) -> set[Any]:
+    found: set[Any] = set()
+    for chunk in _chunks(sorted(set(values))):
+        found.update(v for (v,) in conn.execute(select(column).where(column.in_(chunk))))
+    return found
+
+
+def import_kb(
+    kb: KnowledgeBase,
+    source: str | os.PathLike[str] | IO[str],
+    *,
+    source_name: str | None = None,
+    weight: float = DEFAULT_IMPORT_WEIGHT,
+) -> ImportSummary:
+    """Import an export file into ``kb``: validated in full, then written in one transaction."""
+    if not 0.0 < weight <= 1.0:
+        raise KnowledgeBaseError("the import weight must be in (0, 1]")
+    if hasattr(source, "read"):
+        parsed = parse_lines(source)  # type: ignore[arg-type]
+        name = source_name or "import"
+    else:
+        path = Path(os.fspath(source))
+        try:
+            with path.open(encoding="utf-8") as handle:
+                parsed = parse_lines(handle)
+        except OSError as exc:
+            raise ImportRejected(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ImportRejected(f"{path} is not UTF-8 text: {exc.reason}") from None
+        name = source_name or path.stem
+    name = redact(name)[:255] or "import"
+    summary = ImportSummary(source=name, records=parsed.records)
+    with kb.writing() as conn:
+        _write(conn, parsed, summary, weight)
+    return summary
+
+
+def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) -> None:
+    origin = summary.source
+    now = utcnow()
+
+    # strategies and patterns: a local one of the same name always wins
+    st = STRATEGIES
+    have = _existing(conn, st.c.name, (s["name"] for s in p.strategies))
+    new_strategies: dict[str, dict[str, Any]] = {}
+    for s in p.strategies:
+        if s["name"] in have or s["name"] in new_strategies:
+            continue
+        trusted = not s["commands"]
+        new_strategies[s["name"]] = {**s, "origin": origin, "trusted": trusted}
+        if not trusted:
+            summary.untrusted.append(s["name"])
+    if new_strategies:
+        conn.execute(insert(st), list(new_strategies.values()))
+    summary.added["strategy"] = len(new_strategies)
+    summary.skipped["strategy"] = len(p.strategies) - len(new_strategies)
+
+    pt = PATTERNS
+    have = _existing(conn, pt.c.name, (x["name"] for x in p.patterns))
+    new_patterns: dict[str, dict[str, Any]] = {}
+    for x in p.patterns:
+        if x["name"] not in have and x["name"] not in new_patterns:
+            new_patterns[x["name"]] = {**x, "origin": origin, "trusted": True}
+    if new_patterns:
+        conn.execute(insert(pt), list(new_patterns.values()))
+    summary.added["pattern"] = len(new_patterns)
+    summary.skipped["pattern"] = len(p.patterns) - len(new_patterns)
+
+    # deployments: by id
+    dt = DEPLOYMENTS
+    have = _existing(conn, dt.c.id, (d["id"] for d in p.deployments))
+    new_deps: dict[str, dict[str, Any]] = {}
+    for d in p.deployments:
+        if d["id"] not in have and d["id"] not in new_deps:
+            new_deps[d["id"]] = d
+    if new_deps:
+        conn.execute(insert(dt), list(new_deps.values()))
+    summary.added["deployment"] = len(new_deps)
+    summary.skipped["deployment"] = len(p.deployments) - len(new_deps)
+    known_deps = set(have) | set(new_deps)
+    wanted = {a["deployment"] for a in p.attempts if a["deployment"]} - known_deps
+    known_deps |= _existing(conn, dt.c.id, wanted)
+
+    # signatures: by hash; counts merge with max() so a second import changes nothing
+    sg = SIGNATURES
+    by_hash: dict[str, dict[str, Any]] = {}
+    for s in p.signatures:
+        h = signature_hash(s["text"])
+        prev = by_hash.get(h)
+        if prev is None:
+            by_hash[h] = {**s, "hash": h}
+        else:
+            prev["count"] = max(prev["count"], s["count"])
+            prev["first_seen"] = min(prev["first_seen"], s["first_seen"])
+            prev["last_seen"] = max(prev["last_seen"], s["last_seen"])
+    attempt_hashes: dict[str, str] = {}
+    for a in p.attempts:
+        known = attempt_hashes.get(a["text"])
+        if known is None:
+            known = signature_hash(a["text"])
+            attempt_hashes[a["text"]] = known
+        h = known
+        if h not in by_hash:
+            when = a["at"] or now
+            by_hash[h] = {
+                "text": a["text"],
+                "error_class": a["error_class"],
+                "count": 0,
+                "first_seen": when,
+                "last_seen": when,
+                "hash": h,
+            }
+    explicit = {signature_hash(s["text"]) for s in p.signatures}
+    existing: dict[str, tuple[int, int, datetime, datetime]] = {}
+    for chunk in _chunks(list(by_hash)):
+        for sid, h, count, first, last in conn.execute(
+            select(sg.c.id, sg.c.hash, sg.c.count, sg.c.first_seen, sg.c.last_seen).where(
+                sg.c.hash.in_(chunk)
+            )
+        ):
+            existing[h] = (sid, count, first, last)
+    fresh = [v for h, v in by_hash.items() if h not in existing]
+    if fresh:
+        conn.execute(insert(sg), fresh)
+    changes = []
+    for h, (sid, count, first, last) in existing.items():
+        if h not in explicit:
+            continue
+        rec = by_hash[h]
+        merged = (
+            max(count, rec["count"]),
+            min(first, rec["first_seen"]),
+            max(last, rec["last_seen"]),
+        )
+        if merged != (count, first, last):
+            changes.append({"b_id": sid, "b_c": merged[0], "b_f": merged[1], "b_l": merged[2]})
+    if changes:
+        conn.execute(
+            update(sg)
+            .where(sg.c.id == bindparam("b_id"))
+            .values(
+                count=bindparam("b_c"), first_seen=bindparam("b_f"), last_seen=bindparam("b_l")
+            ),
+            changes,
+        )
+    summary.added["signature"] = len(fresh)
+    summary.skipped["signature"] = len(p.signatures) - len(
+        [h for h in explicit if h not in existing]
+    )
+    ids: dict[str, int] = {h: v[0] for h, v in existing.items()}
+    if fresh:
+        for chunk in _chunks([f["hash"] for f in fresh]):
+            ids.update(
+                (h, sid)
+                for sid, h in conn.execute(select(sg.c.id, sg.c.hash).where(sg.c.hash.in_(chunk)))
+            )
+
+    # attempts: by record key
+    at = ATTEMPTS
+    have = _existing(conn, at.c.record_key, (a["key"] for a in p.attempts))
+    rows: list[dict[str, Any]] = []
+    seen: set[str] = set(have)
+    for a in p.attempts:
+        key = a["key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        dep = a["deployment"]
+        rows.append(
+            {
+                "signature_id": ids[attempt_hashes[a["text"]]],
+                "strategy": a["strategy"],
+                "step": a["step"],
+                "deployment_id": dep if dep in known_deps else None,
+                "context": a["context"],
+                "outcome": a["outcome"],
+                "duration": a["duration"],
+                "decided_by": "imported",
+                "weight": round(a["weight"] * weight, 6),
+                "origin": origin,
+                "record_key": key,
+                "at": a["at"] or now,
+            }
+        )
+    for chunk in _chunks(rows, 10_000):
+        conn.execute(insert(at), chunk)
+    summary.added["attempt"] = len(rows)
+    summary.skipped["attempt"] = len(p.attempts) - len(rows)
