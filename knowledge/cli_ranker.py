@@ -209,10 +209,10 @@ def patterns_add(
         raise KnowledgeBaseError("this knowledge base cannot store patterns")
     try:
         add(
-            name=name,
-            pattern=regex_,
-            error_class=error_class,
-            recovery=recovery,
+            name,
+            regex_,
+            error_class,
+            recovery,
             severity=severity,
             description=description,
             retry_count=retry_count,
