@@ -1,0 +1,228 @@
+"""``aideploy learn`` commands over the knowledge base store: report, signatures, strategies,
+export, import, trust.
+
+Library errors are raised as the engine's error classes; the main CLI prints them as one line with
+their exit code (ImportRejected: 2).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from aideploy.engine.errors import UsageError
+from aideploy.knowledge.cli_group import learn
+from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
+from aideploy.knowledge.report import FORMATS, Filters, build_report, render
+from aideploy.knowledge.store import KnowledgeBase
+from tabulate import tabulate
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KB_HELP = (
+    "Knowledge base: a file path (SQLite) or a SQLAlchemy URL such as "
+    "postgresql+psycopg://user@host/db. Default: $AIDEPLOY_KB, then knowledge.db in the user "
+    "data directory."
+)
+
+
+def kb_option(func: F) -> F:
+    return click.option("--kb", "kb_url", metavar="PATH_OR_URL", default=None, help=KB_HELP)(func)
+
+
+def format_option(func: F) -> F:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format.",
+    )(func)
+
+
+def _open(kb_url: str | None) -> KnowledgeBase:
+    return KnowledgeBase.open(kb_url)
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageError(f"--since {value!r}: expected a date like 2025-01-31") from None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _rows_out(rows: list[dict[str, Any]], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(rows, indent=2, default=str)
+    if fmt == "csv":
+        import csv
+        import io
+
+        out = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+        return out.getvalue()
+    if not rows:
+        return "(nothing recorded yet)"
+    return tabulate(
+        [list(r.values()) for r in rows], headers=[k.replace("_", " ") for k in rows[0]]
+    )
+
+
+@learn.command("report")
+@kb_option
+@format_option
+@click.option("--since", metavar="DATE", help="Only what happened on or after DATE (YYYY-MM-DD).")
+@click.option("--profile", help="Only deployments of this profile.")
+@click.option("--host", help="Only deployments to this host.")
+@click.option("--top", default=15, show_default=True, help="How many signatures to list.")
+def report_cmd(
+    kb_url: str | None,
+    fmt: str,
+    since: str | None,
+    profile: str | None,
+    host: str | None,
+    top: int,
+) -> None:
+    """What the knowledge base has learned: deployments and success rate per week, the most
+    frequent errors, per-strategy success and time to recovery, the best strategy per error
+    class, and the first-try recovery rate per week (the learning curve)."""
+    with _open(kb_url) as kb:
+        report = build_report(kb, Filters(since=_since(since), profile=profile, host=host), top=top)
+    click.echo(render(report, fmt))
+
+
+@learn.command("signatures")
+@kb_option
+@format_option
+@click.option("--limit", default=50, show_default=True, help="How many signatures to list.")
+def signatures_cmd(kb_url: str | None, fmt: str, limit: int) -> None:
+    """Known error signatures, most frequent first."""
+    with _open(kb_url) as kb:
+        sigs = kb.signatures(limit=limit)
+    rows = [
+        {
+            "signature": s.text if fmt != "table" else _clip(s.text, 90),
+            "error_class": s.error_class,
+            "count": s.count,
+            "last_seen": s.last_seen.isoformat(timespec="seconds"),
+            "hash": s.hash if fmt != "table" else s.hash[:12],
+        }
+        for s in sigs
+    ]
+    click.echo(_rows_out(rows, fmt))
+
+
+def _clip(text: str, width: int) -> str:
+    text = text.replace("\n", " | ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+@learn.command("strategies")
+@kb_option
+@format_option
+def strategies_cmd(kb_url: str | None, fmt: str) -> None:
+    """Strategies: their statistics (attempts, weighted success rate, mean time to recovery)
+    and, for those stored in the KB, origin and whether they are trusted to run."""
+    with _open(kb_url) as kb:
+        stats = {s.strategy: s for s in kb.strategy_stats()}
+        known = {s.name: s for s in kb.strategies()}
+    rows = []
+    for name in sorted(set(stats) | set(known)):
+        st, info = stats.get(name), known.get(name)
+        rows.append(
+            {
+                "strategy": name,
+                "attempts": st.attempts if st else 0,
+                "success_rate": round(st.success_rate, 4) if st else None,
+                "mean_time_to_recovery": st.mean_time_to_recovery if st else None,
+                "origin": info.origin if info else "builtin",
+                "trusted": info.trusted if info else True,
+                "commands": len(info.commands or ()) if info else 0,
+            }
+        )
+    if fmt == "table":
+        for r in rows:
+            rate = r["success_rate"]
+            r["success_rate"] = "-" if rate is None else f"{rate:.1%}"
+            mttr = r["mean_time_to_recovery"]
+            r["mean_time_to_recovery"] = "-" if mttr is None else f"{mttr:.1f}s"
+            r["trusted"] = "yes" if r["trusted"] else "NO (learn trust)"
+    click.echo(_rows_out(rows, fmt))
+
+
+@learn.command("export")
+@kb_option
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--keep-hosts",
+    is_flag=True,
+    help="Keep host names, private IP addresses and deployment ids (they are replaced by "
+    "default). Secrets are removed either way.",
+)
+def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
+    """Write the knowledge base to FILE as versioned JSON Lines ("-": standard output), with
+    secrets and (by default) private host names and addresses removed."""
+    with _open(kb_url) as kb:
+        if file == "-":
+            export_kb(kb, sys.stdout, keep_hosts=keep_hosts)
+            return
+        count = export_kb(kb, file, keep_hosts=keep_hosts)
+    click.echo(f"exported {count} records to {file}", err=True)
+
+
+@learn.command("import")
+@kb_option
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option(
+    "--source", help="Name recorded as the origin of what is imported (default: FILE's name)."
+)
+@click.option(
+    "--weight",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=DEFAULT_IMPORT_WEIGHT,
+    show_default=True,
+    help="How much an imported outcome counts compared with a local one.",
+)
+def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float) -> None:
+    """Import an export FILE: every line is checked first and a bad line rejects the whole file
+    (exit 2, nothing imported); importing the same file again adds nothing. Imported strategies
+    with shell commands stay untrusted until `aideploy learn trust NAME`."""
+    with _open(kb_url) as kb:
+        if file == "-":
+            summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)
+        else:
+            summary = import_kb(kb, file, source_name=source, weight=weight)
+    added = ", ".join(f"{n} {kind}s" for kind, n in summary.added.items() if n) or "nothing new"
+    skipped = sum(summary.skipped.values())
+    click.echo(
+        f"imported {summary.records} records from {summary.source}: added {added}"
+        + (f"; {skipped} already known" if skipped else "")
+    )
+    for name in summary.untrusted:
+        click.echo(
+            f"strategy {name} carries shell commands and is UNTRUSTED: review it with "
+            f"`aideploy learn strategies`, then `aideploy learn trust {name}`"
+        )
+
+
+@learn.command("trust")
+@kb_option
+@click.argument("name")
+def trust_cmd(kb_url: str | None, name: str) -> None:
+    """Trust the imported strategy or pattern NAME so it may run."""
+    with _open(kb_url) as kb:
+        what = kb.trust(name)
+    click.echo(f"trusted {' and '.join(what)} {name}")
