@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import socket
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -36,29 +37,23 @@ from aideploy.engine.runner import Runner
 from tests.support.sshd import SSHServer, running_sshd
 
 WARMUP = 10
+ROUNDS = 10
+
+Once = Callable[[], None]
 
 
-def per_command_ms(run_once: Callable[[], None], count: int) -> float:
-    for _ in range(WARMUP):
-        run_once()
-    started = time.perf_counter()
-    for _ in range(count):
-        run_once()
-    return (time.perf_counter() - started) / count * 1000
+def aideploy_once(connector: Connector) -> tuple[Once, Callable[[], None]]:
+    connector.connect()
+    runner = Runner(connector, timeout=60)
+
+    def once() -> None:
+        result = runner.run("true")
+        assert result.exit_code == 0, result
+
+    return once, connector.close
 
 
-def aideploy_ms(connector: Connector, count: int) -> float:
-    with connector:
-        runner = Runner(connector, timeout=60)
-
-        def once() -> None:
-            result = runner.run("true")
-            assert result.exit_code == 0, result
-
-        return per_command_ms(once, count)
-
-
-def paramiko_ms(server: SSHServer, count: int, *, nodelay: bool) -> float:
+def paramiko_once(server: SSHServer, *, nodelay: bool) -> tuple[Once, Callable[[], None]]:
     client = paramiko.SSHClient()
     client.load_host_keys(str(server.known_hosts))  # RejectPolicy for anything else
     options: dict[str, object] = {}
@@ -75,17 +70,31 @@ def paramiko_ms(server: SSHServer, count: int, *, nodelay: bool) -> float:
         allow_agent=False,
         **options,  # type: ignore[arg-type]
     )
-    try:
 
-        def once() -> None:
-            _, stdout, stderr = client.exec_command("true")
-            stdout.read()
-            stderr.read()
-            assert stdout.channel.recv_exit_status() == 0
+    def once() -> None:
+        _, stdout, stderr = client.exec_command("true")
+        stdout.read()
+        stderr.read()
+        assert stdout.channel.recv_exit_status() == 0
 
-        return per_command_ms(once, count)
-    finally:
-        client.close()
+    return once, client.close
+
+
+def measure(configs: list[tuple[str, Once]], count: int) -> dict[str, float]:
+    """ms/command per configuration: rounds interleave the configurations (so drifting machine
+    load hits all of them alike); the figure is the median of the per-round means."""
+    per_round = max(1, count // ROUNDS)
+    samples: dict[str, list[float]] = {name: [] for name, _ in configs}
+    for _, once in configs:
+        for _ in range(WARMUP):
+            once()
+    for _ in range(ROUNDS):
+        for name, once in configs:
+            started = time.perf_counter()
+            for _ in range(per_round):
+                once()
+            samples[name].append((time.perf_counter() - started) / per_round * 1000)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -94,36 +103,35 @@ def main() -> None:
     count = parser.parse_args().count
     rows: list[tuple[str, str, float]] = []
     with running_sshd() as server:
-        fast = "1: no shell start-up"
-        rows.append(
-            (fast, "aideploy Runner / SSHConnector", aideploy_ms(server.connector(), count))
-        )
-        rows.append(
-            (fast, "raw paramiko, TCP_NODELAY (floor)", paramiko_ms(server, count, nodelay=True))
-        )
-        rows.append(
-            (fast, "raw paramiko, default socket", paramiko_ms(server, count, nodelay=False))
-        )
-        rows.append(
-            (
-                fast,
-                "aideploy Runner / SessionConnector",
-                aideploy_ms(SessionConnector(server.connector()), count),
-            )
-        )
-        real = "2: real ~/.bashrc"
-        login = server.connector(key_filename=server.login_key)
-        rows.append((real, "aideploy Runner / SSHConnector", aideploy_ms(login, count)))
-        login = server.connector(key_filename=server.login_key)
-        rows.append(
-            (
-                real,
-                "aideploy Runner / SessionConnector",
-                aideploy_ms(SessionConnector(login), count),
-            )
-        )
+        first = {
+            "aideploy Runner / SSHConnector": aideploy_once(server.connector()),
+            "raw paramiko, TCP_NODELAY (floor)": paramiko_once(server, nodelay=True),
+            "raw paramiko, default socket": paramiko_once(server, nodelay=False),
+            "aideploy Runner / SessionConnector": aideploy_once(
+                SessionConnector(server.connector())
+            ),
+        }
+        results = measure([(name, once) for name, (once, _) in first.items()], count)
+        rows += [("1: no shell start-up", name, ms) for name, ms in results.items()]
+        for _, close in first.values():
+            close()
+        second = {
+            "aideploy Runner / SSHConnector": aideploy_once(
+                server.connector(key_filename=server.login_key)
+            ),
+            "aideploy Runner / SessionConnector": aideploy_once(
+                SessionConnector(server.connector(key_filename=server.login_key))
+            ),
+        }
+        results = measure([(name, once) for name, (once, _) in second.items()], count)
+        rows += [("2: real ~/.bashrc", name, ms) for name, ms in results.items()]
+        for _, close in second.values():
+            close()
 
-    print(f"{count} x `true` over loopback SSH (ms per command, after {WARMUP} warm-up runs)\n")
+    print(
+        f"{count} x `true` per configuration over loopback SSH, ms per command "
+        f"(median of {ROUNDS} interleaved rounds, after {WARMUP} warm-up runs)\n"
+    )
     print(f"{'run':<22} {'configuration':<36} {'ms/cmd':>8}")
     for run, name, ms in rows:
         print(f"{run:<22} {name:<36} {ms:>8.2f}")
