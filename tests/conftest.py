@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 # each entry is a module of fixtures (real sshd, real PostgreSQL, ...)
-pytest_plugins: list[str] = ["tests.support.sshd"]
+pytest_plugins: list[str] = ["tests.support.sshd", "tests.support.postgres"]

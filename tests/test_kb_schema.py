@@ -1,0 +1,86 @@
+"""The KB schema comes from Alembic only, matches the models, and upgrades keep data."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from aideploy.knowledge.db import current_revision, head_revision, make_engine, resolve_url, upgrade
+from aideploy.knowledge.models import Base
+from aideploy.knowledge.store import KnowledgeBase
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+
+def test_migrated_schema_matches_the_models(kb_url: str) -> None:
+    engine = make_engine(resolve_url(kb_url))
+    try:
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+        tables = set(inspect(engine).get_table_names())
+        assert {"deployments", "step_runs", "error_signatures", "recovery_attempts"} <= tables
+        assert {"strategies", "patterns", "kb_meta", "alembic_version"} <= tables
+    finally:
+        engine.dispose()
+
+
+def test_open_creates_and_is_idempotent(kb_url: str) -> None:
+    with KnowledgeBase.open(kb_url) as kb:
+        first = kb.kb_id()
+    with KnowledgeBase.open(kb_url) as kb:
+        assert kb.kb_id() == first
+
+
+def test_revision_1_database_upgrades_with_its_data(kb_url: str) -> None:
+    engine = make_engine(resolve_url(kb_url))
+    when = datetime(2025, 1, 6, 12, 0, 0)
+    try:
+        upgrade(engine, "0001")
+        assert current_revision(engine) == "0001"
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO deployments (id, profile, host, plan, status, started_at) "
+                    "VALUES ('d1', 'prod', 'web1', 'default', 'succeeded', :t)"
+                ),
+                {"t": when},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO error_signatures (text, hash, error_class, first_seen, "
+                    "last_seen, count) VALUES ('E: Unable to locate package <pkg>', 'h1', "
+                    "'package_not_found', :t, :t, 3)"
+                ),
+                {"t": when},
+            )
+            sid = conn.execute(text("SELECT id FROM error_signatures")).scalar_one()
+            for i, outcome in enumerate(["failed", "recovered"]):
+                conn.execute(
+                    text(
+                        "INSERT INTO recovery_attempts (signature_id, strategy, step, "
+                        "deployment_id, context, outcome, duration, decided_by, at) VALUES "
+                        "(:sid, :s, 'install', 'd1', '{\"os\": \"ubuntu\"}', :o, 2.5, 'rule', :t)"
+                    ),
+                    {"sid": sid, "s": f"strategy{i}", "o": outcome, "t": when},
+                )
+    finally:
+        engine.dispose()
+
+    with KnowledgeBase.open(kb_url) as kb:  # runs revision 2
+        outcomes = kb.past_outcomes()
+        assert [(o.strategy, o.outcome, o.weight) for o in outcomes] == [
+            ("strategy0", "failed", 1.0),
+            ("strategy1", "recovered", 1.0),
+        ]
+        assert outcomes[0].context == {"os": "ubuntu"}
+        assert outcomes[0].deployment_id == "d1"
+        assert kb.signatures()[0].count == 3
+        assert kb.kb_id()
+        with kb.reading() as conn:
+            keys = conn.execute(text("SELECT record_key, origin FROM recovery_attempts")).all()
+        assert len({k for k, _ in keys}) == 2 and all(k for k, _ in keys)
+        assert {o for _, o in keys} == {"local"}
+        assert current_revision(kb.engine) == head_revision()
