@@ -40,10 +40,16 @@ def pgrep(pattern: str) -> list[str]:
 
 def test_many_commands_run_in_one_shell(session: SessionConnector) -> None:
     runner = Runner(session, timeout=10)
-    parents = {runner.run("echo $PPID").stdout for _ in range(25)}
+    parents = {runner.run("echo $PPID").stdout for _ in range(70)}  # crosses FIFO batches
     assert len(parents) == 1
     assert parents == {str(session.shell_pid)}
     assert session.shells_opened == 1
+    answered = Runner(session, responders=[apt_yes()], timeout=10).run(
+        "printf 'Do you want to continue? [Y/n] '; read a; echo \"answer=$a\""
+    )
+    assert answered.stdout.endswith("answer=Y")
+    fifos = [name for name in os.listdir(session.directory) if name.startswith("in.")]
+    assert len(fifos) <= session.fifo_batch
 
 
 def test_exit_codes_and_streams(session: SessionConnector) -> None:

@@ -238,6 +238,8 @@ class SessionConnector(Connector):
         self.shells_opened = 0
         #: PID of the current session shell on the target
         self.shell_pid: int | None = None
+        #: how many per-command FIFOs one mkfifo call makes
+        self.fifo_batch = 32
         self._shell: Process | None = None
         self._counter = 0
         self._current: SessionProcess | None = None
@@ -324,11 +326,18 @@ class SessionConnector(Connector):
         fifo = f"{self.directory}/in.{number}"
         quoted_fifo = shlex.quote(fifo)
         tag = f"\\037AD{self.token}:{number}"
-        script = (
-            f"mkfifo {quoted_fifo}; exec 3<>{quoted_fifo}\n"
+        script = ""
+        if (number - 1) % self.fifo_batch == 0:
+            # FIFOs are made (and the finished ones removed) in batches: one mkfifo and one rm
+            # per batch instead of two extra processes per command
+            directory = shlex.quote(self.directory)
+            names = " ".join(f"{directory}/in.{n}" for n in range(number, number + self.fifo_batch))
+            script += f"rm -f {directory}/in.*; mkfifo {names}\n"
+        script += (
+            f"exec 3<>{quoted_fifo}\n"
             f"setsid bash --norc -c {shlex.quote(body)} <&3 3<&- &\n"
             f"__ad_pid=$!; printf '{tag}:PID:%s\\n' \"$__ad_pid\" >&2\n"
-            f'wait "$__ad_pid"; __ad_rc=$?; exec 3<&-; rm -f {quoted_fifo}\n'
+            f'wait "$__ad_pid"; __ad_rc=$?; exec 3<&-\n'
             f"printf '{tag}:END:%s\\n' \"$__ad_rc\"; printf '{tag}:END:%s\\n' \"$__ad_rc\" >&2\n"
         )
         shell.write(script.encode())
