@@ -1,0 +1,261 @@
+"""Export and import: round trip, all-or-nothing, idempotent, safe."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aideploy.engine.errors import ImportRejected
+from aideploy.knowledge.exchange import export_kb, import_kb
+from aideploy.knowledge.report import build_report
+from aideploy.knowledge.store import KnowledgeBase
+
+T0 = datetime(2025, 3, 3, 9, 0, 0)
+CLASSES = ["apt_lock", "port_in_use", "disk_full", "dns_failure"]
+STRATEGIES = ["wait_for_apt_lock", "free_port", "cleanup_disk", "dns_fallback_resolver", "retry"]
+
+
+def _fill(kb: KnowledgeBase, deployments: int = 30) -> None:
+    """A few weeks of deployments with failures and recoveries."""
+    for d in range(deployments):
+        dep = f"dep-{d:03d}"
+        start = T0 + timedelta(days=d)
+        kb.start_deployment(
+            dep, "prod" if d % 3 else "staging", f"web{d % 2}.corp.example", "default", at=start
+        )
+        for f in range(d % 4 + 1):
+            cls = CLASSES[(d + f) % len(CLASSES)]
+            error = f"E: {cls} failure kind {f} on 10.0.{d}.{f}"
+            kb.record_error(error, cls, at=start)
+            for k in range(2):
+                kb.record_attempt(
+                    dep,
+                    error,
+                    cls,
+                    STRATEGIES[(d + f + k) % len(STRATEGIES)],
+                    "step",
+                    "recovered" if (d + f + k) % 3 == 0 or k == 1 else "failed",
+                    1.0 + f + k,
+                    "ranker",
+                    {"os": "ubuntu-24.04", "host": f"web{d % 2}"},
+                    at=start + timedelta(minutes=f * 10 + k),
+                )
+        kb.finish_deployment(dep, "succeeded" if d % 5 else "failed", at=start + timedelta(hours=1))
+    kb.add_strategy(
+        "restart_gunicorn",
+        "restart the app server",
+        "medium",
+        commands=["systemctl restart gunicorn"],
+    )
+    kb.add_pattern(
+        "lock_held", r"Could not get lock (?P<path>\S+)", "apt_lock", "wait_for_apt_lock"
+    )
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_round_trip_gives_the_same_report(kb_url: str, tmp_path: Path) -> None:
+    source = tmp_path / "source.db"
+    export = tmp_path / "kb.jsonl"
+    with KnowledgeBase.open(source) as kb:
+        _fill(kb)
+        expected = build_report(kb).sections
+        n = export_kb(kb, export, keep_hosts=True)
+    header = json.loads(_lines(export)[0])
+    assert header["format"] == "aideploy-kb" and header["version"] == 1
+    assert header["records"] == n == len(_lines(export)) - 1
+    with KnowledgeBase.open(kb_url) as target:
+        summary = import_kb(target, export)
+        assert summary.records == n
+        assert build_report(target).sections == expected
+        outcomes = target.past_outcomes()
+        assert {o.weight for o in outcomes} == {0.5}
+        with target.reading() as conn:
+            from sqlalchemy import text
+
+            decided = {r[0] for r in conn.execute(text("SELECT decided_by FROM recovery_attempts"))}
+        assert decided == {"imported"}
+
+
+def test_export_replaces_private_hosts_unless_kept(tmp_path: Path) -> None:
+    with KnowledgeBase.open(tmp_path / "a.db") as kb:
+        _fill(kb, deployments=4)
+        export_kb(kb, tmp_path / "plain.jsonl")
+        export_kb(kb, tmp_path / "kept.jsonl", keep_hosts=True)
+    plain = (tmp_path / "plain.jsonl").read_text()
+    assert "corp.example" not in plain and "10.0." not in plain
+    assert '"host":"<host>"' in plain
+    assert "web0.corp.example" in (tmp_path / "kept.jsonl").read_text()
+
+
+def test_importing_twice_changes_nothing(kb_url: str, tmp_path: Path) -> None:
+    export = tmp_path / "kb.jsonl"
+    with KnowledgeBase.open(tmp_path / "source.db") as kb:
+        _fill(kb, deployments=8)
+        export_kb(kb, export)
+    with KnowledgeBase.open(kb_url) as target:
+        first = import_kb(target, export)
+        counts = target.counts()
+        report = build_report(target).sections
+        second = import_kb(target, export)
+        assert first.total_added > 0 and second.total_added == 0
+        assert target.counts() == counts
+        assert build_report(target).sections == report
+
+
+def test_a_bad_line_500_rejects_the_whole_file(kb_url: str, tmp_path: Path) -> None:
+    export = tmp_path / "kb.jsonl"
+    with KnowledgeBase.open(tmp_path / "source.db") as kb:
+        _fill(kb, deployments=120)
+        export_kb(kb, export)
+    lines = _lines(export)
+    assert len(lines) > 600
+    record = json.loads(lines[499])
+    record["outcome"] = "sort of"
+    lines[499] = json.dumps(record)
+    if record["type"] != "attempt":
+        lines[499] = '{"type": "attempt", "strategy": "x"}'
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("\n".join(lines) + "\n")
+    with KnowledgeBase.open(kb_url) as target:
+        target.start_deployment("mine", "p", "h", "plan")
+        before = target.counts()
+        with pytest.raises(ImportRejected, match=r"^line 500: ") as info:
+            import_kb(target, bad)
+        assert info.value.exit_code == 2
+        assert target.counts() == before
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "not json at all",
+        '["a", "list"]',
+        '{"type": "mystery"}',
+        '{"type": "attempt", "strategy": "x", "outcome": "recovered"}',
+        '{"type": "attempt", "error": "E: x", "strategy": "x", "outcome": "recovered", "weight": 7}',
+        '{"type": "strategy", "name": "x", "commands": "rm -rf /"}',
+        '{"type": "signature", "signature": "x", "count": -1}',
+    ],
+)
+def test_invalid_records_are_named_by_line(tmp_path: Path, line: str) -> None:
+    good = '{"type": "attempt", "error": "E: disk full", "strategy": "cleanup_disk", "outcome": "recovered"}'
+    path = tmp_path / "f.jsonl"
+    path.write_text(
+        '{"format": "aideploy-kb", "version": 1, "records": 3}\n' + f"{good}\n{line}\n{good}\n"
+    )
+    with KnowledgeBase.open(tmp_path / "kb.db") as kb:
+        with pytest.raises(ImportRejected, match=r"^line 3: "):
+            import_kb(kb, path)
+        assert kb.counts()["attempts"] == 0
+
+
+def test_header_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    with KnowledgeBase.open(tmp_path / "kb.db") as kb:
+        path.write_text('{"format": "aideploy-kb", "version": 2, "records": 0}\n')
+        with pytest.raises(ImportRejected, match="version 2 is not supported"):
+            import_kb(kb, path)
+        path.write_text('{"format": "aideploy-kb", "version": 1, "records": 5}\n')
+        with pytest.raises(ImportRejected, match="announces 5 records"):
+            import_kb(kb, path)
+
+
+def test_minimal_foreign_attempts_import(tmp_path: Path) -> None:
+    path = tmp_path / "other-tool.jsonl"
+    records = [
+        {
+            "type": "attempt",
+            "error": "Error: listen EADDRINUSE: address already in use :::3000",
+            "strategy": "free_port",
+            "outcome": "recovered",
+        },
+        {
+            "type": "attempt",
+            "signature": "E: disk full <path>",
+            "strategy": "cleanup_disk",
+            "outcome": "failed",
+            "error_class": "disk_full",
+        },
+    ]
+    path.write_text(
+        json.dumps({"format": "aideploy-kb", "version": 1, "records": 2})
+        + "\n"
+        + "\n".join(json.dumps(r) for r in records)
+        + "\n"
+    )
+    with KnowledgeBase.open(tmp_path / "kb.db") as kb:
+        assert import_kb(kb, path, source_name="friend").added["attempt"] == 2
+        assert import_kb(kb, path, source_name="friend").added["attempt"] == 0
+        outcomes = kb.past_outcomes()
+        assert {(o.strategy, o.weight) for o in outcomes} == {
+            ("free_port", 0.5),
+            ("cleanup_disk", 0.5),
+        }
+        assert "EADDRINUSE" in outcomes[0].signature
+
+
+def test_hostile_pattern_is_rejected_quickly(kb_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "evil.jsonl"
+    evil = {
+        "type": "pattern",
+        "name": "evil",
+        "regex": "(a+)+$",
+        "error_class": "unknown",
+        "strategy": "retry_with_backoff",
+    }
+    ok = {
+        "type": "pattern",
+        "name": "fine",
+        "regex": "Could not get lock",
+        "error_class": "apt_lock",
+        "strategy": "wait_for_apt_lock",
+    }
+    path.write_text(
+        json.dumps({"format": "aideploy-kb", "version": 1, "records": 2})
+        + "\n"
+        + json.dumps(ok)
+        + "\n"
+        + json.dumps(evil)
+        + "\n"
+    )
+    with KnowledgeBase.open(kb_url) as kb:
+        started = time.monotonic()
+        with pytest.raises(ImportRejected, match=r"^line 3: .*evil"):
+            import_kb(kb, path)
+        assert time.monotonic() - started < 5
+        assert kb.patterns(trusted_only=False) == []
+
+
+def test_imported_strategy_with_commands_is_untrusted_until_trusted(
+    kb_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.jsonl"
+    records = [
+        {
+            "type": "strategy",
+            "name": "nuke_cache",
+            "description": "clear it",
+            "risk": "high",
+            "commands": ["rm -rf /var/cache/app"],
+        },
+        {"type": "strategy", "name": "just_a_name", "risk": "low"},
+    ]
+    path.write_text(
+        json.dumps({"format": "aideploy-kb", "version": 1, "records": 2})
+        + "\n"
+        + "\n".join(json.dumps(r) for r in records)
+        + "\n"
+    )
+    with KnowledgeBase.open(kb_url) as kb:
+        summary = import_kb(kb, path)
+        assert summary.untrusted == ["nuke_cache"]
+        trusted = {s.name: s.trusted for s in kb.strategies()}
+        assert trusted == {"nuke_cache": False, "just_a_name": True}
+        kb.trust("nuke_cache")
+        assert all(s.trusted for s in kb.strategies())
