@@ -1,16 +1,28 @@
-"""Operator commands: ``aideploy audit verify|show``, ``aideploy metrics`` and ``aideploy init``.
+"""Operator commands: ``aideploy audit verify|show`` and ``aideploy init``.
 
-Thin click commands over :mod:`audit`, :mod:`metrics` and :mod:`wizard`; library errors
+Thin click commands over :mod:`audit` and :mod:`wizard`; library errors
 (AideployError) propagate to the CLI's one error boundary.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
-from aideploy.engine import audit
+from aideploy.engine import audit, wizard
+from aideploy.engine.config import (
+    check_domain,
+    check_hostname,
+    check_name,
+    check_username,
+    parse_config,
+)
+from aideploy.engine.errors import AideployError, UsageError
+from aideploy.engine.redact import register_secret
 
 # -- audit -------------------------------------------------------------------------------------
 
@@ -65,3 +77,240 @@ def audit_show(limit: int | None, as_json: bool, file: str | None) -> None:
             f" -> {entry.get('result', '?')}"
             + (f" [{entry['deployment_id']}]" if entry.get("deployment_id") else "")
         )
+
+
+# -- init --------------------------------------------------------------------------------------
+
+DEFAULT_CONFIG = "ai_deployment_config.json"
+
+
+def _env_secret(name: str | None, what: str) -> str | None:
+    if not name:
+        return None
+    value = os.environ.get(name)
+    if value is None:
+        raise UsageError(f"{what}: environment variable {name} is not set")
+    register_secret(value)
+    return value
+
+
+def _valid(check: Callable[[str], str | None], optional: bool = False) -> Callable[[str], str]:
+    def convert(value: str) -> str:
+        value = value.strip()
+        if optional and not value:
+            return ""
+        problem = check(value)
+        if problem:
+            raise click.BadParameter(problem)
+        return value
+
+    return convert
+
+
+@click.command("init")
+@click.option("--auto", is_flag=True, help="Never ask: everything comes from the options.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help=f"Configuration file to write (default: ./{DEFAULT_CONFIG}).",
+)
+@click.option("--force", is_flag=True, help="Replace an existing configuration file.")
+@click.option("--profile", default="production", show_default=True, help="Profile to create.")
+@click.option("--hostname", help="Server host name or address.")
+@click.option("--username", help="Remote user (default: the guide's user for the profile).")
+@click.option("--domain", help="Domain the app is served on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=22, show_default=True)
+@click.option(
+    "--key-type", type=click.Choice(wizard.KEY_TYPES), default="ed25519", show_default=True
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    help="Private key to use or create (default: ~/.ssh/id_<type>).",
+)
+@click.option(
+    "--passphrase-env",
+    metavar="NAME",
+    help="Encrypt a new key (or open an existing one) with the passphrase in this variable.",
+)
+@click.option(
+    "--install-key",
+    is_flag=True,
+    help="Add the public key to the server's authorized_keys, logging in once with a password.",
+)
+@click.option(
+    "--password-env",
+    metavar="NAME",
+    help="With --auto --install-key: the login password is in this variable (never stored).",
+)
+@click.option("--test-connection", "test_conn", is_flag=True, help="--auto: log in once to test.")
+@click.option(
+    "--known-hosts",
+    type=click.Path(dir_okay=False),
+    default="~/.ssh/known_hosts",
+    show_default=True,
+    help="known_hosts file checked (and extended with --accept-new-host-key).",
+)
+@click.option(
+    "--accept-new-host-key", is_flag=True, help="Trust the server's key on first connection."
+)
+@click.pass_context
+def init(
+    ctx: click.Context,
+    auto: bool,
+    config_file: str | None,
+    force: bool,
+    profile: str,
+    hostname: str | None,
+    username: str | None,
+    domain: str | None,
+    port: int,
+    key_type: str,
+    key_file: str | None,
+    passphrase_env: str | None,
+    install_key: bool,
+    password_env: str | None,
+    test_conn: bool,
+    known_hosts: str,
+    accept_new_host_key: bool,
+) -> None:
+    """Set up: SSH key, server profiles and a validated configuration file (the guide's wizard)."""
+    ask = not auto
+    root = ctx.find_root().params.get("config_path")
+    path = Path(config_file or root or DEFAULT_CONFIG).expanduser()
+
+    # 1. what is missing on this machine
+    missing = wizard.missing_tools()
+    for tool in missing:
+        click.echo(f"warning: {tool} is not installed (install it with your package manager)")
+    if not missing:
+        click.echo(f"found: {', '.join(wizard.TOOLS)}")
+
+    # 2. never clobber a config without asking
+    if path.exists() and not force:
+        if not ask:
+            raise UsageError(f"{path} already exists; --force replaces it")
+        if not click.confirm(f"{path} exists. Replace it?", default=False):
+            click.echo(f"{path} left unchanged.")
+            return
+
+    # 3. the SSH key
+    if ask:
+        key_type = click.prompt(
+            "SSH key type", type=click.Choice(wizard.KEY_TYPES), default=key_type
+        )
+    key_path = Path(key_file).expanduser() if key_file else wizard.default_key_path(key_type)
+    passphrase = _env_secret(passphrase_env, "--passphrase-env")
+    while ask:
+        key_path = Path(
+            click.prompt(
+                "SSH private key (used if it exists, created if not)", default=str(key_path)
+            )
+        ).expanduser()
+        if not key_path.exists() or click.confirm(
+            f"Use the existing key {key_path}?", default=True
+        ):
+            break
+    if ask and passphrase is None:
+        passphrase = (
+            click.prompt(
+                "Key passphrase (empty: none)",
+                default="",
+                hide_input=True,
+                show_default=False,
+                confirmation_prompt=not key_path.exists(),
+            )
+            or None
+        )
+    pair = wizard.ensure_key(key_path, key_type, passphrase, comment=f"aideploy@{profile}")
+    click.echo(f"{'created' if pair.created else 'using'} key {pair.private}")
+
+    # 4. profiles
+    names = [profile]
+    if ask:
+        answer = click.prompt("Profiles to create (comma separated)", default=profile)
+        names = [n.strip() for n in answer.split(",") if n.strip()]
+    profiles: dict[str, dict[str, Any]] = {}
+    for name in names:
+        problem = check_name(name)
+        if problem:
+            raise UsageError(f"profile: {problem}")
+        guide_user = wizard.GUIDE_PROFILES.get(name, {}).get("username", "root")
+        host, user, dom = hostname, username or guide_user, domain
+        protected = None
+        if ask:
+            host = click.prompt(
+                f"[{name}] server host name or address",
+                default=hostname,
+                value_proc=_valid(check_hostname),
+            )
+            user = click.prompt(
+                f"[{name}] remote user", default=user, value_proc=_valid(check_username)
+            )
+            dom = click.prompt(
+                f"[{name}] domain (empty: none)",
+                default=domain or "",
+                value_proc=_valid(check_domain, optional=True),
+            )
+            protected = click.confirm(
+                f"[{name}] protected (deploying asks to type the profile name)?",
+                default=bool(wizard.GUIDE_PROFILES.get(name, {}).get("protected")),
+            )
+        elif not host:
+            raise UsageError("--auto needs --hostname")
+        assert host is not None
+        profiles[name] = wizard.profile_data(
+            name, host, username=user, domain=dom or None, port=port, protected=protected
+        )
+    data = wizard.build_config(profiles, key_file=pair.private, port=22)
+    parse_config(data, path.name)  # fail before touching the server
+
+    # 5. install the key once, with a password that is never stored
+    first = profiles[names[0]]
+    server = {
+        "port": port,
+        "username": first["username"],
+        "known_hosts": Path(known_hosts).expanduser(),
+        "accept_new_host_key": accept_new_host_key,
+    }
+    if ask:
+        install_key = click.confirm(
+            f"Install the public key on {first['hostname']} now (password login, once)?",
+            default=False,
+        )
+    if install_key:
+        password = (
+            click.prompt(f"Password for {first['username']}@{first['hostname']}", hide_input=True)
+            if ask
+            else _env_secret(password_env, "--password-env")
+        )
+        if password is None:
+            raise UsageError("--install-key with --auto needs --password-env NAME")
+        register_secret(password)
+        added = wizard.install_public_key(
+            pair.public_line, first["hostname"], password=password, **server
+        )
+        click.echo("public key installed" if added else "public key was already installed")
+
+    # 6. test the connection
+    if ask:
+        test_conn = click.confirm(f"Test the connection to {first['hostname']}?", default=True)
+    if test_conn:
+        try:
+            check = wizard.check_connection(
+                first["hostname"], key_file=pair.private, passphrase=passphrase, **server
+            )
+        except AideployError as exc:
+            click.echo(f"warning: connection test failed: {exc}")
+        else:
+            click.echo(
+                f"connected: {check.system}, host key {check.fingerprint} "
+                f"({check.seconds * 1000:.0f} ms)"
+            )
+
+    # 7. write the validated config
+    wizard.write_config(path, data, overwrite=True)
+    audit.try_record("init", result="written", target=str(path), details={"profiles": names})
+    click.echo(f"wrote {path} (profiles: {', '.join(names)})")
+    click.echo(f"next: aideploy --config {path} deploy --profile {names[0]}")
