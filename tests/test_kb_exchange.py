@@ -109,23 +109,30 @@ def test_importing_twice_changes_nothing(kb_url: str, tmp_path: Path) -> None:
 
 
 def test_a_bad_line_500_rejects_the_whole_file(kb_url: str, tmp_path: Path) -> None:
-    export = tmp_path / "kb.jsonl"
-    with KnowledgeBase.open(tmp_path / "source.db") as kb:
-        _fill(kb, deployments=120)
-        export_kb(kb, export)
-    lines = _lines(export)
-    assert len(lines) > 600
-    record = json.loads(lines[499])
-    record["outcome"] = "sort of"
-    lines[499] = json.dumps(record)
-    if record["type"] != "attempt":
-        lines[499] = '{"type": "attempt", "strategy": "x"}'
+    records = [
+        {
+            "type": "attempt",
+            "id": f"rec-{i}",
+            "signature": f"E: failure kind {i % 40}",
+            "error_class": CLASSES[i % len(CLASSES)],
+            "strategy": STRATEGIES[i % len(STRATEGIES)],
+            "outcome": "recovered" if i % 2 else "failed",
+        }
+        for i in range(700)
+    ]
+    records[498]["outcome"] = "sort of"  # line 500: the header is line 1
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("\n".join(lines) + "\n")
+    bad.write_text(
+        json.dumps({"format": "aideploy-kb", "version": 1, "records": len(records)})
+        + "\n"
+        + "\n".join(json.dumps(r) for r in records)
+        + "\n"
+    )
     with KnowledgeBase.open(kb_url) as target:
         target.start_deployment("mine", "p", "h", "plan")
+        target.record_attempt("mine", "E: x", "unknown", "retry", "s", "failed", 1.0)
         before = target.counts()
-        with pytest.raises(ImportRejected, match=r"^line 500: ") as info:
+        with pytest.raises(ImportRejected, match=r"^line 500: attempt: .*outcome") as info:
             import_kb(target, bad)
         assert info.value.exit_code == 2
         assert target.counts() == before

@@ -8,6 +8,7 @@ PostgreSQL cases are skipped with the reason.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -140,10 +141,8 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     postgres_server.admin(f'CREATE DATABASE "{name}"')
     yield postgres_server.url(name)
-    try:
+    with contextlib.suppress(Exception):  # cleanup of a throwaway cluster
         postgres_server.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except Exception:
-        pass
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
