@@ -349,3 +349,49 @@ def test_write_file_failure_is_a_command_error(ssh_connector: SSHConnector) -> N
 
     with pytest.raises(CommandError, match="cannot write"):
         ssh_connector.write_file("/nonexistent-dir/x/y", b"data")
+
+
+def test_hashed_known_hosts_entry_is_accepted(sshd: SSHServer, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    entry = paramiko.HostKeys.hash_host(f"[{sshd.host}]:{sshd.port}")
+    known.write_text("".join(f"{entry} {line}\n" for line in sshd.host_keys.values()))
+    with sshd.connector(known_hosts=known) as connector:
+        assert Runner(connector).run("echo ok").stdout == "ok"
+
+
+def test_ssh_agent_keys_are_offered(
+    sshd: SSHServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    socket_path = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket_path)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 5
+        while not socket_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        env = {**os.environ, "SSH_AUTH_SOCK": str(socket_path)}
+        subprocess.run(["ssh-add", "-q", str(sshd.keys["ecdsa"])], env=env, check=True)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(socket_path))
+        connector = sshd.connector(key_filename=None, use_agent=True)
+        with connector:
+            assert Runner(connector).run("echo agent").stdout == "agent"
+    finally:
+        agent.terminate()
+        agent.wait()
+
+
+def test_a_dropped_connection_ends_the_running_command(sshd: SSHServer) -> None:
+    with sshd.connector() as connector:
+        marker = f"3{secrets.randbelow(10**6):06d}"
+        process = connector.start(f"sleep {marker}")
+        time.sleep(0.3)
+        connector.transport.close()
+        deadline = time.monotonic() + 5
+        while not process.done() and time.monotonic() < deadline:
+            process.read(0.1)
+        assert process.done()
+        assert process.exit_code() is None
+        # sshd leaves the command running when the connection drops; kill() reconnects for it
+        assert pgrep(f"sleep {marker}")
+        process.kill()
+        process.close()
+        assert pgrep(f"sleep {marker}") == []

@@ -56,6 +56,7 @@ class SSHProcess(Process):
     def __init__(self, connector: SSHConnector, channel: paramiko.Channel) -> None:
         self._connector = connector
         self._channel = channel
+        self._transport = channel.get_transport()
         self._fd = channel.fileno()  # readable whenever stdout or stderr has data or EOF
         self._pgid: int | None = None
         self._stderr_hold = b""  # stderr until the PID marker line has been seen
@@ -105,7 +106,8 @@ class SSHProcess(Process):
 
     def _finished_streams(self) -> bool:
         chan = self._channel
-        return bool(chan.eof_received) and not chan.recv_ready() and not chan.recv_stderr_ready()
+        ended = bool(chan.eof_received) or chan.closed  # closed: the connection may have died
+        return ended and not chan.recv_ready() and not chan.recv_stderr_ready()
 
     def read(self, timeout: float) -> list[Chunk]:
         if self._pending:
@@ -150,7 +152,10 @@ class SSHProcess(Process):
 
     def kill(self) -> None:
         self._wait_for_pgid(2.0)
-        if self._pgid is not None and not self._channel.exit_status_ready():
+        running = not self._channel.exit_status_ready()
+        # the connection died under the command: sshd does not stop it, so reconnect and do it
+        orphaned = self._pgid is not None and not self._transport.is_active()
+        if self._pgid is not None and (running or orphaned):
             self._connector.run_quiet(group_kill_command(self._pgid), timeout=10.0)
         self._channel.close()
 
