@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import re
 import warnings
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from aideploy.knowledge.history import PastOutcome
-from sklearn.feature_extraction import FeatureHasher
+from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion
+from sklearn.linear_model import LogisticRegression, SGDClassifier
 
-CLASSIFIER_TEXT_CHARS = 4000
+CLASSIFIER_TEXT_CHARS = 2000
 _SPACE = re.compile(r"\s+")
 _HEXISH = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]+\b|\d+")
 _TOKEN = re.compile(r"<\w+>|[A-Za-z_][A-Za-z0-9_]+|\d{2,3}\b")
@@ -40,30 +40,19 @@ class TextClassifier:
 
     def __init__(self) -> None:
         self.classes_: list[str] = []
-        self._features = FeatureUnion(
-            [
-                (
-                    "chars",
-                    TfidfVectorizer(
-                        analyzer="char_wb",
-                        ngram_range=(3, 5),
-                        min_df=1,
-                        sublinear_tf=True,
-                        max_features=60000,
-                        dtype=np.float32,
-                    ),
-                ),
-                (
-                    "words",
-                    TfidfVectorizer(
-                        analyzer="word",
-                        token_pattern=r"[a-z_][a-z0-9_]+|<\w+>",  # noqa: S106
-                        ngram_range=(1, 2),
-                        sublinear_tf=True,
-                        dtype=np.float32,
-                    ),
-                ),
-            ]
+        self._chars = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(3, 5),
+            sublinear_tf=True,
+            max_features=60000,
+            dtype=np.float32,
+        )
+        self._words = TfidfVectorizer(
+            analyzer="word",
+            token_pattern=r"[a-z_][a-z0-9_]+|<\w+>",  # noqa: S106
+            ngram_range=(1, 2),
+            sublinear_tf=True,
+            dtype=np.float32,
         )
         self._model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
         self.fitted = False
@@ -73,7 +62,8 @@ class TextClassifier:
             self.fitted = False
             self.classes_ = sorted(set(labels))
             return self
-        x = self._features.fit_transform([classifier_text(t) for t in texts])
+        docs = [classifier_text(t) for t in texts]
+        x = hstack([self._chars.fit_transform(docs), self._words.fit_transform(docs)], "csr")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             self._model.fit(x, list(labels))
@@ -85,7 +75,8 @@ class TextClassifier:
         if not self.fitted:
             only = self.classes_[0] if self.classes_ else None
             return [{only: 1.0} if only else {} for _ in texts]
-        x = self._features.transform([classifier_text(t) for t in texts])
+        docs = [classifier_text(t) for t in texts]
+        x = hstack([self._chars.transform(docs), self._words.transform(docs)], "csr")
         probs = self._model.predict_proba(x)
         return [{c: float(p) for c, p in zip(self.classes_, row, strict=True)} for row in probs]
 
@@ -108,12 +99,20 @@ def signature_tokens(signature: str) -> list[str]:
 def outcome_features(
     tokens: Sequence[str], error_class: str, strategy: str, context: Mapping[str, str]
 ) -> list[str]:
+    """The features of one (signature, strategy) pair, readable (the model hashes them)."""
     s = strategy
     feats = [f"s={s}", f"c={error_class}|s={s}"]
     feats.extend(f"t={t}|s={s}" for t in tokens)
     feats.extend(f"{k}={v}|s={s}" for k, v in sorted(context.items()) if v)
     feats.extend(f"{k}={v}|c={error_class}|s={s}" for k, v in sorted(context.items()) if v)
     return feats
+
+
+def _h(text: str) -> int:
+    return zlib.crc32(text.encode("utf-8", "replace"))
+
+
+_MIX = np.int64(1_000_003)
 
 
 @dataclass(frozen=True)
@@ -125,36 +124,72 @@ class _Row:
 
 
 class OutcomeModel:
-    """P(recovered | signature, strategy, class, context) from recorded outcomes."""
+    """P(recovered | signature, strategy, class, context) from recorded outcomes.
+
+    Features are the interactions of the strategy with: itself, the class, each signature token,
+    each context value, and class x context. They are hashed (crc32, so stable across processes)
+    straight into a sparse matrix; the model is a logistic regression fit by SGD.
+    """
 
     MIN_OUTCOMES = 10
 
     def __init__(
-        self, n_features: int = 2**18, context_keys: Iterable[str] = ("step", "tool", "os")
-    ):
+        self, n_features: int = 2**20, context_keys: Iterable[str] = ("step", "tool", "os")
+    ) -> None:
+        self.n_features = n_features
         self.context_keys = tuple(context_keys)
-        self._hasher = FeatureHasher(
-            n_features=n_features, input_type="string", alternate_sign=False
-        )
-        self._model: LogisticRegression | None = None
-        self._token_cache: dict[str, list[str]] = {}
+        self._model: SGDClassifier | None = None
+        self._token_cache: dict[str, np.ndarray] = {}
         self.trained_on = 0
 
     @property
     def fitted(self) -> bool:
         return self._model is not None
 
-    def _tokens(self, signature: str) -> list[str]:
+    def _tokens(self, signature: str) -> np.ndarray:
         toks = self._token_cache.get(signature)
         if toks is None:
-            toks = signature_tokens(signature)
-            if len(self._token_cache) > 200_000:
+            toks = np.fromiter((_h("t=" + t) for t in signature_tokens(signature)), dtype=np.int64)
+            if len(self._token_cache) > 300_000:
                 self._token_cache.clear()
             self._token_cache[signature] = toks
         return toks
 
-    def _context(self, context: Mapping[str, str]) -> dict[str, str]:
-        return {k: str(context[k]) for k in self.context_keys if context.get(k)}
+    def _context(self, context: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        return tuple((k, str(context[k])) for k in self.context_keys if context.get(k))
+
+    def _matrix(self, keys: Sequence[_Row]) -> csr_matrix:
+        n = len(keys)
+        hashes: dict[str, int] = {}
+
+        def h(text: str) -> int:
+            v = hashes.get(text)
+            if v is None:
+                v = hashes[text] = _h(text)
+            return v
+
+        sid = np.fromiter((h("s=" + k.strategy) for k in keys), dtype=np.int64, count=n)
+        cid = np.fromiter((h("c=" + k.error_class) for k in keys), dtype=np.int64, count=n)
+        rows_idx = np.arange(n, dtype=np.int64)
+        toks = [self._tokens(k.signature) for k in keys]
+        tok_len = np.fromiter((len(t) for t in toks), dtype=np.int64, count=n)
+        tok_rows = np.repeat(rows_idx, tok_len)
+        tok_vals = np.concatenate(toks) if n else np.zeros(0, dtype=np.int64)
+        ctx_lists = [[h(f"{a}={b}") for a, b in k.context] for k in keys]
+        ctx_len = np.fromiter((len(c) for c in ctx_lists), dtype=np.int64, count=n)
+        ctx_rows = np.repeat(rows_idx, ctx_len)
+        ctx_vals = np.fromiter(
+            (v for c in ctx_lists for v in c), dtype=np.int64, count=int(ctx_len.sum())
+        )
+        rows = np.concatenate((rows_idx, rows_idx, tok_rows, ctx_rows, ctx_rows))
+        vals = np.concatenate(
+            (np.ones(n, dtype=np.int64), cid, tok_vals, ctx_vals, ctx_vals * _MIX + cid[ctx_rows])
+        )
+        cols = (vals * _MIX + sid[rows]) % self.n_features
+        data = np.ones(len(cols), dtype=np.float32)
+        x = coo_matrix((data, (rows, cols)), shape=(n, self.n_features)).tocsr()
+        x.data = np.minimum(x.data, 1.0)
+        return x
 
     def fit(self, outcomes: Iterable[PastOutcome]) -> OutcomeModel:
         agg: dict[_Row, list[float]] = {}
@@ -163,38 +198,33 @@ class OutcomeModel:
             if o.outcome not in ("recovered", "failed"):
                 continue
             n += 1
-            key = _Row(
-                o.signature,
-                o.error_class,
-                o.strategy,
-                tuple(sorted(self._context(o.context).items())),
-            )
-            acc = agg.setdefault(key, [0.0, 0.0])
+            key = _Row(o.signature, o.error_class, o.strategy, self._context(o.context))
+            acc = agg.get(key)
+            if acc is None:
+                acc = agg[key] = [0.0, 0.0]
             acc[0 if o.outcome == "recovered" else 1] += max(float(o.weight), 0.0)
         self.trained_on = n
         if n < self.MIN_OUTCOMES:
             self._model = None
             return self
-        feats: list[list[str]] = []
-        ys: list[int] = []
-        ws: list[float] = []
-        for key, (succ, fail) in agg.items():
-            f = outcome_features(
-                self._tokens(key.signature), key.error_class, key.strategy, dict(key.context)
-            )
-            for y, w in ((1, succ), (0, fail)):
-                if w > 0:
-                    feats.append(f)
-                    ys.append(y)
-                    ws.append(w)
-        if len(set(ys)) < 2:
+        keys = list(agg)
+        x = self._matrix(keys)
+        succ = np.array([agg[k][0] for k in keys])
+        fail = np.array([agg[k][1] for k in keys])
+        # each pair appears once as a success row and once as a failure row, weighted
+        pos, neg = succ > 0, fail > 0
+        if not pos.any() or not neg.any():
             self._model = None
             return self
-        x = self._hasher.transform(feats)
-        model = LogisticRegression(solver="liblinear", C=1.0, max_iter=200)
+        xx = vstack([x[pos], x[neg]], format="csr")
+        yy = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
+        ww = np.concatenate([succ[pos], fail[neg]])
+        model = SGDClassifier(
+            loss="log_loss", alpha=1e-5, max_iter=8, tol=None, random_state=0, average=True
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model.fit(x, np.asarray(ys), sample_weight=np.asarray(ws))
+            model.fit(xx, yy, sample_weight=ww)
         self._model = model
         return self
 
@@ -207,10 +237,7 @@ class OutcomeModel:
     ) -> dict[str, float]:
         if self._model is None or not strategies:
             return {}
-        toks = self._tokens(signature)
         ctx = self._context(context or {})
-        x = self._hasher.transform(
-            [outcome_features(toks, error_class, s, ctx) for s in strategies]
-        )
+        x = self._matrix([_Row(signature, error_class, s, ctx) for s in strategies])
         probs = self._model.predict_proba(x)[:, 1]
         return {s: float(p) for s, p in zip(strategies, probs, strict=True)}
