@@ -1,0 +1,212 @@
+"""Knowledge base at scale: report time, export/import throughput, concurrent writers.
+
+    .venv/bin/python benchmarks/kb_scale.py                  # 1,000,000 attempts, 20,000 signatures
+    .venv/bin/python benchmarks/kb_scale.py --attempts 100000
+
+Builds a SQLite KB through the migrations, bulk-loads it (executemany on the core tables), then
+times ``learn report``, an export of the whole base and an import of that file into an empty base,
+and N writer processes recording through the normal ``record_attempt`` API into one file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import random
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from aideploy.knowledge.exchange import export_kb, import_kb
+from aideploy.knowledge.report import build_report, render
+from aideploy.knowledge.store import KnowledgeBase, signature_hash
+
+CLASSES = [
+    "apt_lock",
+    "port_in_use",
+    "disk_full",
+    "dns_failure",
+    "package_not_found",
+    "permission_denied",
+    "database_connection",
+    "nginx_config",
+]
+STRATEGIES = [
+    "wait_for_apt_lock",
+    "free_port",
+    "cleanup_disk",
+    "dns_fallback_resolver",
+    "apt_update",
+    "fix_ownership",
+    "start_service",
+    "restore_nginx_config",
+    "retry_with_backoff",
+]
+CONTEXTS = ['{"os": "ubuntu-24.04"}', '{"os": "debian-12"}', '{"os": "ubuntu-22.04"}']
+T0 = datetime(2025, 1, 6)
+
+
+def populate(path: Path, attempts: int, signatures: int, chunk: int = 100_000) -> None:
+    """Bulk-load ``attempts`` attempts over ``signatures`` signatures (50 attempts/deployment)."""
+    rng = random.Random(7)
+    deployments = max(1, attempts // 50)
+    span = timedelta(days=365)
+    with KnowledgeBase.open(path) as kb, kb.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO deployments (id, profile, host, plan, status, started_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    f"dep-{d:07d}",
+                    "prod" if d % 3 else "staging",
+                    f"web{d % 20}",
+                    "default",
+                    "succeeded" if rng.random() < 0.8 else "failed",
+                    (T0 + span * d / deployments).isoformat(" "),
+                )
+                for d in range(deployments)
+            ],
+        )
+        sig_rows = []
+        for s in range(signatures):
+            text = f"E: {CLASSES[s % len(CLASSES)]} failure <n> variant {s}"
+            sig_rows.append(
+                (
+                    text,
+                    signature_hash(text),
+                    CLASSES[s % len(CLASSES)],
+                    T0.isoformat(" "),
+                    (T0 + span).isoformat(" "),
+                    rng.randint(1, 100),
+                )
+            )
+        conn.exec_driver_sql(
+            "INSERT INTO error_signatures (text, hash, error_class, first_seen, last_seen, "
+            "count) VALUES (?, ?, ?, ?, ?, ?)",
+            sig_rows,
+        )
+        for start in range(0, attempts, chunk):
+            rows = []
+            for i in range(start, min(attempts, start + chunk)):
+                d = i // 50
+                sid = 1 + rng.randrange(signatures)
+                rows.append(
+                    (
+                        sid,
+                        STRATEGIES[(sid + i % 3) % len(STRATEGIES)],
+                        "install",
+                        f"dep-{d:07d}",
+                        CONTEXTS[d % len(CONTEXTS)],
+                        "recovered" if rng.random() < 0.6 else "failed",
+                        round(rng.uniform(0.5, 30.0), 2),
+                        "ranker",
+                        1.0,
+                        "local",
+                        f"{i:032x}",
+                        (T0 + span * d / deployments + timedelta(seconds=i % 50)).isoformat(" "),
+                    )
+                )
+            conn.exec_driver_sql(
+                "INSERT INTO recovery_attempts (signature_id, strategy, step, deployment_id, "
+                "context, outcome, duration, decided_by, weight, origin, record_key, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+
+def _writer(path: str, n: int, worker: int) -> None:
+    kb = KnowledgeBase.open(path)
+    for i in range(n):
+        kb.record_attempt(
+            f"writer-{worker}",
+            f"E: failure kind {i % 100}",
+            "unknown",
+            STRATEGIES[i % len(STRATEGIES)],
+            "install",
+            "recovered" if i % 3 else "failed",
+            0.1,
+            "ranker",
+            {"os": "ubuntu-24.04"},
+        )
+    kb.close()
+
+
+def writers(path: Path, processes: int, per_writer: int) -> tuple[float, int]:
+    with KnowledgeBase.open(path) as kb:
+        for w in range(processes):
+            kb.start_deployment(f"writer-{w}", "bench", "localhost", "default")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(str(path), per_writer, w)) for w in range(processes)]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    elapsed = time.perf_counter() - started
+    if any(p.exitcode != 0 for p in procs):
+        raise SystemExit(f"a writer failed: exit codes {[p.exitcode for p in procs]}")
+    with KnowledgeBase.open(path) as kb:
+        stored = kb.counts()["attempts"]
+    return elapsed, stored
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--attempts", type=int, default=1_000_000)
+    parser.add_argument("--signatures", type=int, default=None, help="default: attempts / 50")
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--per-writer", type=int, default=1000)
+    parser.add_argument("--dir", type=Path, default=None, help="where to put the databases")
+    args = parser.parse_args()
+    signatures = args.signatures or max(1, min(20_000, args.attempts // 50))
+
+    with tempfile.TemporaryDirectory(dir=args.dir, prefix="kb-scale-") as tmp:
+        base = Path(tmp)
+        source = base / "source.db"
+        started = time.perf_counter()
+        populate(source, args.attempts, signatures)
+        print(
+            f"populate: {args.attempts:,} attempts / {signatures:,} signatures "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+
+        with KnowledgeBase.open(source) as kb:
+            started = time.perf_counter()
+            text = render(build_report(kb))
+            report_s = time.perf_counter() - started
+            print(f"learn report: {report_s:.2f} s ({len(text.splitlines())} lines)")
+
+            export = base / "kb.jsonl"
+            started = time.perf_counter()
+            records = export_kb(kb, export)
+            export_s = time.perf_counter() - started
+            print(
+                f"export: {records:,} records in {export_s:.1f} s = "
+                f"{records / export_s:,.0f} records/s ({export.stat().st_size / 1e6:.0f} MB)"
+            )
+
+        with KnowledgeBase.open(base / "imported.db") as kb:
+            started = time.perf_counter()
+            summary = import_kb(kb, export)
+            import_s = time.perf_counter() - started
+            print(
+                f"import: {summary.records:,} records in {import_s:.1f} s = "
+                f"{summary.records / import_s:,.0f} records/s"
+            )
+            assert kb.counts()["attempts"] == args.attempts
+
+        total = args.writers * args.per_writer
+        elapsed, stored = writers(base / "shared.db", args.writers, args.per_writer)
+        lost = total - stored
+        print(
+            f"writers: {args.writers} processes x {args.per_writer:,} record_attempt calls "
+            f"in {elapsed:.1f} s = {total / elapsed:,.0f} attempts/s, lost {lost}, "
+            "lock errors 0"
+        )
+        if lost:
+            raise SystemExit(f"{lost} attempts lost")
+
+
+if __name__ == "__main__":
+    main()
