@@ -122,12 +122,14 @@ def test_unanswered_reader_is_stopped_by_timeout(session: SessionConnector) -> N
 def test_session_reopens_after_the_shell_died(session: SessionConnector) -> None:
     runner = Runner(session, timeout=10)
     first = runner.run("echo $PPID").stdout
+    old_directory = session.directory
     dead = runner.run("kill -9 $PPID")
     assert dead.exit_code is None
     result = runner.run("echo $PPID")
     assert result.ok
     assert result.stdout != first
     assert session.shells_opened == 2
+    assert not os.path.exists(old_directory)
 
 
 def test_private_directory_and_files(session: SessionConnector, tmp_path: Path) -> None:

@@ -248,6 +248,10 @@ class SessionConnector(Connector):
 
     def _open_shell(self) -> Process:
         self.reset()
+        if self.directory:
+            # a shell that died by a signal did not run its EXIT trap
+            with contextlib.suppress(Exception):
+                run_to_end(self.inner, f"rm -rf {shlex.quote(self.directory)}")
         self.token = secrets.token_hex(8)
         self.directory = f"/tmp/aideploy-session.{self.token}"
         shell = self.inner.start(f"exec {self.shell_command}")
