@@ -143,8 +143,21 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def _dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(record)
+
+
+def _context_key(context: dict[str, Any]) -> Any:
+    """A cheap hashable key for a context (flat ones are most of them)."""
+    try:
+        key = tuple(context.items())
+        hash(key)
+        return key
+    except TypeError:
+        return json.dumps(context, sort_keys=True)
 
 
 def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict[str, Any]]:
@@ -205,7 +218,7 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             }
 
         at = ATTEMPTS
-        contexts: dict[str, dict[str, Any]] = {}
+        contexts: dict[Any, dict[str, Any]] = {}
         deployments: dict[str, str | None] = {}
         query = select(
             at.c.record_key,
@@ -223,7 +236,7 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
         result = conn.execution_options(yield_per=10_000).execute(query)
         for key, sid, strategy, outcome, step, dep, context, weight, duration, by, when in result:
             text, error_class = texts[sid]
-            ctx_key = json.dumps(context, sort_keys=True) if context else ""
+            ctx_key = _context_key(context) if context else ""
             ctx = contexts.get(ctx_key)
             if ctx is None:
                 ctx = scrub.context(context)
@@ -361,7 +374,7 @@ class _Cache:
 
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
-        self._contexts: dict[str, dict[str, Any]] = {}
+        self._contexts: dict[Any, dict[str, Any]] = {}
 
     def text(self, value: str) -> str:
         found = self._texts.get(value)
@@ -377,7 +390,7 @@ class _Cache:
     def context(self, value: dict[str, Any]) -> dict[str, Any]:
         if not value:
             return {}
-        key = json.dumps(value, sort_keys=True)
+        key = _context_key(value)
         found = self._contexts.get(key)
         if found is None:
             cleaned = redact_obj(value)
@@ -511,7 +524,7 @@ def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
             "strategy": _str(rec, "strategy", required=True),
             "outcome": outcome,
             "step": c.text(_str(rec, "step")),
-            "deployment": redact(dep) if dep else None,
+            "deployment": c.text(dep) if dep else None,
             "context": c.context(context),
             "weight": _num(rec, "weight", 1.0, 0.0, 1.0),
             "duration": _num(rec, "duration", 0.0, 0.0, 1e9),
