@@ -269,6 +269,7 @@ def deploy(
     local: bool,
     plan_spec: str,
     sets: tuple[str, ...],
+    secret_env: tuple[str, ...],
     interactive: bool,
     auto: bool,
     dry_run: bool,
@@ -306,7 +307,13 @@ def deploy(
     if profile:
         _guard_protected(config, profile, auto)
     request = deploy_mod.DeployRequest(
-        plan_spec=plan_spec, target=target, config=config, env=env, kb=kb, mode=mode
+        plan_spec=plan_spec,
+        target=target,
+        config=config,
+        env=env,
+        kb=kb,
+        mode=mode,
+        secret_env=tuple(secret_env),
     )
     if dry_run:
         plan = deploy_mod.prepare_plan(plan_spec, env, "<deployment-id>")
@@ -367,6 +374,7 @@ def _resume(deployment_id: str, kb: str | None) -> None:
         env=dict(opts.get("env", {})),
         kb=kb if kb is not None else opts.get("kb"),
         mode=str(opts.get("mode", "default")),
+        secret_env=tuple(opts.get("secret_env", ())),
     )
     index = state.first_unfinished()
     say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
