@@ -1,0 +1,134 @@
+"""download_application: fetch ``APP_REPO`` at ``APP_REF`` into a new release directory.
+
+The repository is fetched into a bare cache (``$APP_ROOT/shared/repo.git``) and the commit is
+exported into ``releases/<deployment id>`` (no ``.git`` in a release). When the current release is
+verified and already at the wanted commit, the step is done and the release steps after it are
+skipped too.
+
+A token for a private repository comes from ``GIT_TOKEN_ENV`` (the name of a variable in
+aideploy's own environment) or ``GIT_TOKEN_FILE`` (a file on aideploy's machine). It is sent over
+SFTP into a private temporary directory on the server, read there by a credential helper given
+with ``git -c`` (so it is never in the URL, a command line, ``.git/config`` or the logs) and
+removed right after.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from aideploy.engine.errors import ConfigError
+from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.redact import register_secret
+from aideploy.engine.result import Result
+from aideploy.steps.stack.common import fail, run
+
+GIT = r"""
+git_() {
+  if [ -n "${TOKEN_FILE:-}" ]; then
+    GIT_TERMINAL_PROMPT=0 git -c credential.helper= \
+      -c 'credential.helper=!f() { test "$1" = get || exit 0; echo "username=$GIT_USERNAME"; printf "password=%s\n" "$(cat "$TOKEN_FILE")"; }; f' "$@"
+  else
+    GIT_TERMINAL_PROMPT=0 git "$@"
+  fi
+}
+wanted() {
+  case "$APP_REF" in
+    *[!0-9a-f]*|"") ;;
+    *) if [ ${#APP_REF} -eq 40 ]; then echo "$APP_REF"; return 0; fi ;;
+  esac
+  refs=$(git_ ls-remote "$APP_REPO" "refs/heads/$APP_REF" "refs/tags/$APP_REF" "refs/tags/$APP_REF^{}")
+  sha=$(printf '%s\n' "$refs" | awk '/\^\{\}$/ {print $1; exit}')
+  [ -n "$sha" ] || sha=$(printf '%s\n' "$refs" | awk 'NR==1 {print $1}')
+  [ -n "$sha" ] || { echo "fatal: no ref $APP_REF in the repository" >&2; return 1; }
+  echo "$sha"
+}
+"""
+
+CHECK = (
+    GIT
+    + r"""
+if pending && marked fetched; then exit 0; fi
+pending && exit 1
+current_verified || exit 1
+[ "$(cat "$APP_ROOT/current/.aideploy/commit")" = "$(wanted)" ]
+"""
+)
+
+WORK = (
+    GIT
+    + r"""
+cache="$SHARED/repo.git"
+if [ ! -d "$cache" ]; then git init -q --bare "$cache"; fi
+git --git-dir="$cache" config remote.origin.url "$APP_REPO"
+git_ --git-dir="$cache" fetch -q --prune --force origin '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
+sha=$(git --git-dir="$cache" rev-parse --verify -q "$APP_REF^{commit}") || {
+  echo "fatal: couldn't find remote ref $APP_REF" >&2; exit 1; }
+rm -rf "$REL.partial" && mkdir -p "$REL.partial"
+git --git-dir="$cache" archive --format=tar "$sha" | tar -x -C "$REL.partial"
+mkdir -p "$REL.partial/.aideploy"
+printf '%s\n' "$sha" > "$REL.partial/.aideploy/commit"
+printf '%s\n' "$APP_REF" > "$REL.partial/.aideploy/ref"
+date -u +%FT%TZ > "$REL.partial/.aideploy/fetched"
+mv -T "$REL.partial" "$REL"
+echo "release $DEPLOYMENT_ID: $APP_REF at $sha"
+"""
+)
+
+
+def _token(ctx: StepContext) -> str | None:
+    name = ctx.env.get("GIT_TOKEN_ENV", "")
+    path = ctx.env.get("GIT_TOKEN_FILE", "")
+    token = None
+    if name:
+        token = os.environ.get(name)
+        if not token:
+            raise ConfigError(f"GIT_TOKEN_ENV: {name} is not set in aideploy's environment")
+    elif path:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    if token:
+        register_secret(token)
+    return token or None
+
+
+@contextlib.contextmanager
+def token_on_server(ctx: StepContext) -> Iterator[dict[str, str]]:
+    """Extra env for the git commands: TOKEN_FILE (a 0600 file in a 0700 temp dir) if needed."""
+    token = _token(ctx)
+    if token is None:
+        yield {}
+        return
+    made = ctx.runner.run("mktemp -d /tmp/aideploy-git.XXXXXXXX", env=ctx.env, timeout=30)
+    directory = made.stdout.strip()
+    if not made.ok or not directory.startswith("/tmp/aideploy-git."):
+        raise ConfigError(f"cannot make a private directory on the server: {made.tail(2)}")
+    try:
+        ctx.connector.write_file(f"{directory}/token", token.encode(), mode=0o600)
+        yield {"TOKEN_FILE": f"{directory}/token"}
+    finally:
+        ctx.runner.run('rm -rf -- "$DIR"', env={**ctx.env, "DIR": directory}, timeout=30)
+
+
+def check(ctx: StepContext) -> bool:
+    with token_on_server(ctx) as extra:
+        return run(ctx, CHECK, timeout=120, **extra).ok
+
+
+def work(ctx: StepContext) -> Result:
+    try:
+        with token_on_server(ctx) as extra:
+            return run(ctx, WORK, timeout=900, **extra)
+    except (ConfigError, OSError) as exc:
+        return fail(ctx, "<download_application>", str(exc))
+
+
+def step() -> Step:
+    return Step(
+        "download_application",
+        "Fetch APP_REPO at APP_REF into a new release",
+        work=work,
+        check=check,
+        timeout=900,
+    )

@@ -1,0 +1,83 @@
+"""final_verification: verify the new release, switch ``current`` to it, check through nginx.
+
+With a new release: its gunicorn is started on a side socket and ``/api/health/`` must answer 200
+(``current`` is untouched if not); then ``current`` is switched atomically (rename of a symlink),
+gunicorn restarted, and the frontend page and ``/api/health/`` are fetched through nginx. If that
+fails, ``current`` goes back to the previous release, which is restarted. On success the release is
+marked verified, old releases are pruned (``KEEP_RELEASES``) and the deploy lock is released.
+Without a new release (nothing changed) only the checks through nginx run.
+"""
+
+from __future__ import annotations
+
+from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.result import Result
+from aideploy.steps.stack import lock
+from aideploy.steps.stack.releases import PRUNE, SWITCH
+
+CHECKS = r"""
+through_nginx() {
+  for path in / /api/health/; do
+    i=0
+    until curl -fsS -o /dev/null --max-time 10 -H "Host: $DOMAIN" "http://127.0.0.1:$HTTP_PORT$path"; do
+      i=$((i+1)); [ $i -lt 20 ] || { echo "curl: (22) http://$DOMAIN:$HTTP_PORT$path did not answer 200" >&2; return 1; }
+      sleep 0.5
+    done
+    if [ "$TLS" != off ]; then
+      curl -fsS -o /dev/null -k --max-time 10 --resolve "$DOMAIN:$HTTPS_PORT:127.0.0.1" \
+        "https://$DOMAIN:$HTTPS_PORT$path" || { echo "https $path failed" >&2; return 1; }
+    fi
+  done
+  "$CTL" status || { echo "gunicorn for $APP_NAME is not running" >&2; return 1; }
+  echo "http://$DOMAIN:$HTTP_PORT/ and /api/health/ answer 200 through nginx"
+}
+"""
+
+WORK = (
+    CHECKS
+    + SWITCH
+    + PRUNE
+    + r"""
+if ! pending; then
+  through_nginx
+  exit 0
+fi
+test -s "$REL/$FRONTEND_DIR/$FRONTEND_BUILD_DIR/index.html"
+if ! "$CTL" candidate "$REL"; then
+  echo "release $DEPLOYMENT_ID failed its health check; current release left as it was" >&2
+  exit 1
+fi
+previous=$(readlink "$APP_ROOT/current" 2>/dev/null || true)
+switch_to "releases/$DEPLOYMENT_ID"
+if "$CTL" restart && through_nginx; then
+  mark verified
+  prune_releases
+  echo "release $DEPLOYMENT_ID is live"
+  exit 0
+fi
+echo "release $DEPLOYMENT_ID failed verification through nginx; switching back to ${previous:-nothing}" >&2
+if [ -n "$previous" ]; then switch_to "$previous"; "$CTL" restart || true
+else rm -f "$APP_ROOT/current"; "$CTL" stop || true; fi
+exit 1
+"""
+)
+
+
+def work(ctx: StepContext) -> Result:
+    from aideploy.steps.stack.common import run
+
+    result = run(ctx, WORK, timeout=300)
+    if result.ok:
+        released = lock.release(ctx)
+        if not released.ok:
+            return released
+    return result
+
+
+def step() -> Step:
+    return Step(
+        "final_verification",
+        "Verify the release, switch current to it, check the page and /api/health/ via nginx",
+        work=work,
+        timeout=300,
+    )

@@ -1,0 +1,177 @@
+"""setup_webserver: the nginx site serving the frontend build and proxying ``/api`` to gunicorn.
+
+The site is rendered here from checked values, sent over SFTP, installed with the previous file
+kept in ``/etc/aideploy/$APP_NAME/backups``, tested with ``nginx -t`` (the previous file comes back
+if the test fails) and only then reloaded. TLS: ``certbot`` for a public domain when certbot is
+installed (``TLS=auto``) or asked for (``TLS=certbot``), a self-signed certificate otherwise or when
+certbot fails; ``TLS=off`` serves plain HTTP only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+
+from aideploy.engine.errors import ConfigError
+from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.result import Result
+from aideploy.steps.stack.common import fail, run, validate
+
+_LOCATIONS = """\
+    root {root};
+    index index.html;
+    client_max_body_size 10m;
+    location /api/ {{
+        proxy_pass http://unix:/run/aideploy-{app}/gunicorn.sock;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_read_timeout 60s;
+    }}
+    location /static/ {{
+        alias {app_root}/current/static/;
+    }}
+    location / {{
+        try_files $uri $uri/ /index.html;
+    }}
+"""
+
+
+def is_public(domain: str) -> bool:
+    """A domain a public CA could issue for (not localhost, an IP, or a private suffix)."""
+    try:
+        ipaddress.ip_address(domain)
+        return False
+    except ValueError:
+        pass
+    private = (".localhost", ".local", ".test", ".internal", ".lan", ".example", ".invalid")
+    return "." in domain and domain != "localhost" and not domain.endswith(private)
+
+
+def render_site(env: Mapping[str, str]) -> str:
+    validate(env)
+    app, domain = env["APP_NAME"], env["DOMAIN"]
+    locations = _LOCATIONS.format(
+        root=f"{env['APP_ROOT']}/current/{env['FRONTEND_DIR']}/{env['FRONTEND_BUILD_DIR']}",
+        app=app,
+        app_root=env["APP_ROOT"],
+    )
+    head = f"# managed by aideploy for {app}; changes are replaced on the next deploy\n"
+    plain = f"server {{\n    listen {env['HTTP_PORT']};\n    server_name {domain};\n{locations}}}\n"
+    if env.get("TLS") == "off":
+        return head + plain
+    tls = (
+        f"server {{\n    listen {env['HTTPS_PORT']} ssl;\n    server_name {domain};\n"
+        f"    ssl_certificate /etc/aideploy/{app}/tls/fullchain.pem;\n"
+        f"    ssl_certificate_key /etc/aideploy/{app}/tls/privkey.pem;\n"
+        "    ssl_protocols TLSv1.2 TLSv1.3;\n"
+        f"{locations}}}\n"
+    )
+    return head + plain + tls
+
+
+def tls_mode(env: Mapping[str, str]) -> str:
+    mode = env.get("TLS", "auto")
+    if mode == "auto":
+        return "certbot-if-installed" if is_public(env["DOMAIN"]) else "self-signed"
+    return mode
+
+
+CHECK = r"""
+site="/etc/nginx/sites-available/aideploy-$APP_NAME"
+[ "$(sha256sum < "$site" | cut -d' ' -f1)" = "$SITE_SHA" ]
+[ "$(readlink "/etc/nginx/sites-enabled/aideploy-$APP_NAME")" = "$site" ]
+[ ! -e /etc/nginx/sites-enabled/default ]
+[ "$TLS_MODE" = off ] || [ -s "$CONF/tls/fullchain.pem" ]
+if has_systemd; then systemctl is-active -q nginx; else nginx_running; fi
+"""
+
+WORK = r"""
+site="/etc/nginx/sites-available/aideploy-$APP_NAME"
+mkdir -p "$CONF/tls" && chmod 700 "$CONF/tls"
+self_signed() {
+  openssl req -x509 -nodes -newkey rsa:2048 -days 825 -subj "/CN=$DOMAIN" \
+    -addext "subjectAltName=DNS:$DOMAIN" \
+    -keyout "$CONF/tls/privkey.pem" -out "$CONF/tls/fullchain.pem" 2>/dev/null
+  chmod 600 "$CONF/tls/privkey.pem"
+}
+case "$TLS_MODE" in
+  off) ;;
+  self-signed) [ -s "$CONF/tls/fullchain.pem" ] || self_signed ;;
+  certbot|certbot-if-installed)
+    live="/etc/letsencrypt/live/$DOMAIN"
+    if [ ! -s "$live/fullchain.pem" ] && command -v certbot >/dev/null; then
+      mkdir -p /var/www/letsencrypt
+      certbot certonly --non-interactive --agree-tos --standalone --http-01-port "$HTTP_PORT" \
+        ${CERTBOT_EMAIL:+--email "$CERTBOT_EMAIL"} ${CERTBOT_EMAIL:---register-unsafely-without-email} \
+        --pre-hook 'nginx -s stop || true' --post-hook 'nginx || true' -d "$DOMAIN" ||
+        echo "certbot failed for $DOMAIN: using a self-signed certificate" >&2
+    fi
+    if [ -s "$live/fullchain.pem" ]; then
+      ln -sfn "$live/fullchain.pem" "$CONF/tls/fullchain.pem"
+      ln -sfn "$live/privkey.pem" "$CONF/tls/privkey.pem"
+    elif [ ! -s "$CONF/tls/fullchain.pem" ]; then
+      [ "$TLS_MODE" = certbot-if-installed ] || echo "no certificate from certbot: self-signed" >&2
+      self_signed
+    fi ;;
+esac
+had_site=""; [ -f "$site" ] && had_site=1
+cp "$site" "$CONF/site.previous" 2>/dev/null || true
+install_file "$CONF/site.new" "$site" 644
+ln -sfn "$site" "/etc/nginx/sites-enabled/aideploy-$APP_NAME"
+if [ -L /etc/nginx/sites-enabled/default ] || [ -e /etc/nginx/sites-enabled/default ]; then
+  echo "disabling nginx's default site"
+  mkdir -p "$CONF/backups"
+  mv -f /etc/nginx/sites-enabled/default "$CONF/backups/nginx-default-site.enabled"
+fi
+if ! nginx -t 2>&1; then
+  echo "nginx: configuration test failed; restoring the previous site" >&2
+  if [ -n "$had_site" ]; then cp "$CONF/site.previous" "$site"
+  else rm -f "$site" "/etc/nginx/sites-enabled/aideploy-$APP_NAME"; fi
+  exit 1
+fi
+if has_systemd; then systemctl enable -q nginx 2>/dev/null || true; systemctl reload-or-restart nginx
+elif nginx_running; then nginx -s reload
+else nginx; fi
+i=0; until nginx_running || { has_systemd && systemctl is-active -q nginx; }; do
+  i=$((i+1)); [ $i -lt 40 ] || { echo "nginx did not start" >&2; exit 1; }; sleep 0.25; done
+echo "nginx serves $DOMAIN on port $HTTP_PORT$([ "$TLS_MODE" = off ] || echo " and $HTTPS_PORT (TLS)")"
+"""
+
+
+def _extra(env: Mapping[str, str]) -> dict[str, str]:
+    site = render_site(env)
+    return {"SITE_SHA": hashlib.sha256(site.encode()).hexdigest(), "TLS_MODE": tls_mode(env)}
+
+
+def check(ctx: StepContext) -> bool:
+    try:
+        extra = _extra(ctx.env)
+    except ConfigError:
+        return False
+    return run(ctx, CHECK, timeout=30, **extra).ok
+
+
+def work(ctx: StepContext) -> Result:
+    try:
+        site = render_site(ctx.env)
+        extra = _extra(ctx.env)
+    except ConfigError as exc:
+        return fail(ctx, "<render nginx site>", str(exc))
+    prepared = run(ctx, 'mkdir -p "$CONF" && chmod 700 "$CONF"', timeout=30)
+    if not prepared.ok:
+        return prepared
+    ctx.connector.write_file(f"/etc/aideploy/{ctx.env['APP_NAME']}/site.new", site.encode())
+    return run(ctx, WORK, timeout=300, **extra)
+
+
+def step() -> Step:
+    return Step(
+        "setup_webserver",
+        "Configure nginx for the frontend and the API (nginx -t before reload), TLS",
+        work=work,
+        check=check,
+        verify=check,
+        timeout=300,
+    )

@@ -1,0 +1,198 @@
+"""End to end: deploy the sample app over SSH into a throwaway host with ``--plan stack``.
+
+Real sshd, PostgreSQL, pip and npm downloads, gunicorn and nginx, all inside the throwaway host.
+The module shares one host: the first deploy is cold, the second finds every step done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.throwaway import ThrowawayHost, available, free_port, throwaway
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(available() is not None, reason=str(available())),
+]
+
+__all__ = ["throwaway"]  # the fixture
+
+SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
+REPO_INSIDE = "/srv/git/sampleapp.git"
+
+
+def _git(*args: str, cwd: Path) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=aideploy tests", "-c", "user.email=tests@aideploy.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+
+
+def make_repo(host: ThrowawayHost, work: Path) -> Path:
+    """A bare repo inside the host holding the sample app on ``main``; returns the work tree."""
+    tree = work / "sampleapp"
+    shutil.copytree(
+        SAMPLEAPP, tree, ignore=shutil.ignore_patterns("node_modules", "dist", "__pycache__")
+    )
+    _git("init", "-q", "-b", "main", cwd=tree)
+    _git("add", "-A", cwd=tree)
+    _git("commit", "-q", "-m", "sample app", cwd=tree)
+    _git("clone", "-q", "--bare", str(tree), str(work / "bare.git"), cwd=work)
+    inside = host.path(REPO_INSIDE)
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(work / "bare.git", inside)
+    return tree
+
+
+class Deployer:
+    def __init__(self, host: ThrowawayHost, work: Path) -> None:
+        self.host = host
+        self.work = work
+        self.http_port = free_port()
+        self.https_port = free_port()
+        self.db_port = free_port()
+        self.config = work / "ai_deployment_config.json"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "version": "1.0",
+                    "ssh": {"known_hosts": str(work / "known_hosts"), "connect_retries": 2},
+                    "deployment": {"max_retries": 0, "command_timeout": 900},
+                }
+            )
+        )
+
+    def settings(self) -> list[str]:
+        values = {
+            "APP_REPO": REPO_INSIDE,
+            "APP_REF": "main",
+            "HTTP_PORT": str(self.http_port),
+            "HTTPS_PORT": str(self.https_port),
+            "DB_PORT": str(self.db_port),
+            "DOMAIN": "sampleapp.test",
+        }
+        out = []
+        for key, value in values.items():
+            out += ["--set", f"{key}={value}"]
+        return out
+
+    def deploy(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aideploy",
+                "--config",
+                str(self.config),
+                "deploy",
+                "--server",
+                "127.0.0.1",
+                "--port",
+                str(self.host.port),
+                "--user",
+                "root",
+                "--key-file",
+                str(self.host.key_file),
+                "--accept-new-host-key",
+                "--plan",
+                "aideploy.steps.stack.plan:plan",
+                *self.settings(),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=self.work,
+            env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
+            timeout=900,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def get(self, path: str, *, tls: bool = False) -> tuple[int, bytes]:
+        scheme, port = ("https", self.https_port) if tls else ("http", self.http_port)
+        request = urllib.request.Request(
+            f"{scheme}://127.0.0.1:{port}{path}", headers={"Host": "sampleapp.test"}
+        )
+        context = ssl._create_unverified_context() if tls else None  # self-signed on purpose
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
+            return response.status, response.read()
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    throwaway: ThrowawayHost, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Deployer, subprocess.CompletedProcess[str], float]]:
+    work = tmp_path_factory.mktemp("stack-e2e")
+    make_repo(throwaway, work)
+    deployer = Deployer(throwaway, work)
+    started = time.monotonic()
+    first = deployer.deploy()
+    took = time.monotonic() - started
+    print(f"cold deploy: {took:.1f}s")
+    yield deployer, first, took
+
+
+def _explain(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-6000:]}\nSTDERR:\n{result.stderr[-6000:]}"
+
+
+@pytest.mark.timeout(900)
+def test_cold_deploy_serves_frontend_and_api_through_nginx(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    assert "completed" in first.stdout
+    status, body = deployer.get("/")
+    assert status == 200 and b"aideploy sample app" in body
+    status, body = deployer.get("/app.js")
+    assert status == 200 and len(body) > 1000
+    status, body = deployer.get("/api/health/")
+    assert status == 200
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["database"] == "postgresql"
+    status, _ = deployer.get("/api/health/", tls=True)
+    assert status == 200
+
+
+@pytest.mark.timeout(900)
+def test_second_deploy_skips_done_steps(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    started = time.monotonic()
+    second = deployer.deploy()
+    took = time.monotonic() - started
+    print(f"second deploy: {took:.1f}s")
+    assert second.returncode == 0, _explain(second)
+    skipped = [line for line in second.stdout.splitlines() if "already done, skipped" in line]
+    names = {line.split()[1].rstrip(":") for line in skipped}
+    assert {
+        "setup_authentication",
+        "install_dependencies",
+        "handle_nodejs_conflicts",
+        "setup_database",
+        "download_application",
+        "configure_backend",
+        "configure_frontend",
+        "setup_webserver",
+        "setup_services",
+    } <= names, second.stdout
+    status, _ = deployer.get("/api/health/")
+    assert status == 200
+    releases = deployer.host.run("ls /opt/sampleapp/releases").stdout.split()
+    assert len(releases) == 1  # nothing changed: no new release
