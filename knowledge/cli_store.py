@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import click
+from tabulate import tabulate
+
 from aideploy.engine.errors import UsageError
 from aideploy.knowledge.cli_group import learn
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
 from aideploy.knowledge.store import KnowledgeBase
-from tabulate import tabulate
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from aideploy.engine.errors import KnowledgeBaseError
-from aideploy.engine.redact import redact
 from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
+
+from aideploy.engine.errors import KnowledgeBaseError
+from aideploy.engine.redact import redact
 
 ENV_VAR = "AIDEPLOY_KB"
 BUSY_TIMEOUT_MS = 30_000

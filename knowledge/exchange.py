@@ -26,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from sqlalchemy import Connection, bindparam, insert, select, update
+
 from aideploy.engine.errors import ConfigError, ImportRejected, KnowledgeBaseError
 from aideploy.engine.redact import redact, redact_obj
 from aideploy.knowledge.models import (
@@ -46,7 +48,6 @@ from aideploy.knowledge.store import (
     normalize_signature,
     signature_hash,
 )
-from sqlalchemy import Connection, bindparam, insert, select, update
 
 FORMAT = "aideploy-kb"
 VERSION = 1

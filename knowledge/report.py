@@ -24,8 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from aideploy.engine.errors import UsageError
-from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 from sqlalchemy import (
     ColumnElement,
     Connection,
@@ -36,6 +34,9 @@ from sqlalchemy import (
     select,
 )
 from tabulate import tabulate
+
+from aideploy.engine.errors import UsageError
+from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 
 if TYPE_CHECKING:
     from aideploy.knowledge.store import KnowledgeBase, StrategyStats

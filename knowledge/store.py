@@ -19,6 +19,10 @@ from enum import Enum
 from typing import Any
 
 import regex
+from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
+
 from aideploy.engine.errors import ConfigError, KnowledgeBaseError
 from aideploy.engine.recovery import Outcome
 from aideploy.engine.redact import redact, redact_obj
@@ -39,9 +43,6 @@ from aideploy.knowledge.models import (
     utcnow,
 )
 from aideploy.knowledge.signature import signature_of
-from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import SQLAlchemyError
 
 OUTCOMES = tuple(o.value for o in Outcome)
 DECIDERS = ("rule", "ranker", "user", "imported")

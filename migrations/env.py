@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 
-from aideploy.knowledge.db import make_engine, resolve_url
-from aideploy.knowledge.models import Base
 from alembic import context
 from sqlalchemy import Connection
+
+from aideploy.knowledge.db import make_engine, resolve_url
+from aideploy.knowledge.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from aideploy.engine.cli import cli, main
 from aideploy.engine.errors import ImportRejected
 from aideploy.knowledge.store import KnowledgeBase
-from click.testing import CliRunner
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+
 from aideploy.engine.errors import ImportRejected
 from aideploy.knowledge.exchange import export_kb, import_kb
 from aideploy.knowledge.report import build_report

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from aideploy.knowledge.db import current_revision, head_revision, make_engine, resolve_url, upgrade
-from aideploy.knowledge.models import Base
-from aideploy.knowledge.store import KnowledgeBase
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
+
+from aideploy.knowledge.db import current_revision, head_revision, make_engine, resolve_url, upgrade
+from aideploy.knowledge.models import Base
+from aideploy.knowledge.store import KnowledgeBase
 
 
 def test_migrated_schema_matches_the_models(kb_url: str) -> None:

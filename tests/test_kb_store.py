@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
+
 from aideploy.engine.errors import KnowledgeBaseError
 from aideploy.knowledge.exchange import export_kb
 from aideploy.knowledge.history import History
 from aideploy.knowledge.store import KnowledgeBase
-from sqlalchemy import text
 
 PASSWORD = "Tr0ub4dor-and-3"
 TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
