@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+
+from aideploy import __version__
 from aideploy.engine import paths
 from aideploy.engine.config import Config, default_config, load_config, schema_docs
 from aideploy.engine.errors import (
@@ -31,8 +33,6 @@ from aideploy.engine.logs import configure_console
 from aideploy.engine.redact import is_secret_key, redact, register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.engine.target import Target, resolve_target
-
-from aideploy import __version__
 
 log = logging.getLogger("aideploy.cli")
 
@@ -568,6 +568,16 @@ def _register_learn() -> None:
 
 
 _register_learn()
+
+
+def _register_ops() -> None:
+    from aideploy.engine.cli_ops import audit_group, init
+
+    cli.add_command(audit_group)
+    cli.add_command(init)
+
+
+_register_ops()
 
 
 # -- the one error boundary --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aideploy.engine import audit, metrics, notify
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.config import Config
 from aideploy.engine.errors import ConfigError
@@ -114,19 +115,25 @@ def run(
     clock: Clock | None = None,
 ) -> DeploymentState:
     """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure."""
-    plan = prepare_plan(request.plan_spec, {**request.env, **request.secrets()},
-                        state.deployment_id)
+    plan = prepare_plan(
+        request.plan_spec, {**request.env, **request.secrets()}, state.deployment_id
+    )
     config = request.config
     clock = clock or SystemClock()
     knowledge = open_knowledge(request.kb)
     advisor = build_advisor(config, knowledge)
     recorder: Recorder | None = knowledge if config.ai_features.learn_from_failures else None
     connector = build_connector(request.target, ask_secret=operator.ask_secret)
-    with DeploymentLog(state.deployment_id, request.target.describe()) as dlog:
+    target = request.target.describe()
+    resumed = state.status is not DeploymentStatus.PENDING
+    notifier = notify.Notifier(config.notifications)
+    with DeploymentLog(state.deployment_id, target) as dlog:
         state.options["log"] = str(dlog.files.human)
         started = time.monotonic()
-        connector.connect()
+        endpoint = metrics.serve(config.metrics)
+        notifier.started(state, target)
         try:
+            connector.connect()
             runner = Runner(
                 connector,
                 responders=default_responders(
@@ -158,6 +165,18 @@ def run(
             return executor.run()
         finally:
             connector.close()
+            notifier.finished(state, target)
+            notifier.close()
+            audit.try_record(
+                "resume" if resumed else "deploy",
+                result=state.status.value,
+                target=target,
+                deployment_id=state.deployment_id,
+                details={"plan": plan.name, "profile": state.profile, "reason": state.reason},
+            )
+            metrics.try_write_textfile(config.metrics)
+            if endpoint is not None:
+                endpoint.close()
             log.info(
                 "deployment %s finished in %.1fs", state.deployment_id, time.monotonic() - started
             )

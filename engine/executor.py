@@ -383,7 +383,7 @@ class Executor:
             candidate.strategy,
             failure.error_class,
             outcome.value,
-            extra={"event": "outcome", "strategy": candidate.strategy},
+            extra={"event": "outcome", "strategy": candidate.strategy, "outcome": outcome.value},
         )
         self.progress("outcome", strategy=candidate.strategy, outcome=outcome.value)
         self.advisor.record(

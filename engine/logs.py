@@ -56,7 +56,7 @@ class JsonLinesFormatter(logging.Formatter):
             "host": getattr(record, "host", None),
             "logger": record.name,
         }
-        for key in ("event", "error_class", "strategy", "stream"):
+        for key in ("event", "error_class", "strategy", "outcome", "stream"):
             value = getattr(record, key, None)
             if value is not None:
                 event[key] = value

@@ -23,9 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aideploy.engine import paths
-from aideploy.engine.config import _range, check_hostname, check_path, spec
-from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -35,6 +32,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from aideploy.engine import paths
+from aideploy.engine.schema import _range, check_hostname, check_path, spec
+from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 
 log = logging.getLogger("aideploy.metrics")
 
@@ -124,7 +125,9 @@ def _log_events(deployment_id: str) -> list[dict[str, Any]] | None:
 
 
 def _outcome(event: dict[str, Any]) -> str:
-    # the executor logs "recovery <strategy> for <class>: <outcome>"
+    if event.get("outcome"):
+        return str(event["outcome"])
+    # older logs: the executor's message "recovery <strategy> for <class>: <outcome>"
     return str(event.get("message", "")).rsplit(":", 1)[-1].strip() or "unknown"
 
 
