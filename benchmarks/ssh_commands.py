@@ -33,7 +33,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.connectors.session import SessionConnector
 from aideploy.engine.runner import Runner
-
 from tests.support.sshd import SSHServer, running_sshd
 
 WARMUP = 10

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+
 from aideploy.engine import audit, wizard
 from aideploy.engine.config import (
     check_domain,

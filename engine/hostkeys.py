@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import paramiko
+
 from aideploy.engine.errors import ChangedHostKeyError, UnknownHostKeyError
 
 #: algorithm names paramiko negotiates for each key type found in known_hosts

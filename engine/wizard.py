@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import paramiko
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
 from aideploy.engine.atomic import write_atomic
 from aideploy.engine.config import Config, default_config, parse_config
 from aideploy.engine.errors import AideployError, ConfigError, UsageError
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 KEY_TYPES = ("ed25519", "rsa")
 RSA_BITS = 4096

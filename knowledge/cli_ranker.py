@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
+
 from aideploy.engine.errors import ConfigError, KnowledgeBaseError, UsageError
 from aideploy.engine.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES

@@ -17,10 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from aideploy.knowledge.history import PastOutcome
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
+
+from aideploy.knowledge.history import PastOutcome
 
 CLASSIFIER_TEXT_CHARS = 2000
 _SPACE = re.compile(r"\s+")

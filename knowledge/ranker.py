@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from rapidfuzz import fuzz, process
+
 from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk
 from aideploy.engine.result import Result
 from aideploy.knowledge.classes import (
@@ -38,7 +40,6 @@ from aideploy.knowledge.history import History, PastOutcome
 from aideploy.knowledge.model import OutcomeModel, TextClassifier
 from aideploy.knowledge.rules import RuleHit, RuleSet
 from aideploy.knowledge.signature import signature_of
-from rapidfuzz import fuzz, process
 
 MANUAL = "manual_intervention"
 POSITION_DECAY = (1.0, 0.55, 0.32, 0.2, 0.14, 0.1)

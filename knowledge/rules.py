@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import regex
+
 from aideploy.engine.errors import ConfigError
 from aideploy.engine.recovery import Candidate, Failure, Outcome
 from aideploy.knowledge.classes import CATALOGUE, ERROR_CLASSES, UNKNOWN, strategies_for

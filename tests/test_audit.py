@@ -10,9 +10,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from aideploy.engine import audit
 from aideploy.engine.cli_ops import audit_group
-from click.testing import CliRunner
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
 from aideploy.engine.errors import AideployError, UsageError
 from aideploy.knowledge import cli_ranker  # noqa: F401  (attaches the commands)
 from aideploy.knowledge.classes import ERROR_CLASSES
 from aideploy.knowledge.cli_group import learn
-from click.testing import CliRunner
 
 HAS_STORE = importlib.util.find_spec("aideploy.knowledge.store") is not None
 

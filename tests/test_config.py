@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from aideploy.engine.config import load_config, parse_config, schema_docs
 from aideploy.engine.errors import ConfigError
 

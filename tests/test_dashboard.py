@@ -8,10 +8,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from aideploy.engine import metrics
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
+
+from aideploy.engine import metrics
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboards" / "aideploy.json"
 NAME = re.compile(r"\b(aideploy_[a-zA-Z0-9_]+)")

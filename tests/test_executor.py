@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from aideploy.engine.clock import FakeClock
 from aideploy.engine.config import DeploymentSettings
 from aideploy.engine.connectors.local import LocalConnector

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
 from aideploy.engine import metrics
 from aideploy.engine.clock import FakeClock
 from aideploy.engine.config import DeploymentSettings, parse_config
@@ -23,7 +25,6 @@ from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk, Strategy
 from aideploy.engine.result import Result
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus
-from prometheus_client.parser import text_string_to_metric_families
 
 
 class Advisor:

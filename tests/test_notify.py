@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+
 from aideploy.engine import notify
 from aideploy.engine.config import _build
 from aideploy.engine.errors import ConfigError

@@ -3,6 +3,7 @@ from __future__ import annotations
 import time
 
 import pytest
+
 from aideploy.engine.recovery import Outcome, RecoveryAdvisor, Risk
 from aideploy.engine.result import Result
 from aideploy.knowledge.classes import risk_of

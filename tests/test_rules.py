@@ -4,6 +4,7 @@ import time
 from collections import defaultdict
 
 import pytest
+
 from aideploy.engine.errors import ConfigError
 from aideploy.knowledge.classes import CATALOGUE, CLASS_STRATEGIES, ERROR_CLASSES, UNKNOWN
 from aideploy.knowledge.corpus import load_bundled, train_examples

@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from aideploy.engine.connectors.local import LocalConnector
 from aideploy.engine.connectors.session import SessionConnector
 from aideploy.engine.responders import apt_yes, responder
 from aideploy.engine.runner import Runner
-
 from tests.support.sshd import SSHServer
 
 

@@ -3,6 +3,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from aideploy.knowledge.signature import (
     MAX_LINE_CHARS,
     MAX_LINES,
@@ -10,8 +13,6 @@ from aideploy.knowledge.signature import (
     mask,
     signature_of,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 GOLDEN: list[tuple[str, str]] = [
     (

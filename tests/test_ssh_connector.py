@@ -11,6 +11,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
+
 from aideploy.engine.backoff import Backoff
 from aideploy.engine.clock import FakeClock
 from aideploy.engine.connectors.base import Stream
@@ -25,7 +26,6 @@ from aideploy.engine.errors import (
 )
 from aideploy.engine.responders import apt_yes
 from aideploy.engine.runner import Runner
-
 from tests.support.sshd import PASSPHRASE, SSHServer, free_port, public_fingerprint
 
 

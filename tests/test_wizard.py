@@ -9,12 +9,12 @@ from pathlib import Path
 
 import paramiko
 import pytest
+from click.testing import CliRunner
+
 from aideploy.engine import wizard
 from aideploy.engine.cli_ops import init
 from aideploy.engine.config import load_config
 from aideploy.engine.errors import ConfigError, UsageError
-from click.testing import CliRunner
-
 from tests.support.sshd import SSHServer
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import paramiko
+
 from aideploy.engine.backoff import Backoff
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.connectors.base import Chunk, Connector, Process

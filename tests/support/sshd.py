@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from aideploy.engine.connectors.ssh import SSHConnector
 
 SSHD = "/usr/sbin/sshd"
