@@ -19,6 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.engine.connectors.ssh import SSHConnector
+from aideploy.engine.runner import Runner
+from aideploy.steps.stack.releases import list_releases, rollback
 from tests.support.throwaway import ThrowawayHost, available, free_port, throwaway
 
 pytestmark = [
@@ -52,10 +55,27 @@ def make_repo(host: ThrowawayHost, work: Path) -> Path:
     _git("add", "-A", cwd=tree)
     _git("commit", "-q", "-m", "sample app", cwd=tree)
     _git("clone", "-q", "--bare", str(tree), str(work / "bare.git"), cwd=work)
+    publish(host, work)
+    return tree
+
+
+def publish(host: ThrowawayHost, work: Path) -> None:
+    """Copy the bare repo (objects and refs) into the host."""
     inside = host.path(REPO_INSIDE)
     inside.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(work / "bare.git", inside)
-    return tree
+    shutil.copytree(work / "bare.git", inside, dirs_exist_ok=True)
+
+
+def commit(host: ThrowawayHost, work: Path, message: str, files: dict[str, str]) -> str:
+    """Commit ``files`` (path relative to the app -> content) on main and publish it."""
+    tree = work / "sampleapp"
+    for name, content in files.items():
+        (tree / name).write_text(content)
+    _git("add", "-A", cwd=tree)
+    _git("commit", "-q", "-m", message, cwd=tree)
+    _git("push", "-q", str(work / "bare.git"), "main", cwd=tree)
+    publish(host, work)
+    return _git("rev-parse", "HEAD", cwd=tree)
 
 
 class Deployer:
@@ -196,3 +216,111 @@ def test_second_deploy_skips_done_steps(
     assert status == 200
     releases = deployer.host.run("ls /opt/sampleapp/releases").stdout.split()
     assert len(releases) == 1  # nothing changed: no new release
+
+
+def _psql(host: ThrowawayHost, deployer: Deployer, sql: str) -> str:
+    result = host.run(
+        f"cd / && runuser -u postgres -- psql -X -At -p {deployer.db_port} -d sampleapp -c {sql!r}"
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _live(host: ThrowawayHost) -> str:
+    return host.run("readlink /opt/sampleapp/current").stdout.strip()
+
+
+def _runner(host: ThrowawayHost) -> Iterator[Runner]:
+    connector = SSHConnector(
+        host.host,
+        port=host.port,
+        username="root",
+        key_filename=host.key_file,
+        known_hosts=host.known_hosts,
+        ssh_config=None,
+        use_agent=False,
+        look_for_keys=False,
+        connect_retries=0,
+        connect_timeout=5.0,
+    )
+    with connector:
+        yield Runner(connector)
+
+
+SEED_MIGRATION = """\
+from django.db import migrations
+
+
+def seed(apps, schema_editor):
+    apps.get_model("notes", "Note").objects.create(text="added by v2")
+
+
+class Migration(migrations.Migration):
+    dependencies = (("notes", "0001_initial"),)
+    operations = (migrations.RunPython(seed, migrations.RunPython.noop),)
+"""
+
+
+@pytest.mark.timeout(600)
+def test_second_concurrent_deploy_is_refused_by_the_lock(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host = deployer.host
+    other = '{"deployment_id": "20990101-000000-abcdef", "who": "someone", "since": "now"}'
+    host.run(f"printf '%s\\n' '{other}' > /var/lock/aideploy-sampleapp.lock", check=True)
+    refused = deployer.deploy()
+    assert refused.returncode != 0
+    assert "deploy lock held" in refused.stderr + refused.stdout
+    assert "20990101-000000-abcdef" in refused.stderr + refused.stdout
+    assert "BREAK_LOCK" in refused.stderr + refused.stdout
+    broken = deployer.deploy("--set", "BREAK_LOCK=20990101-000000-abcdef")
+    assert broken.returncode == 0, _explain(broken)
+    assert not host.path("/var/lock/aideploy-sampleapp.lock").exists()
+
+
+@pytest.mark.timeout(900)
+def test_new_release_rollback_with_database_and_broken_release(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host, work = deployer.host, deployer.work
+    v1 = _live(host)
+    _psql(host, deployer, "INSERT INTO notes_note (text, created) VALUES ('before v2', now())")
+
+    commit(host, work, "seed a note", {"backend/notes/migrations/0002_seed.py": SEED_MIGRATION})
+    v2_deploy = deployer.deploy()
+    assert v2_deploy.returncode == 0, _explain(v2_deploy)
+    v2 = _live(host)
+    assert v2 != v1
+    assert (
+        _psql(host, deployer, "SELECT text FROM notes_note ORDER BY id") == "before v2\nadded by v2"
+    )
+    assert json.loads(deployer.get("/api/health/")[1])["notes"] == 2
+
+    for runner in _runner(host):
+        names = [r.name for r in list_releases(runner)]
+        assert [f"releases/{n}" for n in names] == [v1, v2]
+        back = rollback(runner, with_database=True, DB_PORT=str(deployer.db_port))
+        assert back.ok, back.output
+    assert _live(host) == v1
+    assert _psql(host, deployer, "SELECT text FROM notes_note ORDER BY id") == "before v2"
+    status, body = deployer.get("/api/health/")
+    assert status == 200 and json.loads(body)["notes"] == 1
+
+    views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
+    broken_views = views.replace(
+        '"""200 when', 'raise RuntimeError("broken on purpose")\n    """200 when'
+    )
+    assert broken_views != views
+    commit(host, work, "break the health check", {"backend/notes/views.py": broken_views})
+    broken = deployer.deploy()
+    assert broken.returncode != 0
+    assert "failed its health check" in broken.stdout + broken.stderr
+    assert _live(host) == v1  # the previous release keeps serving
+    status, body = deployer.get("/api/health/")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    assert deployer.get("/")[0] == 200
+    assert not host.path("/var/lock/aideploy-sampleapp.lock").exists()

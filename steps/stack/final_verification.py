@@ -4,7 +4,8 @@ With a new release: its gunicorn is started on a side socket and ``/api/health/`
 (``current`` is untouched if not); then ``current`` is switched atomically (rename of a symlink),
 gunicorn restarted, and the frontend page and ``/api/health/`` are fetched through nginx. If that
 fails, ``current`` goes back to the previous release, which is restarted. On success the release is
-marked verified, old releases are pruned (``KEEP_RELEASES``) and the deploy lock is released.
+marked verified and old releases are pruned (``KEEP_RELEASES``). The deploy lock is released
+at the end of this step whatever its outcome.
 Without a new release (nothing changed) only the checks through nginx run.
 """
 
@@ -67,10 +68,10 @@ def work(ctx: StepContext) -> Result:
     from aideploy.steps.stack.common import run
 
     result = run(ctx, WORK, timeout=300)
-    if result.ok:
-        released = lock.release(ctx)
-        if not released.ok:
-            return released
+    # the deployment ends here either way: live, or the previous release kept serving
+    released = lock.release(ctx)
+    if result.ok and not released.ok:
+        return released
     return result
 
 

@@ -28,8 +28,7 @@ printf '%s\n' "$LOCK_INFO" > "$tmp"
 if ln "$tmp" "$LOCK" 2>/dev/null; then rm -f "$tmp"; echo "lock taken"; exit 0; fi
 rm -f "$tmp"
 if grep -q "\"deployment_id\": \"$DEPLOYMENT_ID\"" "$LOCK"; then echo "lock already ours"; exit 0; fi
-echo "deploy lock held: another deployment is running on this host: $(cat "$LOCK")" >&2
-echo "if that deployment is dead, break its lock with --set BREAK_LOCK=<its deployment_id>" >&2
+echo "deploy lock held: another deployment is running on this host ($(cat "$LOCK")); if it is dead, break its lock with --set BREAK_LOCK=<its deployment_id>" >&2
 exit 75
 """
 
