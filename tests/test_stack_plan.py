@@ -1,0 +1,238 @@
+"""The stack plan without a server: step order, value checks, rendered files, the git token path.
+
+The token test runs the real ``download_application`` work on this machine (local connector)
+against a real ``git http-backend`` behind HTTP basic auth.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from aideploy.engine.connectors.local import LocalConnector
+from aideploy.engine.errors import ConfigError
+from aideploy.engine.plan import StepContext
+from aideploy.engine.runner import Runner
+from aideploy.steps.stack import download_application
+from aideploy.steps.stack.common import DEFAULTS, validate
+from aideploy.steps.stack.plan import plan
+from aideploy.steps.stack.setup_services import render_ctl, render_unit
+from aideploy.steps.stack.setup_webserver import is_public, render_site, tls_mode
+
+SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
+GUIDE_ORDER = [
+    "validate_server",
+    "setup_authentication",
+    "install_dependencies",
+    "handle_nodejs_conflicts",
+    "setup_database",
+    "download_application",
+    "configure_backend",
+    "configure_frontend",
+    "setup_webserver",
+    "setup_services",
+    "final_verification",
+]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    return {**DEFAULTS, "APP_REPO": "https://git.example.com/app.git", **extra}
+
+
+def test_the_guides_eleven_steps_in_order_with_values_only_in_the_environment() -> None:
+    built = plan()
+    assert [s.name for s in built.steps] == GUIDE_ORDER
+    assert built.env["APP_ROOT"] == "/opt/sampleapp"
+    for step in built.steps:
+        texts = [*step.commands, *(c for c in (step.check, step.verify) if isinstance(c, str))]
+        for text in texts:
+            assert "/opt/sampleapp" not in text and "sampleapp.wsgi" not in text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("DB_NAME", "app; DROP TABLE x"),
+        ("DB_USER", "Robert'"),
+        ("DOMAIN", "example.com; include /etc/passwd"),
+        ("APP_ROOT", "relative/path"),
+        ("APP_ROOT", "/opt/app name"),
+        ("HTTP_PORT", "70000"),
+        ("FRONTEND_BUILD_DIR", "../../etc"),
+        ("TLS", "maybe"),
+        ("APP_REPO", ""),
+    ],
+)
+def test_unsafe_values_are_refused(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        validate(_env(**{key: value}))
+
+
+def test_nginx_site_serves_the_build_and_proxies_the_api() -> None:
+    site = render_site(_env(DOMAIN="app.example.org", HTTP_PORT="8080", HTTPS_PORT="8443"))
+    assert "listen 8080;" in site and "listen 8443 ssl;" in site
+    assert "server_name app.example.org;" in site
+    assert "root /opt/sampleapp/current/frontend/dist;" in site
+    assert "proxy_pass http://unix:/run/aideploy-sampleapp/gunicorn.sock;" in site
+    assert "ssl_certificate /etc/aideploy/sampleapp/tls/fullchain.pem;" in site
+    assert "ssl" not in render_site(_env(TLS="off")).replace("# managed", "")
+
+
+def test_tls_choice_depends_on_the_domain() -> None:
+    assert not is_public("localhost") and not is_public("127.0.0.1")
+    assert not is_public("sampleapp.test") and is_public("app.example.org")
+    assert tls_mode(_env(DOMAIN="sampleapp.test")) == "self-signed"
+    assert tls_mode(_env(DOMAIN="app.example.org")) == "certbot-if-installed"
+
+
+def test_service_files_carry_checked_values() -> None:
+    ctl = render_ctl(_env())
+    assert "APP_ROOT=/opt/sampleapp; NAME=sampleapp; RUN_AS=deploy" in ctl
+    assert "start-stop-daemon --start" in ctl
+    subprocess.run(["sh", "-n"], input=ctl, text=True, check=True)
+    unit = render_unit(_env())
+    assert "EnvironmentFile=/opt/sampleapp/shared/app.env" in unit and "User=deploy" in unit
+
+
+# -- the token path, against a real git http-backend ----------------------------------------
+
+TOKEN = "tok_" + "s3cr3t" * 6
+
+
+class _GitHTTP(BaseHTTPRequestHandler):
+    root = ""
+    seen: ClassVar[list[str | None]] = []
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+    def _serve(self) -> None:
+        auth = self.headers.get("Authorization")
+        self.seen.append(auth)
+        expected = "Basic " + base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
+        if auth != expected:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="git"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": self.root,
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "REQUEST_METHOD": self.command,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(length),
+            "REMOTE_USER": "x-access-token",
+        }
+        if self.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+        out = subprocess.run(
+            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
+        ).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status = 200
+        headers = []
+        for line in head.decode().split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = _serve
+    do_POST = _serve
+
+
+@pytest.fixture
+def private_repo(tmp_path: Path) -> Iterator[tuple[str, list[str | None]]]:
+    tree = tmp_path / "tree"
+    shutil.copytree(SAMPLEAPP, tree, ignore=shutil.ignore_patterns("node_modules", "dist"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=tree, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tree, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "app"], cwd=tree, check=True)
+    served = tmp_path / "served"
+    served.mkdir()
+    subprocess.run(["git", "clone", "-q", "--bare", str(tree), str(served / "app.git")], check=True)
+    seen: ClassVar[list[str | None]] = []
+    handler = type("Handler", (_GitHTTP,), {"root": str(served), "seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/app.git", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _context(tmp_path: Path, repo: str, lines: list[str], **extra: str) -> StepContext:
+    values = {
+        "APP_ROOT": str(tmp_path / "app"),
+        "APP_REPO": repo,
+        "DEPLOYMENT_ID": "20260101-000000-aaaaaa",
+        "GIT_TOKEN_ENV": "AIDEPLOY_TEST_REPO_TOKEN",
+        **extra,
+    }
+    env = _env(**values)
+    runner = Runner(LocalConnector(), on_line=lambda stream, line: lines.append(line))
+    return StepContext(runner=runner, connector=runner.connector, env=env, deployment_id="x")
+
+
+def test_private_repo_token_goes_through_the_credential_helper_only(
+    tmp_path: Path,
+    private_repo: tuple[str, list[str | None]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo, seen = private_repo
+    monkeypatch.setenv("AIDEPLOY_TEST_REPO_TOKEN", TOKEN)
+    before = set(glob.glob("/tmp/aideploy-git.*"))
+    lines: list[str] = []
+    ctx = _context(tmp_path, repo, lines)
+    assert not download_application.check(ctx)
+    result = download_application.work(ctx)
+    assert result.ok, result.output
+    release = tmp_path / "app" / "releases" / "20260101-000000-aaaaaa"
+    assert (release / "backend" / "manage.py").is_file()
+    assert (release / ".aideploy" / "fetched").is_file()
+    assert download_application.check(ctx)
+    assert seen[0] is None and any(s and s.startswith("Basic ") for s in seen)
+    cache = tmp_path / "app" / "shared" / "repo.git"
+    for path in cache.rglob("*"):
+        if path.is_file() and path.stat().st_size < 1_000_000:
+            assert TOKEN.encode() not in path.read_bytes(), path
+    assert TOKEN not in "\n".join(lines) + result.output + result.command
+    assert set(glob.glob("/tmp/aideploy-git.*")) == before  # the token file is gone
+
+
+def test_private_repo_without_token_fails_without_prompting(
+    tmp_path: Path, private_repo: tuple[str, list[str | None]]
+) -> None:
+    repo, _ = private_repo
+    lines: list[str] = []
+    ctx = _context(tmp_path, repo, lines, GIT_TOKEN_ENV="")
+    result = download_application.work(ctx)
+    assert not result.ok
+    assert "Authentication failed" in result.output or "could not read Username" in result.output
