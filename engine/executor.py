@@ -106,6 +106,7 @@ class Executor:
     context: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._proposed: dict[str, Candidate] = {}  # every candidate seen for the current step
         if self.backoff is None:
             self.backoff = Backoff(base=self.settings.retry_delay, cap=max(60.0, 0.0))
         if not self.state.steps:
@@ -233,7 +234,11 @@ class Executor:
         return result
 
     def _attempt_until_done(self, step: Step, step_state: StepState) -> None:
-        tried: list[str] = []  # strategies already failed for this step in this deployment
+        # strategies whose re-run failed for this step in this deployment (demoted, retried once
+        # more only after every other candidate), and those ruled out (not approved, could not act)
+        tried: list[str] = []
+        ruled_out: set[str] = set()
+        self._proposed: dict[str, Candidate] = {}
         pending: tuple[Failure, Candidate, float] | None = None
         max_attempts = 1 + self.settings.max_retries
         attempts_here = 0
@@ -287,7 +292,7 @@ class Executor:
                         f"(tried: {', '.join(tried) or 'nothing'})",
                     )
                 )
-            pending = self._recover(step, step_state, failure, tried)
+            pending = self._recover(step, step_state, failure, tried, ruled_out)
             if pending is None:
                 raise RecoveryExhausted(
                     self._reason(
@@ -300,10 +305,15 @@ class Executor:
             self.clock.sleep(self.backoff.delay(attempts_here))
 
     def _recover(
-        self, step: Step, step_state: StepState, failure: Failure, tried: list[str]
+        self,
+        step: Step,
+        step_state: StepState,
+        failure: Failure,
+        tried: list[str],
+        ruled_out: set[str],
     ) -> tuple[Failure, Candidate, float] | None:
         """Apply the best allowed strategy that acts; None when none is left."""
-        while (chosen := self._choose(failure, tried)) is not None:
+        while (chosen := self._choose(failure, tried, ruled_out)) is not None:
             candidate, strategy = chosen
             started = self.clock.now()
             step_state.recoveries.append(candidate.strategy)
@@ -328,19 +338,34 @@ class Executor:
             # the strategy found nothing to do or could not act: next candidate, no re-run
             self._outcome(failure, candidate, Outcome.FAILED, duration)
             tried.append(candidate.strategy)
+            ruled_out.add(candidate.strategy)
         return None
 
     def _reason(self, step: Step, failure: Failure, why: str) -> str:
         last = failure.result.tail(1) or f"exit code {failure.result.exit_code}"
         return f"step {step.name} failed ({failure.error_class}: {last}); {why}"
 
-    def _choose(self, failure: Failure, tried: list[str]) -> tuple[Candidate, Strategy] | None:
-        for candidate in self.advisor.candidates(failure, exclude=tried):
-            if candidate.strategy in tried:
-                continue
+    def _choose(
+        self, failure: Failure, tried: list[str], ruled_out: set[str]
+    ) -> tuple[Candidate, Strategy] | None:
+        """The next strategy to run: untried candidates in rank order, then (demoted, once
+        more) those that failed earlier here, and manual intervention last of all."""
+        ranked = self.advisor.candidates(failure, exclude=tried)
+        for candidate in ranked:
+            self._proposed.setdefault(candidate.strategy, candidate)
+        fresh = [c for c in ranked if c.strategy not in tried and c.strategy not in ruled_out]
+        again = [
+            c
+            for name, c in self._proposed.items()
+            if tried.count(name) == 1 and name not in ruled_out
+        ]
+        manual = [c for c in fresh if c.strategy == "manual_intervention"]
+        fresh = [c for c in fresh if c.strategy != "manual_intervention"]
+        for candidate in [*fresh, *again, *manual]:
             strategy = self.strategies.get(candidate.strategy)
             if strategy is None:
                 log.debug("no strategy named %s, skipped", candidate.strategy)
+                ruled_out.add(candidate.strategy)
                 continue
             if candidate.strategy == "manual_intervention":
                 return candidate, strategy
@@ -352,7 +377,7 @@ class Executor:
                 if not self.approve(question):
                     log.warning("high-risk recovery %s not approved, skipped", strategy.name)
                     self._outcome(failure, candidate, Outcome.SKIPPED, 0.0)
-                    tried.append(candidate.strategy)
+                    ruled_out.add(candidate.strategy)
                     continue
             return candidate, strategy
         return None

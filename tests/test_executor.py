@@ -196,3 +196,41 @@ def test_verification_failure_is_a_failure(tmp_path: Path) -> None:
     executor, _ = _executor(plan, strategies=strategies, max_retries=1)
     with pytest.raises(RecoveryExhausted, match="verification failed"):
         executor.run()
+
+
+def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
+    """Noise: the right fix fails the first time; it is not retried first, but it is retried
+    (after the others) within the attempt budget, and the deployment completes."""
+    from aideploy.engine.recovery import Risk, StrategyContext
+    from aideploy.knowledge.rules import ErrorPattern
+    from aideploy.steps.strategies.base import FunctionStrategy
+
+    applied = tmp_path / "applied"
+    ready = tmp_path / "ready"
+
+    def flaky_fix(ctx: StrategyContext) -> bool:
+        count = int(applied.read_text()) + 1 if applied.exists() else 1
+        applied.write_text(str(count))
+        if count >= 2:
+            ready.touch()
+        return True
+
+    table = GuideTable(
+        [ErrorPattern("flaky", r"FLAKY-ERROR", "permission_denied", "fix_ownership", "medium", "x")]
+    )
+    plan = Plan(
+        "noise", (Step("s", commands=(f"test -e {ready} || {{ echo FLAKY-ERROR >&2; exit 1; }}",)),)
+    )
+    strategies = {
+        **registry(),
+        # a stand-in for the catalogue's fix_ownership whose first application does not fix it
+        "fix_ownership": FunctionStrategy(
+            "fix_ownership", Risk.LOW, "flaky fix", ("permission_denied",), flaky_fix
+        ),
+    }
+    executor, _ = _executor(plan, strategies=strategies, max_retries=3)
+    executor.advisor = table
+    state = executor.run()
+    assert state.status is DeploymentStatus.COMPLETED
+    assert state.steps[0].recoveries == ["fix_ownership", "fix_ownership"]
+    assert applied.read_text() == "2"
