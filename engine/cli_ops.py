@@ -15,15 +15,10 @@ from typing import Any
 import click
 
 from aideploy.engine import audit, wizard
-from aideploy.engine.config import (
-    check_domain,
-    check_hostname,
-    check_name,
-    check_username,
-    parse_config,
-)
+from aideploy.engine.config import parse_config
 from aideploy.engine.errors import AideployError, UsageError
 from aideploy.engine.redact import register_secret
+from aideploy.engine.schema import check_domain, check_hostname, check_name, check_username
 
 # -- audit -------------------------------------------------------------------------------------
 

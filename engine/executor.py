@@ -238,7 +238,7 @@ class Executor:
         # more only after every other candidate), and those ruled out (not approved, could not act)
         tried: list[str] = []
         ruled_out: set[str] = set()
-        self._proposed: dict[str, Candidate] = {}
+        self._proposed = {}
         pending: tuple[Failure, Candidate, float] | None = None
         max_attempts = 1 + self.settings.max_retries
         attempts_here = 0

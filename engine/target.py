@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aideploy.engine.config import Config, check_hostname, check_username
+from aideploy.engine.config import Config
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.errors import ConfigError
+from aideploy.engine.schema import check_hostname, check_username
 
 Ask = Callable[[str], str]
 
