@@ -138,3 +138,24 @@ def test_help_on_every_command(tmp_path: Path) -> None:
         assert proc.returncode == 0 and "Usage:" in proc.stdout, command
     version = _cli(tmp_path, "--version")
     assert version.returncode == 0 and "aideploy" in version.stdout
+
+
+def test_protected_profile_needs_confirmation(tmp_path: Path) -> None:
+    import json
+
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "server_profiles": {
+                    "production": {"hostname": "prod.example.com", "protected": True},
+                    "staging": {"hostname": "staging.example.com", "allowed_users": ["nobody-x"]},
+                }
+            }
+        )
+    )
+    proc = _cli(tmp_path, "--config", str(config), "deploy", "--profile", "production", "--auto")
+    assert proc.returncode == 2 and "protected" in proc.stderr
+    proc = _cli(tmp_path, "--config", str(config), "deploy", "--profile", "staging")
+    assert proc.returncode == 2 and "may not deploy" in proc.stderr
+    assert not (tmp_path / "home" / "deployments").exists()
