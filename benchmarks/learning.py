@@ -14,7 +14,10 @@ set of strategies that fix it: the record's ``strategy`` field or its class defa
 * a right fix still fails 4% of the time, a wrong one succeeds 2% of the time (noise).
 
 Each advisor gets up to 5 attempts per failure (manual_intervention ends the episode
-unrecovered, scored as 6 attempts). Reported per window of 50 failures: mean attempts to
+unrecovered, scored as 6 attempts). Each attempt runs the advisor's first candidate given the
+strategies that already failed in the episode (``exclude``, one entry per failure): the ranker
+demotes those (a right fix that failed by chance comes back after the other candidates, within
+the budget), the guide table drops them. Reported per window of 50 failures: mean attempts to
 recovery, first-try rate, recovery within 3 attempts, cumulative regret against the oracle, for
 (a) the learning Ranker, (b) the guide's fixed first-match ten-regex table, (c) an oracle.
 
@@ -135,7 +138,7 @@ def run_advisor(advisor: RecoveryAdvisor, event: Event, rng: random.Random) -> i
         cands = advisor.candidates(failure, exclude=tried)
         if not cands:
             return UNRECOVERED
-        choice = cands[0]
+        choice = cands[0]  # the advisor orders fresh and demoted (already failed) strategies
         ok = works(choice.strategy, right, rng)
         advisor.record(
             failure,

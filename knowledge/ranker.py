@@ -54,6 +54,7 @@ MODEL_WEIGHT = 0.35
 CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
 MANUAL_SCORE = 0.02
 LONG_TAIL_PRIOR = 0.08
+HOPELESS = 0.1  # an automatic candidate scoring under this comes after manual intervention
 
 
 # --- explanation values ----------------------------------------------------------------------
@@ -460,10 +461,41 @@ class Ranker:
         return CandidateDetail(**{**d.__dict__, "why": why})
 
     def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]:
+        """Ranked candidates for a failure.
+
+        Strategies in ``exclude`` (already failed for this error in this deployment; a name may
+        appear once per failure) are not dropped but demoted. The order is: fresh automatic
+        candidates, then those that failed once here (best first), then manual intervention as
+        the fallback, then automatic candidates the evidence gives almost no chance (score under
+        ``HOPELESS``) and those that failed more than once here. Manual intervention keeps its
+        scored place among the fresh candidates when it has itself resolved this error before.
+        """
         _, _, details = self._score(failure)
-        kept = [d for d in details if d.strategy not in exclude]
-        out = [Candidate(d.strategy, d.score, d.why, d.decided_by) for d in kept]
-        return self._maybe_explore(failure, kept, out)
+        failures: dict[str, int] = {}
+        for name in exclude:
+            failures[name] = failures.get(name, 0) + 1
+        fresh, once, fallback, rest = [], [], [], []
+        for d in details:
+            n = failures.get(d.strategy, 0)
+            if n == 0 and d.strategy == MANUAL and d.neighbour_recovered <= 0:
+                fallback.append(d)
+            elif n == 0 and (d.strategy == MANUAL or d.score >= HOPELESS):
+                fresh.append(d)
+            elif n == 1 and d.strategy != MANUAL and d.score >= HOPELESS:
+                once.append(d)
+            else:
+                rest.append(d)
+        rest.sort(key=lambda d: (failures.get(d.strategy, 0), -d.score))
+        out = [Candidate(d.strategy, d.score, d.why, d.decided_by) for d in fresh]
+        out = self._maybe_explore(failure, fresh, out)
+        for group in (once, fallback, rest):
+            for d in group:
+                why = d.why
+                if d.strategy in failures:
+                    times = "once" if failures[d.strategy] == 1 else f"{failures[d.strategy]} times"
+                    why = f"failed {times} for this error in this deployment, demoted; {why}"
+                out.append(Candidate(d.strategy, d.score, why, d.decided_by))
+        return out
 
     def _maybe_explore(
         self, failure: Failure, kept: list[CandidateDetail], out: list[Candidate]

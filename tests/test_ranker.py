@@ -53,8 +53,34 @@ def test_text_no_rule_matches_gets_a_class(ranker: Ranker) -> None:
 def test_exclude_is_not_proposed_first(ranker: Ranker) -> None:
     failure = ranker.detect("install", _result(APT_LOCK))
     cands = ranker.candidates(failure, exclude={"wait_for_apt_lock"})
-    assert cands[0].strategy != "wait_for_apt_lock"
-    assert "wait_for_apt_lock" not in [c.strategy for c in cands]
+    names = [c.strategy for c in cands]
+    assert names[0] != "wait_for_apt_lock"
+    # demoted, not dropped: after the fresh automatic candidates, before the manual fallback
+    assert "wait_for_apt_lock" in names
+    assert names.index("wait_for_apt_lock") < names.index("manual_intervention")
+    demoted = cands[names.index("wait_for_apt_lock")]
+    assert "failed once for this error in this deployment" in demoted.why
+    fresh = [n for n in names[: names.index("wait_for_apt_lock")]]
+    assert all(n != "manual_intervention" for n in fresh)
+    # failed twice here: after manual intervention
+    again = [c.strategy for c in ranker.candidates(failure, exclude=["wait_for_apt_lock"] * 2)]
+    assert again.index("wait_for_apt_lock") > again.index("manual_intervention")
+
+
+def test_right_fix_that_failed_by_chance_is_tried_again(ranker: Ranker) -> None:
+    failure = ranker.detect("install", _result(APT_LOCK))
+    for _ in range(4):
+        ranker.record(failure, "wait_for_apt_lock", Outcome.RECOVERED, duration=1, decided_by="x")
+    assert ranker.candidates(failure)[0].strategy == "wait_for_apt_lock"
+    # it fails once (noise): another strategy goes first, then it comes back before the pause
+    tried = ["wait_for_apt_lock"]
+    ranker.record(failure, "wait_for_apt_lock", Outcome.FAILED, duration=1, decided_by="x")
+    second = ranker.candidates(failure, exclude=tried)[0].strategy
+    assert second != "wait_for_apt_lock"
+    ranker.record(failure, second, Outcome.FAILED, duration=1, decided_by="x")
+    tried.append(second)
+    names = [c.strategy for c in ranker.candidates(failure, exclude=tried)]
+    assert names.index("wait_for_apt_lock") < names.index("manual_intervention")
 
 
 def test_record_changes_next_ranking(ranker: Ranker) -> None:
