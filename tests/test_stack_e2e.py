@@ -186,6 +186,18 @@ def test_cold_deploy_serves_frontend_and_api_through_nginx(
     assert health["status"] == "ok" and health["database"] == "postgresql"
     status, _ = deployer.get("/api/health/", tls=True)
     assert status == 200
+    # the generated database password stays on the server
+    db_env = deployer.host.run(
+        "stat -c %a /etc/aideploy/sampleapp/db.env; cat /etc/aideploy/sampleapp/db.env"
+    )
+    mode, line = db_env.stdout.split()
+    assert mode == "600" and line.startswith("DB_PASSWORD=")
+    password = line.split("=", 1)[1].encode()
+    assert len(password) >= 32
+    for path in deployer.work.rglob("*"):
+        if path.is_file():
+            assert password not in path.read_bytes(), f"database password in {path}"
+    assert password.decode() not in first.stdout + first.stderr
 
 
 @pytest.mark.timeout(900)
@@ -324,3 +336,9 @@ def test_new_release_rollback_with_database_and_broken_release(
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert deployer.get("/")[0] == 200
     assert not host.path("/var/lock/aideploy-sampleapp.lock").exists()
+
+    for runner in _runner(host):  # forward again to a named release
+        again = rollback(runner, to=v2.split("/")[-1], DB_PORT=str(deployer.db_port))
+        assert again.ok, again.output
+    assert _live(host) == v2
+    assert deployer.get("/api/health/")[0] == 200

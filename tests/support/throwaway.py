@@ -127,19 +127,33 @@ class ThrowawayHost:
     def run(
         self, command: str, *, check: bool = False, timeout: float = 120.0
     ) -> subprocess.CompletedProcess[str]:
-        """Run a shell command inside (as root, in its namespaces and root directory)."""
-        result = subprocess.run(
-            ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "/bin/sh", "-c", command],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env={
-                "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "HOME": "/root",
-                "LANG": "C.UTF-8",
-            },
-            stdin=subprocess.DEVNULL,
-        )
+        """Run a shell command inside (as root, in its namespaces and root directory).
+
+        Output goes through temp files, not pipes: a daemon started by ``command`` that keeps
+        its inherited stdout/stderr open cannot make this wait.
+        """
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            completed = subprocess.run(
+                ["nsenter", "-t", str(self.pid), "-m", "-p", "-r", "-w", "/bin/sh", "-c", command],
+                stdout=out,
+                stderr=err,
+                timeout=timeout,
+                env={
+                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOME": "/root",
+                    "LANG": "C.UTF-8",
+                },
+                stdin=subprocess.DEVNULL,
+                check=False,
+            )
+            out.seek(0)
+            err.seek(0)
+            result = subprocess.CompletedProcess(
+                completed.args,
+                completed.returncode,
+                out.read().decode(errors="replace"),
+                err.read().decode(errors="replace"),
+            )
         if check and result.returncode != 0:
             raise RuntimeError(
                 f"inside throwaway host: {command!r} exited {result.returncode}: "
