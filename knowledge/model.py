@@ -57,6 +57,7 @@ class TextClassifier:
         )
         self._model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
         self.fitted = False
+        self._blocks: list | None = None
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextClassifier:
         if len(set(labels)) < 2:
@@ -70,15 +71,66 @@ class TextClassifier:
             self._model.fit(x, list(labels))
         self.classes_ = [str(c) for c in self._model.classes_]
         self.fitted = True
+        self._blocks = None
         return self
+
+    def _prepare(self) -> None:
+        """Plain arrays for scoring a few texts without the sparse/validation overhead."""
+        blocks = []
+        offset = 0
+        for vec in (self._chars, self._words):
+            blocks.append(
+                (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, np.float64), offset)
+            )
+            offset += len(vec.vocabulary_)
+        self._blocks = blocks
+        self._coef_t = np.ascontiguousarray(self._model.coef_.T, dtype=np.float64)
+        self._intercept = np.asarray(self._model.intercept_, dtype=np.float64)
+
+    def _scores(self, doc: str) -> np.ndarray:
+        """Decision values of one document: sublinear TF-IDF, l2 per block, dot the weights."""
+        idx_parts, val_parts = [], []
+        for analyzer, vocab, idf, offset in self._blocks:
+            counts: dict[int, int] = {}
+            for gram in analyzer(doc):
+                j = vocab.get(gram)
+                if j is not None:
+                    counts[j] = counts.get(j, 0) + 1
+            if not counts:
+                continue
+            idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
+            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
+            vals = (np.log(tf) + 1.0) * idf[idx]
+            norm = float(np.sqrt(vals @ vals))
+            if norm > 0:
+                vals /= norm
+            idx_parts.append(idx + offset)
+            val_parts.append(vals)
+        if not idx_parts:
+            return self._intercept.copy()
+        idx = np.concatenate(idx_parts)
+        vals = np.concatenate(val_parts)
+        return vals @ self._coef_t[idx] + self._intercept
 
     def predict_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not self.fitted:
             only = self.classes_[0] if self.classes_ else None
             return [{only: 1.0} if only else {} for _ in texts]
         docs = [classifier_text(t) for t in texts]
-        x = hstack([self._chars.transform(docs), self._words.transform(docs)], "csr")
-        probs = self._model.predict_proba(x)
+        if len(docs) > 32:  # batches: the sparse path amortises its overhead
+            x = hstack([self._chars.transform(docs), self._words.transform(docs)], "csr")
+            probs = self._model.predict_proba(x)
+        else:
+            if getattr(self, "_blocks", None) is None:
+                self._prepare()
+            z = np.vstack([self._scores(d) for d in docs])
+            if z.shape[1] == 1:  # two classes: one logit
+                p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+                probs = np.column_stack([1.0 - p1, p1])
+            else:
+                z -= z.max(axis=1, keepdims=True)
+                e = np.exp(z)
+                probs = e / e.sum(axis=1, keepdims=True)
         return [{c: float(p) for c, p in zip(self.classes_, row, strict=True)} for row in probs]
 
     def proba(self, text: str) -> dict[str, float]:
@@ -140,6 +192,8 @@ class OutcomeModel:
         self.n_features = n_features
         self.context_keys = tuple(context_keys)
         self._model: SGDClassifier | None = None
+        self._coef: np.ndarray | None = None
+        self._intercept = 0.0
         self._token_cache: dict[str, np.ndarray] = {}
         self.trained_on = 0
 
@@ -227,6 +281,7 @@ class OutcomeModel:
             warnings.simplefilter("ignore")
             model.fit(xx, yy, sample_weight=ww)
         self._model = model
+        self._coef = None
         return self
 
     def predict(
@@ -239,6 +294,12 @@ class OutcomeModel:
         if self._model is None or not strategies:
             return {}
         ctx = self._context(context or {})
+        # every candidate strategy in one pass: the features are binary, so P(recovered) is the
+        # sigmoid of the intercept plus the weights of each row's distinct hashed columns
         x = self._matrix([_Row(signature, error_class, s, ctx) for s in strategies])
-        probs = self._model.predict_proba(x)[:, 1]
+        if self._coef is None:
+            self._coef = np.asarray(self._model.coef_[0], dtype=np.float64)
+            self._intercept = float(self._model.intercept_[0])
+        z = np.add.reduceat(self._coef[x.indices] * x.data, x.indptr[:-1]) + self._intercept
+        probs = 1.0 / (1.0 + np.exp(-z))
         return {s: float(p) for s, p in zip(strategies, probs, strict=True)}
