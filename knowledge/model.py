@@ -195,6 +195,9 @@ class OutcomeModel:
         self._coef: np.ndarray | None = None
         self._intercept = 0.0
         self._token_cache: dict[str, np.ndarray] = {}
+        self._hash_cache: dict[str, int] = {}
+        self._agg: dict[_Row, list[float]] = {}
+        self._n = 0
         self.trained_on = 0
 
     @property
@@ -204,7 +207,16 @@ class OutcomeModel:
     def _tokens(self, signature: str) -> np.ndarray:
         toks = self._token_cache.get(signature)
         if toks is None:
-            toks = np.fromiter((_h("t=" + t) for t in signature_tokens(signature)), dtype=np.int64)
+            hashes = self._hash_cache
+            if len(hashes) > 1_000_000:
+                hashes.clear()
+            vals = []
+            for t in signature_tokens(signature):
+                v = hashes.get(t)
+                if v is None:
+                    v = hashes[t] = _h("t=" + t)
+                vals.append(v)
+            toks = np.array(vals, dtype=np.int64)
             if len(self._token_cache) > 300_000:
                 self._token_cache.clear()
             self._token_cache[signature] = toks
@@ -246,18 +258,35 @@ class OutcomeModel:
         x.data = np.minimum(x.data, 1.0)
         return x
 
+    def add(self, o: PastOutcome) -> None:
+        """Count one outcome into the aggregate the next :meth:`refit` trains on."""
+        if o.outcome not in ("recovered", "failed"):
+            return
+        self._n += 1
+        ctx = o.context
+        key = _Row(
+            o.signature,
+            o.error_class,
+            o.strategy,
+            tuple((k, str(v)) for k in self.context_keys if (v := ctx.get(k))) if ctx else (),
+        )
+        acc = self._agg.get(key)
+        if acc is None:
+            acc = self._agg[key] = [0.0, 0.0]
+        acc[0 if o.outcome == "recovered" else 1] += max(float(o.weight), 0.0)
+
     def fit(self, outcomes: Iterable[PastOutcome]) -> OutcomeModel:
-        agg: dict[_Row, list[float]] = {}
-        n = 0
+        """Fit on exactly these outcomes (forgets what was added before)."""
+        self._agg = {}
+        self._n = 0
         for o in outcomes:
-            if o.outcome not in ("recovered", "failed"):
-                continue
-            n += 1
-            key = _Row(o.signature, o.error_class, o.strategy, self._context(o.context))
-            acc = agg.get(key)
-            if acc is None:
-                acc = agg[key] = [0.0, 0.0]
-            acc[0 if o.outcome == "recovered" else 1] += max(float(o.weight), 0.0)
+            self.add(o)
+        return self.refit()
+
+    def refit(self) -> OutcomeModel:
+        """Fit on every outcome added so far (aggregated into weighted rows as they came)."""
+        agg = self._agg
+        n = self._n
         self.trained_on = n
         if n < self.MIN_OUTCOMES:
             self._model = None

@@ -185,9 +185,11 @@ class Ranker:
         self._analysis_cache: dict[str, Analysis] = {}
         past = list(history.past_outcomes())
         past.sort(key=lambda o: o.at.timestamp() if o.at else 0.0)
-        for o in past:
+        add = self.model.add
+        for o in past:  # one pass: tallies, fuzzy index and the model's aggregate
             self._learn(o)
-        self._outcomes.extend(past)
+            add(o)
+        self._outcomes = past
         self.refit()
 
     # --- learning -----------------------------------------------------------------------
@@ -210,7 +212,7 @@ class Ranker:
 
     def refit(self) -> None:
         """Fit the outcome model on every outcome seen so far."""
-        self.model.fit(self._outcomes)
+        self.model.refit()
         self._since_fit = 0
 
     def record(
@@ -237,6 +239,7 @@ class Ranker:
             deployment_id=deployment_id,
         )
         self._learn(past)
+        self.model.add(past)
         self._outcomes.append(past)
         if self.recorder is not None:
             self.recorder(past)
