@@ -330,5 +330,5 @@ class OutcomeModel:
             self._coef = np.asarray(self._model.coef_[0], dtype=np.float64)
             self._intercept = float(self._model.intercept_[0])
         z = np.add.reduceat(self._coef[x.indices] * x.data, x.indptr[:-1]) + self._intercept
-        probs = 1.0 / (1.0 + np.exp(-z))
+        probs = 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
         return {s: float(p) for s, p in zip(strategies, probs, strict=True)}

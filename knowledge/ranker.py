@@ -183,6 +183,7 @@ class Ranker:
         self._class_stats: dict[tuple[str, str], dict[str, _Tally]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
         self._analysis_cache: dict[str, Analysis] = {}
+        self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], list[tuple[str, float]]] = {}
         past = list(history.past_outcomes())
         past.sort(key=lambda o: o.at.timestamp() if o.at else 0.0)
         add = self.model.add
@@ -205,10 +206,22 @@ class Ranker:
             stats = _SignatureStats(o.error_class)
             self._stats[o.signature] = stats
             self._index.setdefault(o.error_class, []).append(o.signature)
-        stats.by_step.setdefault(step, {}).setdefault(o.strategy, _Tally()).add(ok, w, FORGET)
+            self._fuzzy_cache.clear()
+        tallies = stats.by_step.get(step)
+        if tallies is None:
+            tallies = stats.by_step[step] = {}
+        t = tallies.get(o.strategy)
+        if t is None:
+            t = tallies[o.strategy] = _Tally()
+        t.add(ok, w, FORGET)
         for key in ((o.error_class, step), (o.error_class, "*")):
-            tallies = self._class_stats.setdefault(key, {})
-            tallies.setdefault(o.strategy, _Tally()).add(ok, w, CLASS_FORGET)
+            tallies = self._class_stats.get(key)
+            if tallies is None:
+                tallies = self._class_stats[key] = {}
+            t = tallies.get(o.strategy)
+            if t is None:
+                t = tallies[o.strategy] = _Tally()
+            t.add(ok, w, CLASS_FORGET)
 
     def refit(self) -> None:
         """Fit the outcome model on every outcome seen so far."""
@@ -306,21 +319,31 @@ class Ranker:
             out.append(Neighbour(signature, exact.error_class, 100.0, exact.evidence(step)))
         if not signature:
             return out
-        for c in classes:
-            choices = self._index.get(c)
-            if not choices:
-                continue
-            for sig, sim, _ in process.extract(
-                signature,
-                choices,
-                scorer=fuzz.ratio,
-                score_cutoff=FUZZY_CUTOFF,
-                limit=FUZZY_LIMIT,
-            ):
-                if sig == signature:
+        key = (signature, tuple(classes))
+        matches = self._fuzzy_cache.get(key)
+        if matches is None:  # the matches change only when a new signature is indexed
+            matches = []
+            for c in key[1]:
+                choices = self._index.get(c)
+                if not choices:
                     continue
-                st = self._stats[sig]
-                out.append(Neighbour(sig, st.error_class, float(sim), st.evidence(step)))
+                matches.extend(
+                    (sig, float(sim))
+                    for sig, sim, _ in process.extract(
+                        signature,
+                        choices,
+                        scorer=fuzz.ratio,
+                        score_cutoff=FUZZY_CUTOFF,
+                        limit=FUZZY_LIMIT,
+                    )
+                    if sig != signature
+                )
+            if len(self._fuzzy_cache) > 4096:
+                self._fuzzy_cache.clear()
+            self._fuzzy_cache[key] = matches
+        for sig, sim in matches:
+            st = self._stats[sig]
+            out.append(Neighbour(sig, st.error_class, sim, st.evidence(step)))
         out.sort(key=lambda n: -n.similarity)
         return out[: FUZZY_LIMIT + 1]
 
