@@ -60,8 +60,11 @@ if [ "$WITH_DATABASE" = 1 ]; then
   dump="$SHARED/backups/db-$live.dump"
   [ -s "$dump" ] || { echo "no database backup taken before release $live: $dump" >&2; exit 1; }
   "$CTL" stop
-  (cd / && runuser -u postgres -- pg_restore -p "$DB_PORT" --clean --if-exists --single-transaction \
-    -d "$DB_NAME" < "$dump")
+  if ! (cd / && runuser -u postgres -- pg_restore -p "$DB_PORT" --clean --if-exists \
+      --single-transaction -d "$DB_NAME" < "$dump"); then
+    echo "pg_restore failed (nothing restored); release $live keeps running" >&2
+    "$CTL" start; exit 1
+  fi
   echo "database restored from $dump"
 fi
 switch_to "releases/$target"
