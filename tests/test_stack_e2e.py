@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from aideploy.engine.connectors.ssh import SSHConnector
+from aideploy.engine.plan import BUILTIN_PLANS
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.releases import list_releases, rollback
 from tests.support.throwaway import ThrowawayHost, available, free_port, throwaway
@@ -33,6 +34,7 @@ __all__ = ["throwaway"]  # the fixture
 
 SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
 REPO_INSIDE = "/srv/git/sampleapp.git"
+PLAN = "stack" if "stack" in BUILTIN_PLANS else "aideploy.steps.stack.plan:plan"
 
 
 def _git(*args: str, cwd: Path) -> str:
@@ -129,7 +131,7 @@ class Deployer:
                 str(self.host.key_file),
                 "--accept-new-host-key",
                 "--plan",
-                "aideploy.steps.stack.plan:plan",
+                PLAN,
                 *self.settings(),
                 *extra,
             ],

@@ -75,9 +75,12 @@ def test_services_started_inside_die_with_the_host() -> None:
     pg_port, http_port = free_port(), free_port()
     with throwaway_host() as host:
         host.run(
-            f"pg_conftool 15 main set port {pg_port} && "
+            "ver=$(pg_lsclusters -h | awk 'NR==1 {print $1}'); "
+            '[ -n "$ver" ] || { ver=$(ls /usr/lib/postgresql | sort -n | tail -n 1); '
+            'pg_createcluster "$ver" main >/dev/null; }; '
+            f'pg_conftool "$ver" main set port {pg_port} && '
             "install -d -o postgres -g postgres -m 2775 /run/postgresql && "
-            "pg_ctlcluster 15 main start",
+            'pg_ctlcluster "$ver" main start',
             check=True,
         )
         host.run(
