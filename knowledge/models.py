@@ -127,10 +127,27 @@ class RecoveryAttempt(Base):
     at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
 
     __table_args__ = (
-        Index("ix_recovery_attempts_signature_id", "signature_id"),
+        # revision 3: the two composite indexes cover the report's scans (no table lookups) and
+        # replace the single-column signature_id / deployment_id indexes, which are their prefixes
+        Index(
+            "ix_recovery_attempts_signature_strategy",
+            "signature_id",
+            "strategy",
+            "outcome",
+            "weight",
+            "duration",
+        ),
+        Index(
+            "ix_recovery_attempts_deployment_signature",
+            "deployment_id",
+            "signature_id",
+            "id",
+            "outcome",
+            "weight",
+            "at",
+        ),
         Index("ix_recovery_attempts_strategy", "strategy"),
         Index("ix_recovery_attempts_at", "at"),
-        Index("ix_recovery_attempts_deployment_id", "deployment_id"),
         Index("ix_recovery_attempts_record_key", "record_key", unique=True),
     )
 

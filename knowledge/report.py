@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    and_,
     case,
     distinct,
+    exists,
     func,
     select,
 )
@@ -175,42 +175,85 @@ def _classes(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     ]
 
 
-def _strategy_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
-    mttr = func.avg(case((_A.outcome == "recovered", _A.duration), else_=None))
+@dataclass
+class _Tally:
+    """Sums over a group of attempts (a strategy, or an error class and a strategy)."""
+
+    attempts: int = 0
+    weight: float = 0.0
+    decided: float = 0.0
+    recovered: float = 0.0
+    recovery_time: float = 0.0
+    recoveries: int = 0
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.attempts += int(row[2])
+        self.weight += float(row[3] or 0.0)
+        self.decided += float(row[4] or 0.0)
+        self.recovered += float(row[5] or 0.0)
+        self.recovery_time += float(row[6] or 0.0)
+        self.recoveries += int(row[7] or 0)
+
+    @property
+    def mean_time_to_recovery(self) -> float | None:
+        return self.recovery_time / self.recoveries if self.recoveries else None
+
+
+def _pair_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
+    """One grouped pass over the attempts, per (signature, strategy).
+
+    Rows: signature id, strategy, attempts, weight, weight decided (not skipped), weight
+    recovered, total recovery time, recoveries. On an unfiltered report the scan reads only the
+    (signature_id, strategy, outcome, weight, duration) index. The per-strategy and the
+    best-strategy-per-class tables are both sums of these rows.
+    """
+    recovered = _A.outcome == "recovered"
     query = _attempt_filters(
         select(
+            _A.signature_id,
             _A.strategy,
             func.count(),
             func.sum(_A.weight),
             _decided_w(),
             _recovered_w(),
-            mttr,
+            func.sum(case((recovered, _A.duration), else_=None)),
+            func.count(case((recovered, 1), else_=None)),
         ).select_from(ATTEMPTS),
         f,
-    ).group_by(_A.strategy)
+    ).group_by(_A.signature_id, _A.strategy)
     return [tuple(r) for r in conn.execute(query)]
 
 
-def strategy_table(conn: Connection, f: Filters | None = None) -> list[StrategyStats]:
-    """Per strategy statistics, most attempted first."""
+def _strategy_stats(pairs: list[tuple[Any, ...]]) -> list[StrategyStats]:
     from aideploy.knowledge.store import StrategyStats
 
+    tallies: dict[str, _Tally] = {}
+    for row in pairs:
+        tally = tallies.get(row[1])
+        if tally is None:
+            tally = tallies[row[1]] = _Tally()
+        tally.add(row)
     stats = [
         StrategyStats(
             strategy=name,
-            attempts=int(n),
-            weighted_attempts=float(w or 0.0),
-            weighted_recovered=float(rec or 0.0),
-            success_rate=_rate(rec, decided) or 0.0,
-            mean_time_to_recovery=_round(mttr),
+            attempts=t.attempts,
+            weighted_attempts=t.weight,
+            weighted_recovered=t.recovered,
+            success_rate=_rate(t.recovered, t.decided) or 0.0,
+            mean_time_to_recovery=_round(t.mean_time_to_recovery),
         )
-        for name, n, w, decided, rec, mttr in _strategy_rows(conn, f or Filters())
+        for name, t in tallies.items()
     ]
     stats.sort(key=lambda s: (-s.attempts, s.strategy))
     return stats
 
 
-def _strategies(conn: Connection, f: Filters) -> list[dict[str, Any]]:
+def strategy_table(conn: Connection, f: Filters | None = None) -> list[StrategyStats]:
+    """Per strategy statistics, most attempted first."""
+    return _strategy_stats(_pair_rows(conn, f or Filters()))
+
+
+def _strategies(stats: list[StrategyStats]) -> list[dict[str, Any]]:
     return [
         {
             "strategy": s.strategy,
@@ -218,23 +261,29 @@ def _strategies(conn: Connection, f: Filters) -> list[dict[str, Any]]:
             "success_rate": round(s.success_rate, 4),
             "mean_time_to_recovery": s.mean_time_to_recovery,
         }
-        for s in strategy_table(conn, f)
+        for s in stats
     ]
 
 
-def _best(conn: Connection, f: Filters) -> list[dict[str, Any]]:
-    query = _attempt_filters(
-        select(_S.error_class, _A.strategy, func.count(), _decided_w(), _recovered_w()).select_from(
-            ATTEMPTS.join(SIGNATURES)
-        ),
-        f,
-    ).group_by(_S.error_class, _A.strategy)
+def _best(conn: Connection, pairs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+    classes: dict[int, str] = {sid: cls for sid, cls in conn.execute(select(_S.id, _S.error_class))}
+    tallies: dict[tuple[str, str], _Tally] = {}
+    for row in pairs:
+        cls = classes.get(row[0])
+        if cls is None:
+            continue
+        key = (cls, row[1])
+        tally = tallies.get(key)
+        if tally is None:
+            tally = tallies[key] = _Tally()
+        tally.add(row)
     best: dict[str, tuple[float, int, str]] = {}
-    for cls, strategy, n, decided, rec in conn.execute(query):
-        rate = _rate(rec, decided)
+    for (cls, strategy), t in tallies.items():
+        rate = _rate(t.recovered, t.decided)
+        n = t.attempts
         if rate is None or n < MIN_ATTEMPTS_FOR_BEST:
             continue
-        key = (rate, int(n), strategy)
+        key = (rate, n, strategy)
         current = best.get(cls)
         # higher rate wins, then more attempts, then the name (so ties are stable)
         if current is None or (key[0], key[1], _neg(key[2])) > (
@@ -253,20 +302,49 @@ def _neg(name: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in name)
 
 
+def _day(conn: Connection, column: Any) -> ColumnElement[Any]:
+    """The day of ``column`` (SQLite stores times as ISO text, which starts with the date)."""
+    if conn.dialect.name == "postgresql":
+        return func.date_trunc("day", column)
+    return func.substr(column, 1, 10)
+
+
 def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
-    firsts = (
+    """Per week: the failures' first (not skipped) attempts, and how many of them recovered.
+
+    A failure is a signature in a deployment; its first attempt is the one with no earlier
+    attempt on the same signature in the same deployment (among the filtered attempts). The
+    anti-join is answered from the (deployment_id, signature_id, id, ...) index; rows are summed
+    per day first, then the few day rows per week.
+    """
+    earlier = ATTEMPTS.alias("earlier")
+    e = earlier.c
+    before = select(e.id).where(
+        e.deployment_id == _A.deployment_id,
+        e.signature_id == _A.signature_id,
+        e.id < _A.id,
+        e.outcome != "skipped",
+    )
+    if f.since is not None:
+        before = before.where(e.at >= f.since)
+    day = _day(conn, _A.at).label("day")
+    per_day = (
         _attempt_filters(
-            select(func.min(_A.id).label("first_id")).select_from(ATTEMPTS),
+            select(
+                day,
+                func.count().label("n"),
+                func.sum(_A.weight).label("w"),
+                _recovered_w().label("rec"),
+            ).select_from(ATTEMPTS),
             f,
         )
-        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped")
-        .group_by(_A.deployment_id, _A.signature_id)
+        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", ~exists(before))
+        .group_by(day)
         .subquery()
     )
-    week = _week(conn, _A.at).label("week")
+    week = _week(conn, per_day.c.day).label("week")
     query = (
-        select(week, func.count(), func.sum(_A.weight), _recovered_w())
-        .select_from(ATTEMPTS.join(firsts, and_(_A.id == firsts.c.first_id)))
+        select(week, func.sum(per_day.c.n), func.sum(per_day.c.w), func.sum(per_day.c.rec))
         .group_by(week)
         .order_by(week)
     )
@@ -286,8 +364,9 @@ def build_report(
         report.sections["deployments"] = _deployments(conn, f)
         report.sections["signatures"] = _signatures(conn, f, top)
         report.sections["classes"] = _classes(conn, f)
-        report.sections["strategies"] = _strategies(conn, f)
-        report.sections["best_strategy"] = _best(conn, f)
+        pairs = _pair_rows(conn, f)
+        report.sections["strategies"] = _strategies(_strategy_stats(pairs))
+        report.sections["best_strategy"] = _best(conn, pairs)
         report.sections["first_try"] = _first_try(conn, f)
     return report
 

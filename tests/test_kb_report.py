@@ -1,0 +1,225 @@
+"""The report's aggregate queries agree with a plain Python reading of the same rows.
+
+The report answers its strategy, best-strategy and first-try sections from grouped passes and an
+anti-join; this test recomputes every section from the raw attempts, by their definitions, on a
+random KB with skipped outcomes, imported weights, attempts outside any deployment, several
+attempts per failure and attempts spread over weeks, with and without filters, on both backends.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert, select
+
+from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
+from aideploy.knowledge.report import Filters, build_report, strategy_table
+from aideploy.knowledge.store import KnowledgeBase
+
+T0 = datetime(2025, 3, 1, 22, 0, 0)
+CLASSES = ["apt_lock", "port_in_use", "disk_full"]
+STRATEGIES = ["wait", "free_port", "cleanup", "retry"]
+OUTCOMES = ["recovered", "failed", "skipped"]
+
+
+def _fill(kb: KnowledgeBase, seed: int = 3) -> None:
+    rng = random.Random(seed)
+    deps = [
+        {
+            "id": f"d{i}",
+            "profile": rng.choice(["prod", "staging"]),
+            "host": rng.choice(["web1", "web2"]),
+            "plan": "default",
+            "status": rng.choice(["succeeded", "failed"]),
+            "started_at": T0 + timedelta(hours=13 * i),
+        }
+        for i in range(30)
+    ]
+    sigs = [
+        {
+            "text": f"E: error {i}",
+            "hash": f"h{i}",
+            "error_class": CLASSES[i % len(CLASSES)],
+            "first_seen": T0,
+            "last_seen": T0 + timedelta(days=20),
+            "count": i + 1,
+        }
+        for i in range(12)
+    ]
+    with kb.writing() as conn:
+        conn.execute(insert(DEPLOYMENTS), deps)
+        conn.execute(insert(SIGNATURES), sigs)
+        sig_ids = [sid for (sid,) in conn.execute(select(SIGNATURES.c.id))]
+        rows: list[dict[str, Any]] = []
+        for i in range(600):
+            dep = rng.choice(deps) if rng.random() < 0.9 else None
+            start = dep["started_at"] if dep else T0 + timedelta(hours=rng.randrange(400))
+            rows.append(
+                {
+                    "signature_id": rng.choice(sig_ids[: 4 + i % 8]),
+                    "strategy": rng.choice(STRATEGIES),
+                    "step": "install",
+                    "deployment_id": dep["id"] if dep else None,
+                    "context": {},
+                    "outcome": rng.choices(OUTCOMES, weights=[5, 4, 1])[0],
+                    "duration": round(rng.uniform(0.1, 20.0), 2),
+                    "decided_by": "ranker",
+                    "weight": rng.choice([1.0, 1.0, 0.5, 0.25]),
+                    "origin": "local",
+                    "record_key": f"k{i}",
+                    # some failures straddle a week boundary (the first attempt decides the week)
+                    "at": start + timedelta(minutes=rng.randrange(0, 3000)),
+                }
+            )
+        conn.execute(insert(ATTEMPTS), rows)
+
+
+def _rows(kb: KnowledgeBase) -> list[dict[str, Any]]:
+    a, s, d = ATTEMPTS.c, SIGNATURES.c, DEPLOYMENTS.c
+    query = (
+        select(
+            a.id,
+            a.signature_id,
+            a.strategy,
+            a.deployment_id,
+            a.outcome,
+            a.duration,
+            a.weight,
+            a.at,
+            s.error_class,
+            d.profile,
+            d.host,
+        )
+        .select_from(ATTEMPTS.join(SIGNATURES).outerjoin(DEPLOYMENTS))
+        .order_by(a.id)
+    )
+    with kb.reading() as conn:
+        return [dict(r._mapping) for r in conn.execute(query)]
+
+
+def _keep(row: dict[str, Any], f: Filters) -> bool:
+    if f.since is not None and row["at"] < f.since:
+        return False
+    if f.profile is not None and row["profile"] != f.profile:
+        return False
+    return f.host is None or row["host"] == f.host
+
+
+def _rate(rec: float, decided: float) -> float | None:
+    return round(rec / decided, 4) if decided else None
+
+
+def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
+    rows = [r for r in rows if _keep(r, f)]
+    per_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    per_class: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        per_strategy[r["strategy"]].append(r)
+        per_class[(r["error_class"], r["strategy"])].append(r)
+
+    def tally(group: list[dict[str, Any]]) -> tuple[float, float]:
+        rec = sum(r["weight"] for r in group if r["outcome"] == "recovered")
+        decided = sum(r["weight"] for r in group if r["outcome"] != "skipped")
+        return rec, decided
+
+    strategies = []
+    for name, group in per_strategy.items():
+        rec, decided = tally(group)
+        times = [r["duration"] for r in group if r["outcome"] == "recovered"]
+        strategies.append(
+            {
+                "strategy": name,
+                "attempts": len(group),
+                "success_rate": _rate(rec, decided) or 0.0,
+                "mean_time_to_recovery": round(sum(times) / len(times), 3) if times else None,
+            }
+        )
+    strategies.sort(key=lambda s: (-s["attempts"], s["strategy"]))
+
+    best: dict[str, dict[str, Any]] = {}
+    for (cls, name), group in sorted(per_class.items()):
+        rate = _rate(*tally(group))
+        if rate is None:
+            continue
+        current = best.get(cls)
+        better = current is None or (rate, len(group)) > (
+            current["success_rate"],
+            current["attempts"],
+        )
+        if better:  # equal rate and attempts: the first name in order stays
+            best[cls] = {
+                "error_class": cls,
+                "strategy": name,
+                "attempts": len(group),
+                "success_rate": rate,
+            }
+
+    firsts: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in rows:  # ordered by id
+        if r["deployment_id"] is None or r["outcome"] == "skipped":
+            continue
+        firsts.setdefault((r["deployment_id"], r["signature_id"]), r)
+    weeks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in firsts.values():
+        monday = (r["at"] - timedelta(days=r["at"].weekday())).date().isoformat()
+        weeks[monday].append(r)
+    first_try = [
+        {
+            "week": week,
+            "failures": len(group),
+            "first_try_rate": _rate(
+                sum(r["weight"] for r in group if r["outcome"] == "recovered"),
+                sum(r["weight"] for r in group),
+            ),
+        }
+        for week, group in sorted(weeks.items())
+    ]
+    return {
+        "strategies": strategies,
+        "best_strategy": [best[c] for c in sorted(best)],
+        "first_try": first_try,
+    }
+
+
+def _same(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
+    """Equal, but rounded floats may differ in their last digit (summation order)."""
+    assert [list(r) for r in actual] == [list(r) for r in expected]
+    for got, want in zip(actual, expected, strict=True):
+        for key, value in want.items():
+            if isinstance(value, float) and isinstance(got[key], float):
+                assert got[key] == pytest.approx(value, abs=1.01e-3), (key, got, want)
+            else:
+                assert got[key] == value, (key, got, want)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        Filters(),
+        Filters(since=T0 + timedelta(days=6)),
+        Filters(profile="prod"),
+        Filters(host="web2", since=T0 + timedelta(days=3)),
+    ],
+    ids=["all", "since", "profile", "host-since"],
+)
+def test_report_sections_match_their_definitions(kb_url: str, filters: Filters) -> None:
+    with KnowledgeBase.open(kb_url) as kb:
+        _fill(kb)
+        rows = _rows(kb)
+        report = build_report(kb, filters)
+        expected = _expected(rows, filters)
+        assert report.sections["first_try"], "the data set must give a learning curve"
+        for name in ("strategies", "best_strategy", "first_try"):
+            _same(report.sections[name], expected[name])
+        with kb.reading() as conn:
+            table = strategy_table(conn, filters)
+        assert [(s.strategy, s.attempts) for s in table] == [
+            (s["strategy"], s["attempts"]) for s in expected["strategies"]
+        ]
+        assert [(s.strategy, s.attempts) for s in kb.strategy_stats()] == [
+            (s["strategy"], s["attempts"]) for s in _expected(rows, Filters())["strategies"]
+        ]
