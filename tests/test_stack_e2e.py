@@ -34,6 +34,7 @@ __all__ = ["throwaway"]  # the fixture
 
 SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
 REPO_INSIDE = "/srv/git/sampleapp.git"
+LOCK = "/var/lock/aideploy-sampleapp.lock"
 PLAN = "stack" if "stack" in BUILTIN_PLANS else "aideploy.steps.stack.plan:plan"
 
 
@@ -74,7 +75,7 @@ def commit(host: ThrowawayHost, work: Path, message: str, files: dict[str, str])
     for name, content in files.items():
         (tree / name).write_text(content)
     _git("add", "-A", cwd=tree)
-    _git("commit", "-q", "-m", message, cwd=tree)
+    _git("commit", "-q", "--allow-empty", "-m", message, cwd=tree)
     _git("push", "-q", str(work / "bare.git"), "main", cwd=tree)
     publish(host, work)
     return _git("rev-parse", "HEAD", cwd=tree)
@@ -291,7 +292,7 @@ def test_second_concurrent_deploy_is_refused_by_the_lock(
     assert "BREAK_LOCK" in refused.stderr + refused.stdout
     broken = deployer.deploy("--set", "BREAK_LOCK=20990101-000000-abcdef")
     assert broken.returncode == 0, _explain(broken)
-    assert not host.path("/var/lock/aideploy-sampleapp.lock").exists()
+    assert not host.exists(LOCK)
 
 
 @pytest.mark.timeout(900)
@@ -337,10 +338,43 @@ def test_new_release_rollback_with_database_and_broken_release(
     status, body = deployer.get("/api/health/")
     assert status == 200 and json.loads(body)["status"] == "ok"
     assert deployer.get("/")[0] == 200
-    assert not host.path("/var/lock/aideploy-sampleapp.lock").exists()
+    assert not host.exists(LOCK)
 
     for runner in _runner(host):  # forward again to a named release
         again = rollback(runner, to=v2.split("/")[-1], DB_PORT=str(deployer.db_port))
         assert again.ok, again.output
     assert _live(host) == v2
     assert deployer.get("/api/health/")[0] == 200
+
+
+@pytest.mark.timeout(600)
+def test_failed_nginx_test_keeps_the_old_site_and_a_stale_lock_is_broken_explicitly(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host = deployer.host
+    views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
+    commit(host, deployer.work, "a working app", {"backend/notes/views.py": views})
+    site = "/etc/nginx/sites-available/aideploy-sampleapp"
+    before = host.path(site).read_text()
+    host.run("echo 'this is not nginx syntax' > /etc/nginx/conf.d/broken.conf", check=True)
+    # a new domain makes the site change, so nginx -t runs (and fails on the broken file)
+    failed = deployer.deploy("--set", "DOMAIN=other.test")
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "setup_webserver" in output and "configuration test failed" in output
+    assert host.path(site).read_text() == before  # the previous site is back
+    assert deployer.get("/api/health/")[0] == 200  # and nginx still serves it
+
+    # the failed deployment (dead now) still holds the lock: a new deploy is refused ...
+    held = host.read(LOCK)
+    assert held is not None
+    owner = json.loads(held)
+    host.run("rm /etc/nginx/conf.d/broken.conf", check=True)
+    refused = deployer.deploy()
+    assert refused.returncode != 0 and "deploy lock held" in refused.stdout + refused.stderr
+    # ... until it is broken by naming that deployment
+    fixed = deployer.deploy("--set", f"BREAK_LOCK={owner['deployment_id']}")
+    assert fixed.returncode == 0, _explain(fixed)
+    assert deployer.get("/")[0] == 200

@@ -121,7 +121,11 @@ class ThrowawayHost:
         return Path(f"/proc/{self.pid}/root")
 
     def path(self, inside: str) -> Path:
-        """A path inside the host, as seen from the real machine."""
+        """A path inside the host, as seen from the real machine.
+
+        Absolute symlinks met on the way (``/var/lock -> /run/lock``) resolve against the REAL
+        root, not the host's: use :meth:`read`/:meth:`exists` (which run inside) for those.
+        """
         return self.root / inside.lstrip("/")
 
     def run(
@@ -160,6 +164,14 @@ class ThrowawayHost:
                 f"{result.stderr[-2000:]}"
             )
         return result
+
+    def read(self, inside: str) -> str | None:
+        """The content of a file inside the host (None if it does not exist)."""
+        result = self.run(f"cat -- '{inside}'")
+        return result.stdout if result.returncode == 0 else None
+
+    def exists(self, inside: str) -> bool:
+        return self.run(f"test -e '{inside}'").returncode == 0
 
     def pid_namespace(self) -> str:
         return os.readlink(f"/proc/{self.pid}/ns/pid")
