@@ -95,6 +95,7 @@ def with_env(plan: Plan, extra: Mapping[str, str]) -> Plan:
 
 BUILTIN_PLANS = {
     "example": "aideploy.steps.example:plan",
+    "stack": "aideploy.steps.stack.plan:plan",
 }
 
 
