@@ -132,6 +132,7 @@ def run(
         started = time.monotonic()
         endpoint = metrics.serve(config.metrics)
         notifier.started(state, target)
+        runner: Runner | None = None
         try:
             connector.connect()
             runner = Runner(
@@ -164,6 +165,11 @@ def run(
             )
             return executor.run()
         finally:
+            if runner is not None:
+                try:
+                    runner.close()
+                except Exception as exc:  # the connection may be gone; never hide the result
+                    log.warning("could not remove private files on the target: %s", exc)
             connector.close()
             notifier.finished(state, target)
             notifier.close()

@@ -97,6 +97,12 @@ def register_secrets(values: Iterable[str | None]) -> None:
         register_secret(value)
 
 
+def is_registered_secret(value: str) -> bool:
+    """True if ``value`` contains a value registered with :func:`register_secret`."""
+    with _lock:
+        return any(secret in value for secret in _secrets)
+
+
 def forget_secrets() -> None:
     """Drop registered values (tests)."""
     with _lock:

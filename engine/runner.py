@@ -7,7 +7,9 @@ start processes and hand over chunks.
 from __future__ import annotations
 
 import codecs
+import hashlib
 import logging
+import secrets
 import shlex
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.connectors.base import Connector, Process, Stream
-from aideploy.engine.redact import redact
+from aideploy.engine.errors import CommandError
+from aideploy.engine.redact import is_registered_secret, is_secret_key, redact
 from aideploy.engine.responders import PROMPT_LIKE, Responder
 from aideploy.engine.result import Result
 
@@ -25,6 +28,10 @@ LineSink = Callable[[Stream, str], None]
 PromptAsker = Callable[[str], str | None]
 
 DEFAULT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+
+
+def _is_secret(key: str, value: str) -> bool:
+    return bool(value) and (is_secret_key(key) or is_registered_secret(value))
 
 
 class _Tail:
@@ -100,6 +107,7 @@ class Runner:
         self.env = {**DEFAULT_ENV, **(env or {})}
         self.tail_bytes = tail_bytes
         self.prompt_idle = prompt_idle
+        self._env_files: dict[str, str] = {}
 
     def run(
         self,
@@ -111,14 +119,20 @@ class Runner:
     ) -> Result:
         """Run ``command``; a list is quoted with :func:`shlex.join`, a string runs as given."""
         text = command if isinstance(command, str) else shlex.join(command)
+        shown = redact(text)
+        full_env = {**self.env, **(env or {})}
+        hidden = {k: v for k, v in full_env.items() if _is_secret(k, v)}
+        if hidden and self.connector.env_in_command:
+            # secrets never go into the target's process list: a private file is sourced instead
+            full_env = {k: v for k, v in full_env.items() if k not in hidden}
+            text = self._secret_env_prefix(hidden) + text
         limit = self.timeout if timeout is None else timeout
         watchers = [*responders, *self.responders]
         for watcher in watchers:
             watcher.answered = 0
-        shown = redact(text)
         log.debug("run on %s: %s", self.connector.host, shown)
         started = self.clock.now()
-        process = self.connector.start(text, env={**self.env, **(env or {})})
+        process = self.connector.start(text, env=full_env)
         streams: dict[Stream, _StreamState] = {
             "stdout": _StreamState(_Tail(self.tail_bytes)),
             "stderr": _StreamState(_Tail(self.tail_bytes)),
@@ -158,6 +172,32 @@ class Runner:
             timed_out=timed_out,
             truncated=out.dropped or err.dropped,
         )
+
+    # -- secret environment values -----------------------------------------------------------
+
+    def _secret_env_prefix(self, hidden: Mapping[str, str]) -> str:
+        content = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(hidden.items()))
+        key = hashlib.sha256(content.encode()).hexdigest()[:16]
+        name = self._env_files.get(key)
+        if name is None:
+            made = self.run(
+                'mkdir -p "$HOME/.aideploy/env" && chmod 700 "$HOME/.aideploy" '
+                '"$HOME/.aideploy/env" && cd "$HOME/.aideploy/env" && pwd -P'
+            )
+            folder = made.stdout.strip().splitlines()[-1] if made.ok and made.stdout else ""
+            if not folder.startswith("/"):
+                raise CommandError(f"cannot make a private directory on {self.connector.host}")
+            name = f"{folder}/{secrets.token_hex(8)}"
+            self.connector.write_file(name, content.encode(), mode=0o600)
+            self._env_files[key] = name
+        return f". {shlex.quote(name)}; "
+
+    def close(self) -> None:
+        """Remove the private environment files this runner left on the target."""
+        if self._env_files:
+            names = " ".join(shlex.quote(n) for n in self._env_files.values())
+            self._env_files.clear()
+            self.run(f"rm -f {names}")
 
     # -- stream handling -------------------------------------------------------------------
 

@@ -54,6 +54,9 @@ class Connector(abc.ABC):
 
     #: name used in logs and results
     host: str = "localhost"
+    #: True when ``start(env=...)`` puts the values into the command line (visible in the
+    #: target's process list); the runner then passes secret values through a 0600 file instead
+    env_in_command: bool = True
 
     @abc.abstractmethod
     def connect(self) -> None:

@@ -107,6 +107,8 @@ def _group_alive(pgid: int) -> bool:
 class LocalConnector(Connector):
     """Commands run as the current user through ``bash -c`` in a new session."""
 
+    env_in_command = False  # subprocess environment, never argv
+
     def __init__(self) -> None:
         self.host = socket.gethostname() or "localhost"
 
