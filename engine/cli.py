@@ -559,7 +559,11 @@ def config_docs() -> None:
 def _register_learn() -> None:
     from aideploy.knowledge import cli_group
 
-    for module in ("aideploy.knowledge.cli_store", "aideploy.knowledge.cli_ranker"):
+    for module in (
+        "aideploy.knowledge.cli_store",
+        "aideploy.knowledge.cli_ranker",
+        "aideploy.knowledge.cli_html",
+    ):
         try:
             __import__(module)
         except ImportError as exc:  # a partial install must still run deploys
