@@ -16,6 +16,8 @@ from aideploy.engine.errors import ManualInterventionRequired
 from aideploy.engine.recovery import Risk, StrategyContext
 from aideploy.steps.strategies.base import BaseStrategy, CommandStrategy, log
 
+_PLAN_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
+
 ROOT = '_r() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }; '
 APT = "_r env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q"
 LOCKS = "/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock"
@@ -86,9 +88,12 @@ class CleanupDisk(BaseStrategy):
     """Free space: old releases beyond the newest N, apt/pip/npm caches, journal; report it."""
 
     def apply(self, ctx: StrategyContext) -> bool:
-        keep = int(str(ctx.settings.get("keep_releases", 3)))
+        keep = int(str(ctx.settings.get("KEEP_RELEASES") or ctx.settings.get("keep_releases", 3)))
         root = str(ctx.settings.get("APP_ROOT", ctx.settings.get("AIDEPLOY_ROOT", "")))
-        before = ctx.runner.run("df -Pk / | awk 'NR==2 {print $4}'").stdout.strip()
+        # free space where the releases live (often not the root filesystem)
+        where = shlex.quote(root.rstrip("/") + "/releases") if root else "/"
+        free = f'd={where}; [ -d "$d" ] || d=/; df -Pk "$d" | awk \'NR==2 {{print $4}}\''
+        before = ctx.runner.run(free).stdout.strip()
         parts = [
             "_r apt-get clean -q >/dev/null 2>&1 || true",
             "_r journalctl --vacuum-size=100M >/dev/null 2>&1 || true",
@@ -102,7 +107,7 @@ class CleanupDisk(BaseStrategy):
                 f'[ "$(readlink -f "$d")" = "$cur" ] || rm -rf -- "$d"; done; fi'
             )
         ctx.runner.run(cmd("; ".join(parts)))
-        after = ctx.runner.run("df -Pk / | awk 'NR==2 {print $4}'").stdout.strip()
+        after = ctx.runner.run(free).stdout.strip()
         if before.isdigit() and after.isdigit():
             freed = (int(after) - int(before)) // 1024
             log.info("cleanup_disk freed %d MiB", freed)
@@ -123,6 +128,39 @@ class ManualIntervention(BaseStrategy):
         )
 
 
+def plan_env(ctx: StrategyContext) -> dict[str, str]:
+    """The plan's variables (APP_ROOT, DEPLOY_USER, DB_USER...) for a strategy's commands."""
+    return {
+        key: value
+        for key, value in ctx.settings.items()
+        if isinstance(value, str) and _PLAN_VARIABLE.match(key) and not key.startswith("AIDEPLOY_")
+    }
+
+
+@dataclass(frozen=True)
+class PlanCommandStrategy(CommandStrategy):
+    """A CommandStrategy whose commands see the plan's variables as environment variables
+    (as the plan's own steps do); details from the error text still come as ``AIDEPLOY_*``."""
+
+    def apply(self, ctx: StrategyContext) -> bool:
+        env = plan_env(ctx)
+        env_prefix = " ".join(
+            f"AIDEPLOY_{key.upper()}={shlex.quote(str(value))}"
+            for key, value in sorted(ctx.failure.details.items())
+            if key.isidentifier()
+        )
+        prefix = f"export {env_prefix}; " if env_prefix else ""
+        if self.guard is not None and ctx.runner.run(prefix + self.guard, env=env).ok:
+            log.info("%s: nothing to do", self.name)
+            return False
+        for command in self.commands:
+            result = ctx.runner.run(prefix + command, timeout=self.timeout, env=env)
+            log.info("recovery: %s -> exit %s", command, result.exit_code)
+            if not result.ok:
+                return False
+        return True
+
+
 def _c(
     name: str,
     risk: Risk,
@@ -132,7 +170,7 @@ def _c(
     guard: str | None = None,
     timeout: float | None = None,
 ) -> CommandStrategy:
-    return CommandStrategy(
+    return PlanCommandStrategy(
         name,
         risk,
         description,
@@ -207,9 +245,17 @@ BUILTIN: tuple[BaseStrategy, ...] = (
         Risk.MEDIUM,
         "Give the deploy user ownership and write access to the path named in the error.",
         ("permission_denied",),
-        'p="${AIDEPLOY_PATH:-${APP_ROOT:-}}"; [ -n "$p" ] && [ -e "$p" ] || exit 1; '
-        'u="${DEPLOY_USER:-$(id -un)}"; d="$p"; [ -d "$d" ] || d=$(dirname "$p"); '
-        '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d"',
+        'p="${AIDEPLOY_PATH:-${APP_ROOT:-}}"; [ -n "$p" ] || exit 1; '
+        # a path that could not be created: its nearest existing parent is what lacks access
+        'while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
+        'd="$p"; [ -d "$d" ] || d=$(dirname "$d"); d=$(readlink -f "$d"); '
+        'if [ -n "${APP_ROOT:-}" ]; then r=$(readlink -f "$APP_ROOT"); case "$d/" in "$r"/*) ;; '
+        '*) echo "fix_ownership: $d is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
+        'else case "$d" in /|/bin|/bin/*|/boot*|/dev*|/etc|/etc/*|/home|/lib*|/opt|/proc*|/root'
+        "|/run|/sbin*|/srv|/sys*|/tmp|/usr|/usr/*|/var|/var/lib|/var/lib/dpkg*|/var/lib/apt*) "
+        'echo "fix_ownership: refusing to change system path $d" >&2; exit 1;; esac; fi; '
+        'u="${DEPLOY_USER:-$(id -un)}"; '
+        '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d" && echo "fix_ownership: $d -> $u"',
     ),
     _c(
         "restart_service",
@@ -314,11 +360,17 @@ BUILTIN: tuple[BaseStrategy, ...] = (
         Risk.MEDIUM,
         "Put back the last nginx site config that passed nginx -t, then reload nginx.",
         ("nginx_config",),
-        "_r nginx -t >/dev/null 2>&1 && exit 0; "
+        # backups: /var/backups/aideploy/nginx/<sortable stamp>/ = a copy of /etc/nginx that
+        # passed nginx -t; the newest by name is restored exactly (files added since go too)
         'b=/var/backups/aideploy/nginx; [ -d "$b" ] || exit 1; '
-        'last=$(ls -1t "$b" | head -n1); [ -n "$last" ] || exit 1; '
-        '_r cp -a "$b/$last/." /etc/nginx/ && _r nginx -t && '
+        "last=$(ls -1 \"$b\" | grep -E '^[0-9][0-9T._-]*$' | sort | tail -n1); "
+        '[ -n "$last" ] && [ -f "$b/$last/nginx.conf" ] || exit 1; '
+        "k=/var/backups/aideploy/nginx-rejected/$(date +%Y%m%d%H%M%S)-$$; "
+        '_r mkdir -p "$k" && _r cp -a /etc/nginx/. "$k/" || exit 1; '
+        '_r find /etc/nginx -mindepth 1 -delete && _r cp -a "$b/$last/." /etc/nginx/ && '
+        '_r nginx -t && echo "restore_nginx_config: $b/$last restored, rejected config in $k" && '
         "{ _r nginx -s reload 2>/dev/null || true; }",
+        guard="nginx -t >/dev/null 2>&1",  # the config passes: nothing to restore
     ),
     _c(
         "django_migrate",

@@ -1,0 +1,223 @@
+"""Helpers for the fault-injection suites: small TOML plans deployed with the real CLI over SSH
+into a throwaway host, with a knowledge base per scenario.
+
+A :class:`Scenario` owns a work directory (config, ``AIDEPLOY_HOME``, plan files) and one SQLite
+knowledge base; every :meth:`Scenario.deploy` runs ``python -m aideploy deploy`` against the host
+with that same ``--kb``, so the second encounter of a fault is ranked with what the first taught.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aideploy.knowledge.history import PastOutcome
+from aideploy.knowledge.store import KnowledgeBase
+from tests.support.throwaway import ThrowawayHost
+
+_DEPLOYMENT_ID = re.compile(r"Deployment (\d{8}-\d{6}-[0-9a-f]+)")
+
+
+def toml_plan(name: str, steps: list[Mapping[str, Any]], env: Mapping[str, str] = ()) -> str:
+    """A TOML plan text (strings are written as TOML literal/basic strings via json)."""
+    lines = [f"name = {json.dumps(name)}", "[env]"]
+    for key, value in dict(env).items():
+        lines.append(f"{key} = {json.dumps(value)}")
+    for step in steps:
+        lines.append("[[steps]]")
+        for key, value in step.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Run:
+    """One deploy: the CLI's result, the deployment id and its saved state."""
+
+    completed: subprocess.CompletedProcess[str]
+    deployment_id: str | None
+    state: dict[str, Any]
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.completed.stdout + self.completed.stderr
+
+    def step(self, name: str) -> dict[str, Any]:
+        for step in self.state.get("steps", []):
+            if step["name"] == name:
+                return dict(step)
+        raise AssertionError(f"no step {name!r} in {self.state.get('steps')}\n{self.explain()}")
+
+    def explain(self) -> str:
+        c = self.completed
+        return (
+            f"exit {c.returncode} after {self.seconds:.1f}s\nSTDOUT:\n{c.stdout[-5000:]}\n"
+            f"STDERR:\n{c.stderr[-5000:]}\nSTATE steps: {json.dumps(self.state.get('steps'))}"
+        )
+
+
+@dataclass
+class Scenario:
+    host: ThrowawayHost
+    work: Path
+    auto_approve: bool = False
+    max_retries: int = 3
+    kb: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.kb = self.work / "kb.sqlite"
+        self.home = self.work / "home"
+        self.config = self.work / "ai_deployment_config.json"
+        self.config.write_text(
+            json.dumps(
+                {
+                    "version": "1.0",
+                    "ssh": {"known_hosts": str(self.work / "known_hosts"), "connect_retries": 2},
+                    "deployment": {
+                        "max_retries": self.max_retries,
+                        "retry_delay": 0.2,
+                        "command_timeout": 120,
+                        "auto_approve": self.auto_approve,
+                    },
+                }
+            )
+        )
+
+    def plan(self, name: str, text: str) -> Path:
+        path = self.work / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def deploy(
+        self,
+        plan: Path,
+        *extra: str,
+        timeout: float = 300,
+        on_error: Callable[[], None] | None = None,
+    ) -> Run:
+        """Deploy ``plan``; ``on_error`` is called once, as soon as a step has failed (the saved
+        state names an error class), while the deployment goes on."""
+        started = time.monotonic()
+        before = set(self._states())
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "aideploy",
+                    "--config",
+                    str(self.config),
+                    "deploy",
+                    "--server",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.host.port),
+                    "--user",
+                    "root",
+                    "--key-file",
+                    str(self.host.key_file),
+                    "--accept-new-host-key",
+                    "--plan",
+                    str(plan),
+                    "--kb",
+                    str(self.kb),
+                    "--auto",
+                    *extra,
+                ],
+                stdout=out,
+                stderr=err,
+                text=True,
+                cwd=self.work,
+                env={**os.environ, "AIDEPLOY_HOME": str(self.home), "NO_COLOR": "1"},
+                stdin=subprocess.DEVNULL,
+            )
+            try:
+                while process.poll() is None:
+                    if time.monotonic() - started > timeout:
+                        raise AssertionError(f"deploy of {plan} still running after {timeout}s")
+                    if on_error is not None and self._failed_step(before):
+                        on_error()
+                        on_error = None
+                    time.sleep(0.1)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                process.wait()
+            out.seek(0)
+            err.seek(0)
+            completed = subprocess.CompletedProcess(
+                process.args, process.returncode, out.read(), err.read()
+            )
+        seconds = time.monotonic() - started
+        found = _DEPLOYMENT_ID.search(completed.stdout + completed.stderr)
+        deployment_id = found.group(1) if found else None
+        state: dict[str, Any] = {}
+        if deployment_id:
+            path = self.home / "deployments" / f"{deployment_id}.json"
+            if path.exists():
+                state = json.loads(path.read_text())
+        return Run(completed, deployment_id, state, seconds)
+
+    def _states(self) -> list[Path]:
+        folder = self.home / "deployments"
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def _failed_step(self, before: set[Path]) -> bool:
+        for path in self._states():
+            if path in before:
+                continue
+            try:
+                state = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # being written
+            if any(step.get("error_class") for step in state.get("steps", [])):
+                return True
+        return False
+
+    def outcomes(self, deployment_id: str | None = None) -> list[PastOutcome]:
+        """The attempts the knowledge base recorded (of one deployment, or all)."""
+        kb = KnowledgeBase.open(str(self.kb))
+        try:
+            rows = kb.past_outcomes()
+        finally:
+            kb.close()
+        return [o for o in rows if deployment_id is None or o.deployment_id == deployment_id]
+
+    def stats(self) -> dict[str, Any]:
+        kb = KnowledgeBase.open(str(self.kb))
+        try:
+            return {s.strategy: s for s in kb.strategy_stats()}
+        finally:
+            kb.close()
+
+
+def assert_recovered_first_try(run: Run, step: str, strategy: str, error_class: str) -> None:
+    """The deploy completed; ``step`` failed once with ``error_class`` and ``strategy`` fixed it."""
+    assert run.completed.returncode == 0, run.explain()
+    assert run.state.get("status") == "completed", run.explain()
+    s = run.step(step)
+    assert s["status"] == "done", run.explain()
+    assert s["error_class"] == error_class, run.explain()
+    assert s["recoveries"] == [strategy], run.explain()
+    assert s["attempts"] == 2, run.explain()
+
+
+def wait_until(host: ThrowawayHost, probe: str, limit: float = 15.0) -> None:
+    """Poll ``probe`` inside the host until it succeeds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if host.run(probe).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"inside the throwaway host, never true: {probe}")
