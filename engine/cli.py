@@ -389,6 +389,99 @@ def resume(deployment_id: str, kb: str | None) -> None:
     _resume(deployment_id, kb)
 
 
+@cli.command()
+@click.option("--profile", help="Server profile from the configuration file.")
+@click.option("--server", help="Host name or address (overrides the profile's).")
+@click.option("--user", "username", help="Remote user.")
+@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
+@click.option("--local", is_flag=True, help="Roll back on this machine (no SSH).")
+@click.option("--accept-new-host-key", is_flag=True, help="Trust and record a new host key.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Stack plan variable (APP_NAME, APP_ROOT, DB_PORT...), as given to deploy.",
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="RELEASE",
+    help="Release to switch to (default: the previous verified one).",
+)
+@click.option(
+    "--with-database",
+    is_flag=True,
+    help="Also restore the database dump taken before the live release migrated.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the releases; change nothing.")
+def rollback(
+    profile: str | None,
+    server: str | None,
+    username: str | None,
+    port: int | None,
+    key_file: str | None,
+    local: bool,
+    accept_new_host_key: bool,
+    sets: tuple[str, ...],
+    to: str | None,
+    with_database: bool,
+    list_only: bool,
+) -> None:
+    """Switch the stack app back to an earlier release and restart it."""
+    from aideploy.engine import audit
+    from aideploy.engine.runner import Runner
+    from aideploy.engine.target import build_connector
+    from aideploy.steps.stack.releases import list_releases
+    from aideploy.steps.stack.releases import rollback as do_rollback
+
+    config = _settings().config()
+    target = resolve_target(
+        config,
+        local=local,
+        profile=profile,
+        server=server,
+        username=username,
+        port=port,
+        key_file=key_file,
+        accept_new_host_key=accept_new_host_key,
+    )
+    plan_vars = _parse_sets(sets)
+    connector = build_connector(
+        target,
+        session=False,
+        ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
+        if sys.stdin.isatty()
+        else None,
+    )
+    connector.connect()
+    try:
+        runner = Runner(connector, timeout=config.deployment.command_timeout)
+        if list_only:
+            for release in list_releases(runner, **plan_vars):
+                flags = ",".join(
+                    f for f, on in (("live", release.live), ("verified", release.verified)) if on
+                )
+                click.echo(f"{release.name}  {flags or '-'}  {release.commit}")
+            return
+        try:
+            result = do_rollback(runner, to=to, with_database=with_database, **plan_vars)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        connector.close()
+    audit.try_record(
+        "rollback",
+        result="ok" if result.ok else "failed",
+        target=target.describe(),
+        details={"to": to, "with_database": with_database},
+    )
+    if not result.ok:
+        raise AideployError(f"rollback failed: {result.tail(3)}")
+    click.echo(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "rolled back")
+
+
 # -- status / list / logs ------------------------------------------------------------------
 
 

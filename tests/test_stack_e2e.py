@@ -144,6 +144,34 @@ class Deployer:
             stdin=subprocess.DEVNULL,
         )
 
+    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """Another aideploy command against the same host (rollback, status...)."""
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aideploy",
+                "--config",
+                str(self.config),
+                command,
+                "--server",
+                "127.0.0.1",
+                "--port",
+                str(self.host.port),
+                "--user",
+                "root",
+                "--key-file",
+                str(self.host.key_file),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            cwd=self.work,
+            env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
+
     def get(self, path: str, *, tls: bool = False) -> tuple[int, bytes]:
         scheme, port = ("https", self.https_port) if tls else ("http", self.http_port)
         request = urllib.request.Request(
@@ -340,10 +368,15 @@ def test_new_release_rollback_with_database_and_broken_release(
     assert deployer.get("/")[0] == 200
     assert not host.exists(LOCK)
 
-    for runner in _runner(host):  # forward again to a named release
-        again = rollback(runner, to=v2.split("/")[-1], DB_PORT=str(deployer.db_port))
-        assert again.ok, again.output
+    # forward again to a named release, through the CLI
+    again = deployer.cli(
+        "rollback", "--to", v2.split("/")[-1], "--set", f"DB_PORT={deployer.db_port}"
+    )
+    assert again.returncode == 0, _explain(again)
+    assert "rolled back" in again.stdout
     assert _live(host) == v2
+    listing = deployer.cli("rollback", "--list")
+    assert listing.returncode == 0 and v2.split("/")[-1] in listing.stdout
     assert deployer.get("/api/health/")[0] == 200
 
 
