@@ -73,10 +73,15 @@ class Scenario:
     auto_approve: bool = False
     max_retries: int = 3
     kb: Path = field(init=False)
+    shared_kb: bool = field(init=False)
 
     def __post_init__(self) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
-        self.kb = self.work / "kb.sqlite"
+        # one KB per scenario; AIDEPLOY_FAULTS_KB puts the whole suite in one file (for
+        # `aideploy learn report --kb FILE` afterwards)
+        shared = os.environ.get("AIDEPLOY_FAULTS_KB")
+        self.shared_kb = bool(shared)
+        self.kb = Path(shared) if shared else self.work / "kb.sqlite"
         self.home = self.work / "home"
         self.config = self.work / "ai_deployment_config.json"
         self.config.write_text(
