@@ -6,6 +6,7 @@ to the debug log and reach the screen only with ``--debug``.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -141,6 +142,52 @@ def cli(
     configure_console(verbosity)
 
 
+# -- shared options ----------------------------------------------------------------------------
+
+_TARGET_OPTIONS = (
+    "profile",
+    "server",
+    "username",
+    "port",
+    "key_file",
+    "local",
+    "accept_new_host_key",
+)
+
+
+def target_options(*, local: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options that say where a command goes; they reach it as ``target_opts``, ready for
+    :func:`resolve_target`."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            opts = {key: kwargs.pop(key) for key in _TARGET_OPTIONS if key in kwargs}
+            return func(target_opts=opts, **kwargs)
+
+        options = [
+            click.option("--profile", help="Server profile from the configuration file."),
+            click.option("--server", help="Host name or address (overrides the profile's)."),
+            click.option("--user", "username", help="Remote user."),
+            click.option("--port", type=click.IntRange(1, 65535), help="SSH port."),
+            click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key."),
+        ]
+        if local:
+            options.append(click.option("--local", is_flag=True, help="This machine, without SSH."))
+        options.append(
+            click.option(
+                "--accept-new-host-key",
+                is_flag=True,
+                help="Trust and record the host key of a server seen for the first time.",
+            )
+        )
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate
+
+
 # -- deploy / resume ---------------------------------------------------------------------------
 
 
@@ -214,13 +261,8 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
 
 
 @cli.command()
-@click.option("--profile", help="Server profile from the configuration file.")
-@click.option("--server", help="Host name or address (overrides the profile's).")
+@target_options()
 @click.option("--domain", help="Domain the app is served on.")
-@click.option("--user", "username", help="Remote user.")
-@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
-@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
-@click.option("--local", is_flag=True, help="Deploy to this machine (no SSH).")
 @click.option(
     "--plan",
     "plan_spec",
@@ -247,11 +289,6 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
 @click.option(
-    "--accept-new-host-key",
-    is_flag=True,
-    help="Trust and record the host key of a server seen for the first time.",
-)
-@click.option(
     "--kb",
     metavar="PATH_OR_URL",
     envvar="AIDEPLOY_KB",
@@ -260,20 +297,14 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
 @click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
 @click.option("--deployment-id", help="With --resume: the deployment to continue.")
 def deploy(
-    profile: str | None,
-    server: str | None,
+    target_opts: dict[str, Any],
     domain: str | None,
-    username: str | None,
-    port: int | None,
-    key_file: str | None,
-    local: bool,
     plan_spec: str,
     sets: tuple[str, ...],
     secret_env: tuple[str, ...],
     interactive: bool,
     auto: bool,
     dry_run: bool,
-    accept_new_host_key: bool,
     kb: str | None,
     resume_flag: bool,
     deployment_id: str | None,
@@ -289,17 +320,8 @@ def deploy(
     from aideploy.engine import deploy as deploy_mod
 
     config = _settings().config()
-    target = resolve_target(
-        config,
-        local=local,
-        profile=profile,
-        server=server,
-        domain=domain,
-        username=username,
-        port=port,
-        key_file=key_file,
-        accept_new_host_key=accept_new_host_key,
-    )
+    target = resolve_target(config, domain=domain, **target_opts)
+    profile = target_opts.get("profile")
     env = _parse_sets(sets)
     if target.domain:
         env.setdefault("DOMAIN", target.domain)
@@ -390,13 +412,7 @@ def resume(deployment_id: str, kb: str | None) -> None:
 
 
 @cli.command()
-@click.option("--profile", help="Server profile from the configuration file.")
-@click.option("--server", help="Host name or address (overrides the profile's).")
-@click.option("--user", "username", help="Remote user.")
-@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
-@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
-@click.option("--local", is_flag=True, help="Roll back on this machine (no SSH).")
-@click.option("--accept-new-host-key", is_flag=True, help="Trust and record a new host key.")
+@target_options()
 @click.option(
     "--set",
     "sets",
@@ -417,13 +433,7 @@ def resume(deployment_id: str, kb: str | None) -> None:
 )
 @click.option("--list", "list_only", is_flag=True, help="List the releases; change nothing.")
 def rollback(
-    profile: str | None,
-    server: str | None,
-    username: str | None,
-    port: int | None,
-    key_file: str | None,
-    local: bool,
-    accept_new_host_key: bool,
+    target_opts: dict[str, Any],
     sets: tuple[str, ...],
     to: str | None,
     with_database: bool,
@@ -437,16 +447,7 @@ def rollback(
     from aideploy.steps.stack.releases import rollback as do_rollback
 
     config = _settings().config()
-    target = resolve_target(
-        config,
-        local=local,
-        profile=profile,
-        server=server,
-        username=username,
-        port=port,
-        key_file=key_file,
-        accept_new_host_key=accept_new_host_key,
-    )
+    target = resolve_target(config, **target_opts)
     plan_vars = _parse_sets(sets)
     connector = build_connector(
         target,
@@ -570,34 +571,14 @@ def logs(deployment_id: str, follow: bool, as_json: bool) -> None:
 
 
 @cli.command("test-connection")
-@click.option("--server", help="Host name or address.")
-@click.option("--profile", help="Server profile.")
-@click.option("--user", "username", help="Remote user.")
-@click.option("--port", type=click.IntRange(1, 65535), help="SSH port.")
-@click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key.")
-@click.option("--accept-new-host-key", is_flag=True, help="Trust and record a new host key.")
-def test_connection(
-    server: str | None,
-    profile: str | None,
-    username: str | None,
-    port: int | None,
-    key_file: str | None,
-    accept_new_host_key: bool,
-) -> None:
+@target_options(local=False)
+def test_connection(target_opts: dict[str, Any]) -> None:
     """Connect, run a trivial command, report latency and the host key fingerprint."""
     from aideploy.engine.runner import Runner
     from aideploy.engine.target import build_connector
 
     config = _settings().config()
-    target = resolve_target(
-        config,
-        profile=profile,
-        server=server,
-        username=username,
-        port=port,
-        key_file=key_file,
-        accept_new_host_key=accept_new_host_key,
-    )
+    target = resolve_target(config, **target_opts)
     connector = build_connector(
         target,
         session=False,

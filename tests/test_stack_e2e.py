@@ -114,38 +114,20 @@ class Deployer:
         return out
 
     def deploy(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "aideploy",
-                "--config",
-                str(self.config),
-                "deploy",
-                "--server",
-                "127.0.0.1",
-                "--port",
-                str(self.host.port),
-                "--user",
-                "root",
-                "--key-file",
-                str(self.host.key_file),
-                "--accept-new-host-key",
-                "--plan",
-                PLAN,
-                *self.settings(),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            cwd=self.work,
-            env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
+        return self.cli(
+            "deploy",
+            "--accept-new-host-key",
+            "--plan",
+            PLAN,
+            *self.settings(),
+            *extra,
             timeout=900,
-            stdin=subprocess.DEVNULL,
         )
 
-    def cli(self, command: str, *args: str) -> subprocess.CompletedProcess[str]:
-        """Another aideploy command against the same host (rollback, status...)."""
+    def cli(
+        self, command: str, *args: str, timeout: float = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """An aideploy command against the throwaway host (deploy, rollback...)."""
         return subprocess.run(
             [
                 sys.executable,
@@ -168,7 +150,7 @@ class Deployer:
             text=True,
             cwd=self.work,
             env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
-            timeout=600,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
 
