@@ -14,19 +14,31 @@ check; imported outcomes count with a reduced weight and ``decided_by="imported"
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import ipaddress
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    func,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 
 from aideploy.engine.errors import ConfigError, ImportRejected, KnowledgeBaseError
 from aideploy.engine.redact import redact, redact_obj
@@ -55,6 +67,8 @@ RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
 DEFAULT_IMPORT_WEIGHT = 0.5
 MAX_LINE_CHARS = 1_000_000
 _CHUNK = 5000
+#: SQLite page cache (KiB) of the connection that writes an import
+_IMPORT_CACHE_KIB = 256 * 1024
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 
 HOST = "<host>"
@@ -221,6 +235,10 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
         at = ATTEMPTS
         contexts: dict[Any, dict[str, Any]] = {}
         deployments: dict[str, str | None] = {}
+        # SQLite keeps a context as JSON text: read the text and parse each distinct one once
+        context_column: Any = (
+            type_coerce(at.c.context, Text) if conn.dialect.name == "sqlite" else at.c.context
+        )
         query = select(
             at.c.record_key,
             at.c.signature_id,
@@ -228,7 +246,7 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             at.c.outcome,
             at.c.step,
             at.c.deployment_id,
-            at.c.context,
+            context_column,
             at.c.weight,
             at.c.duration,
             at.c.decided_by,
@@ -237,9 +255,14 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
         result = conn.execution_options(yield_per=10_000).execute(query)
         for key, sid, strategy, outcome, step, dep, context, weight, duration, by, when in result:
             text, error_class = texts[sid]
-            ctx_key = _context_key(context) if context else ""
+            if context.__class__ is str:
+                ctx_key = context
+            else:
+                ctx_key = _context_key(context) if context else ""
             ctx = contexts.get(ctx_key)
             if ctx is None:
+                if context.__class__ is str:
+                    context = json.loads(context)
                 ctx = scrub.context(context)
                 if len(contexts) < 100_000:
                     contexts[ctx_key] = ctx
@@ -376,6 +399,8 @@ class _Cache:
     def __init__(self) -> None:
         self._texts: dict[str, str] = {}
         self._contexts: dict[Any, dict[str, Any]] = {}
+        #: raw "signature" values that passed validation -> their stored signature
+        self.valid_sigs: dict[str, str] = {}
 
     def text(self, value: str) -> str:
         found = self._texts.get(value)
@@ -488,47 +513,80 @@ def _v_signature(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
     )
 
 
+_OUTCOME_SET = frozenset(OUTCOMES)
+
+
+def _float_in(value: Any, hi: float) -> bool:
+    """``value`` is a float in [0, hi] (the common case of _num, checked without a call)."""
+    return value.__class__ is float and 0.0 <= value <= hi
+
+
 def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
-    if rec.get("signature") is not None:
-        text = c.sig(_str(rec, "signature", required=True, limit=4000))
-    elif rec.get("error") is not None:
-        raw = rec["error"]
-        if not isinstance(raw, str) or not raw.strip():
-            raise _Bad('"error" must be a non-empty string')
-        text = normalize_signature(raw)
-    else:
-        raise _Bad('an attempt needs "signature" or "error"')
-    outcome = _str(rec, "outcome", required=True, limit=16)
-    if outcome not in OUTCOMES:
-        raise _Bad(f'"outcome" must be one of {", ".join(OUTCOMES)}')
-    key = rec.get("id")
+    # Each field is taken on a fast path when it is plainly valid (a value already validated, or
+    # the expected type within its limits); anything else goes through the general checks, in
+    # the same order, so a bad record gets the same message.
+    get = rec.get
+    raw_sig = get("signature")
+    text = c.valid_sigs.get(raw_sig) if raw_sig.__class__ is str else None
+    if text is None:
+        if raw_sig is not None:
+            text = c.sig(_str(rec, "signature", required=True, limit=4000))
+            if len(c.valid_sigs) < 200_000:
+                c.valid_sigs[raw_sig] = text
+        elif get("error") is not None:
+            raw = rec["error"]
+            if not isinstance(raw, str) or not raw.strip():
+                raise _Bad('"error" must be a non-empty string')
+            text = normalize_signature(raw)
+        else:
+            raise _Bad('an attempt needs "signature" or "error"')
+    outcome = get("outcome")
+    if outcome.__class__ is not str or outcome not in _OUTCOME_SET:
+        outcome = _str(rec, "outcome", required=True, limit=16)
+        if outcome not in OUTCOMES:
+            raise _Bad(f'"outcome" must be one of {", ".join(OUTCOMES)}')
+    key = get("id")
     if key is None:
         key = content_id(rec)
     elif not isinstance(key, str) or not _KEY_RE.match(key):
         raise _Bad('"id" must be 1-64 letters, digits or ._:-')
-    context = rec.get("context")
+    context = get("context")
     if context is None:
         context = {}
     elif not isinstance(context, dict):
         raise _Bad('"context" must be an object')
-    decided = rec.get("decided_by")
+    decided = get("decided_by")
     if decided is not None and decided not in DECIDERS:
         raise _Bad(f'"decided_by" must be one of {", ".join(DECIDERS)}')
-    dep = rec.get("deployment")
+    dep = get("deployment")
     if dep is not None and not isinstance(dep, str):
         raise _Bad('"deployment" must be a string')
+    error_class = get("error_class")
+    if error_class.__class__ is not str or len(error_class) > 64:
+        error_class = _str(rec, "error_class", limit=64)
+    strategy = get("strategy")
+    if strategy.__class__ is not str or len(strategy) > 128 or not strategy.strip():
+        strategy = _str(rec, "strategy", required=True)
+    step = get("step")
+    if step.__class__ is not str or len(step) > 128:
+        step = _str(rec, "step")
+    weight = get("weight", 1.0)
+    weight = float(weight) if _float_in(weight, 1.0) else _num(rec, "weight", 1.0, 0.0, 1.0)
+    duration = get("duration", 0.0)
+    if not _float_in(duration, 1e9):
+        duration = _num(rec, "duration", 0.0, 0.0, 1e9)
     out.attempts.append(
         {
             "key": key,
             "text": text,
-            "error_class": _str(rec, "error_class", limit=64) or "unknown",
-            "strategy": _str(rec, "strategy", required=True),
+            "error_class": error_class or "unknown",
+            "strategy": strategy,
             "outcome": outcome,
-            "step": c.text(_str(rec, "step")),
+            "step": c.text(step),
             "deployment": c.text(dep) if dep else None,
             "context": c.context(context),
-            "weight": _num(rec, "weight", 1.0, 0.0, 1.0),
-            "duration": _num(rec, "duration", 0.0, 0.0, 1e9),
+            "weight": weight,
+            "duration": float(duration),
             "at": _time(rec, "at"),
         }
     )
@@ -625,10 +683,24 @@ def _chunks(items: list[Any], size: int = 900) -> Iterator[list[Any]]:
 
 
 def _existing(conn: Connection, column: Any, values: Iterable[Any]) -> set[Any]:
+    """Which of ``values`` are already in ``column``.
+
+    When the table holds no more than a few times as many rows as there are values, reading the
+    whole column once is cheaper than looking the values up chunk by chunk.
+    """
+    wanted = set(values)
+    if not wanted:
+        return set()
+    rows = int(conn.scalar(select(func.count()).select_from(column.table)) or 0)
+    if rows <= _PRELOAD_FACTOR * len(wanted):
+        return {v for (v,) in conn.execute(select(column))} & wanted
     found: set[Any] = set()
-    for chunk in _chunks(sorted(set(values))):
+    for chunk in _chunks(sorted(wanted)):
         found.update(v for (v,) in conn.execute(select(column).where(column.in_(chunk))))
     return found
+
+
+_PRELOAD_FACTOR = 4
 
 
 def import_kb(
@@ -641,6 +713,33 @@ def import_kb(
     """Import an export file into ``kb``: validated in full, then written in one transaction."""
     if not 0.0 < weight <= 1.0:
         raise KnowledgeBaseError("the import weight must be in (0, 1]")
+    with _no_cyclic_gc():
+        return _import(kb, source, source_name, weight)
+
+
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (reference counting goes on).
+
+    An import holds every validated record (millions of small dicts) until it commits; each
+    allocation burst would otherwise make the collector walk all of them again and again, which
+    costs more than the import itself. Any cycle made meanwhile is collected once it resumes.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _import(
+    kb: KnowledgeBase,
+    source: str | os.PathLike[str] | IO[str],
+    source_name: str | None,
+    weight: float,
+) -> ImportSummary:
     if hasattr(source, "read"):
         parsed = parse_lines(source)  # type: ignore[arg-type]
         name = source_name or "import"
@@ -657,6 +756,9 @@ def import_kb(
     name = redact(name)[:255] or "import"
     summary = ImportSummary(source=name, records=parsed.records)
     with kb.writing() as conn:
+        if conn.dialect.name == "sqlite":
+            # a larger page cache for this one connection: the inserts touch every index
+            conn.exec_driver_sql(f"PRAGMA cache_size = -{_IMPORT_CACHE_KIB}")
         _write(conn, parsed, summary, weight)
     return summary
 
@@ -784,7 +886,10 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     # attempts: by record key
     at = ATTEMPTS
     have = _existing(conn, at.c.record_key, (a["key"] for a in p.attempts))
-    rows: list[dict[str, Any]] = []
+    to_json = _encoder(conn, at.c.context)
+    to_time = _encoder(conn, at.c.at)
+    weights: dict[float, float] = {}
+    rows: list[tuple[Any, ...]] = []
     seen: set[str] = set(have)
     for a in p.attempts:
         key = a["key"]
@@ -793,22 +898,146 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
         seen.add(key)
         dep = a["deployment"]
         rows.append(
-            {
-                "signature_id": ids[attempt_hashes[a["text"]]],
-                "strategy": a["strategy"],
-                "step": a["step"],
-                "deployment_id": dep if dep in known_deps else None,
-                "context": a["context"],
-                "outcome": a["outcome"],
-                "duration": a["duration"],
-                "decided_by": "imported",
-                "weight": round(a["weight"] * weight, 6),
-                "origin": origin,
-                "record_key": key,
-                "at": a["at"] or now,
-            }
+            (
+                ids[attempt_hashes[a["text"]]],
+                a["strategy"],
+                a["step"],
+                dep if dep in known_deps else None,
+                to_json(a["context"]),
+                a["outcome"],
+                a["duration"],
+                "imported",
+                weights.get(a["weight"]) or _weighted(weights, a["weight"], weight),
+                origin,
+                key,
+                to_time(a["at"] or now),
+            )
         )
-    for chunk in _chunks(rows, 10_000):
-        conn.execute(insert(at), chunk)
+    with _bulk_load(conn, at, len(rows)):
+        _insert_many(conn, at, _ATTEMPT_COLUMNS, rows)
     summary.added["attempt"] = len(rows)
     summary.skipped["attempt"] = len(p.attempts) - len(rows)
+
+
+def _weighted(cache: dict[float, float], value: float, weight: float) -> float:
+    """The stored weight of an imported outcome (kept per distinct weight in ``cache``)."""
+    result = round(value * weight, 6)
+    cache[value] = result
+    return result
+
+
+_ATTEMPT_COLUMNS = (
+    "signature_id",
+    "strategy",
+    "step",
+    "deployment_id",
+    "context",
+    "outcome",
+    "duration",
+    "decided_by",
+    "weight",
+    "origin",
+    "record_key",
+    "at",
+)
+_INSERT_CHUNK = 20_000
+
+
+#: an import adding at least this many attempts, and at least as many as the table holds,
+#: rebuilds the table's indexes after the insert (SQLite) instead of updating them row by row
+_REBUILD_MIN_ROWS = 50_000
+
+
+@contextmanager
+def _bulk_load(conn: Connection, table: Table, incoming: int) -> Iterator[None]:
+    """Around a large insert on SQLite: drop the table's indexes, then create them again.
+
+    Building an index from the finished table (one sort) is several times faster than updating
+    it for each of many rows. It all happens in the import's one transaction, so a failure
+    (including a duplicate in a unique index) rolls back to the KB as it was. The indexes are
+    the models' own, which the no-drift test holds equal to the migrated schema.
+    """
+    if not _fast_sqlite(conn) or incoming < _REBUILD_MIN_ROWS:
+        yield
+        return
+    rows = int(conn.scalar(select(func.count()).select_from(table)) or 0)
+    if rows > incoming:
+        yield
+        return
+    indexes = sorted(table.indexes, key=lambda ix: str(ix.name))
+    for index in indexes:
+        index.drop(conn)
+    yield
+    for index in indexes:
+        index.create(conn)
+
+
+def _fast_sqlite(conn: Connection) -> bool:
+    return conn.dialect.name == "sqlite"
+
+
+def _encoder(conn: Connection, column: Any) -> Callable[[Any], Any]:
+    """What ``column``'s type does to a value on its way to the driver, for _insert_many.
+
+    On SQLite that is the type's own bind processor (JSON text, the DATETIME storage format),
+    remembered per value object (the importer shares equal contexts and times); elsewhere the
+    value is left for SQLAlchemy to process.
+    """
+    if not _fast_sqlite(conn):
+        return _same
+    process = column.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    if process is None:
+        return _same
+    if _SAMPLE_TIME.__class__ in column.type.python_type.__mro__ and process(
+        _SAMPLE_TIME
+    ) == _SAMPLE_TIME.isoformat(" ", "microseconds"):
+        # the dialect stores times as ISO text with microseconds: one C call per (distinct) time
+        return _iso_microseconds
+    done: dict[int, tuple[Any, Any]] = {}
+
+    def run(value: Any) -> Any:
+        found = done.get(id(value))
+        if found is not None and found[0] is value:
+            return found[1]
+        result = None if value is None else process(value)
+        if len(done) < 100_000:
+            done[id(value)] = (value, result)  # the value is kept, so its id stays its own
+        return result
+
+    return run
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+_SAMPLE_TIME = datetime(2025, 1, 6, 7, 8, 9, 10)
+
+
+def _iso_microseconds(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(" ", "microseconds")
+
+
+def _insert_many(
+    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows (tuples in ``columns`` order) with executemany, in chunks.
+
+    On SQLite the statement is the table's Core ``insert()`` compiled for the dialect and the
+    rows, whose values went through :func:`_encoder` (the rest are ints, floats, strings and
+    None, which need no processing), go straight to the driver's executemany: SQLAlchemy's
+    per-row parameter handling would cost more than the insert itself. Other databases take the
+    Core executemany.
+    """
+    if not rows:
+        return
+    if not _fast_sqlite(conn):
+        for chunk in _chunks(rows, _INSERT_CHUNK):
+            conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in chunk])
+        return
+    compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
+    if list(compiled.positiontup or ()) != list(columns):  # pragma: no cover - a coding error
+        raise KnowledgeBaseError(f"insert into {table.name}: columns not in table order")
+    sql = str(compiled)
+    for chunk in _chunks(rows, _INSERT_CHUNK):
+        conn.exec_driver_sql(sql, chunk)

@@ -149,6 +149,18 @@ def test_a_bad_line_500_rejects_the_whole_file(kb_url: str, tmp_path: Path) -> N
         '{"type": "attempt", "error": "E: x", "strategy": "x", "outcome": "recovered", "weight": 7}',
         '{"type": "strategy", "name": "x", "commands": "rm -rf /"}',
         '{"type": "signature", "signature": "x", "count": -1}',
+        '{"type": "attempt", "signature": "", "strategy": "x", "outcome": "failed"}',
+        '{"type": "attempt", "signature": 5, "strategy": "x", "outcome": "failed"}',
+        '{"type": "attempt", "signature": "s", "strategy": "  ", "outcome": "failed"}',
+        '{"type": "attempt", "signature": "s", "strategy": 5, "outcome": "failed"}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "maybe"}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": ["failed"]}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "weight": NaN}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "weight": true}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "duration": -1.5}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "step": ["a"]}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "error_class": 7}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "decided_by": []}',
     ],
 )
 def test_invalid_records_are_named_by_line(tmp_path: Path, line: str) -> None:
@@ -267,3 +279,72 @@ def test_imported_strategy_with_commands_is_untrusted_until_trusted(
         assert trusted == {"nuke_cache": False, "just_a_name": True}
         kb.trust("nuke_cache")
         assert all(s.trusted for s in kb.strategies())
+
+
+def _stored_attempts(kb: KnowledgeBase) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with kb.reading() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text(
+                    "SELECT record_key, context, at, duration, strategy, outcome "
+                    "FROM recovery_attempts ORDER BY record_key"
+                )
+            )
+        ]
+
+
+def test_bulk_import_rebuilds_the_indexes_and_stores_values_as_the_store_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from aideploy.knowledge import exchange
+    from aideploy.knowledge.models import Base
+
+    monkeypatch.setattr(exchange, "_REBUILD_MIN_ROWS", 1)
+    export = tmp_path / "kb.jsonl"
+    with KnowledgeBase.open(tmp_path / "source.db") as kb:
+        _fill(kb, deployments=6)
+        export_kb(kb, export, keep_hosts=True)
+        expected = _stored_attempts(kb)
+    with KnowledgeBase.open(tmp_path / "target.db") as target:
+        summary = import_kb(target, export)
+        assert summary.added["attempt"] == len(expected) > 0
+        # JSON text and times byte for byte as record_attempt wrote them
+        assert _stored_attempts(target) == expected
+        with target.engine.connect() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        assert import_kb(target, export).total_added == 0
+
+
+def test_a_failed_bulk_import_leaves_rows_and_indexes_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import inspect
+
+    from aideploy.knowledge import exchange
+
+    monkeypatch.setattr(exchange, "_REBUILD_MIN_ROWS", 1)
+    export = tmp_path / "kb.jsonl"
+    with KnowledgeBase.open(tmp_path / "source.db") as kb:
+        _fill(kb, deployments=6)
+        export_kb(kb, export)
+    real_insert = exchange._insert_many
+
+    def insert_then_fail(*args: object, **kwargs: object) -> None:
+        real_insert(*args, **kwargs)  # type: ignore[arg-type]
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(exchange, "_insert_many", insert_then_fail)
+    with KnowledgeBase.open(tmp_path / "target.db") as target:
+        indexes = {ix["name"] for ix in inspect(target.engine).get_indexes("recovery_attempts")}
+        counts = target.counts()
+        with pytest.raises(RuntimeError, match="disk on fire"):
+            import_kb(target, export)
+        assert target.counts() == counts
+        after = {ix["name"] for ix in inspect(target.engine).get_indexes("recovery_attempts")}
+        assert after == indexes and len(indexes) == 5
