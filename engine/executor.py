@@ -47,6 +47,16 @@ from aideploy.engine.state import (
 log = logging.getLogger("aideploy.executor")
 
 
+#: how a final state is named in the knowledge base (its reports count "succeeded")
+KB_STATUS = {
+    DeploymentStatus.COMPLETED: "succeeded",
+    DeploymentStatus.FAILED: "failed",
+    DeploymentStatus.PAUSED: "paused",
+    DeploymentStatus.RUNNING: "running",
+    DeploymentStatus.PENDING: "pending",
+}
+
+
 class Recorder(Protocol):
     """Where outcomes go as they happen (the knowledge base)."""
 
@@ -157,7 +167,7 @@ class Executor:
         state.end_time = now_iso()
         state.owner = {}
         state.save()
-        self._record("finish_deployment", state.deployment_id, status.value)
+        self._record("finish_deployment", state.deployment_id, KB_STATUS[status])
         self.progress("deployment_end", status=status.value, reason=reason)
 
     # -- one step --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,10 @@ def test_example_plan_deploys_locally_and_prints_what_it_did(tmp_path: Path) -> 
     current = (site / "current").resolve()
     assert current.parent == (site / "releases").resolve()
     assert "release" in (site / "current" / "index.html").read_text()
+    report = _cli(tmp_path, "learn", "report", "--kb", str(kb), "--format", "json")
+    assert report.returncode == 0, report.stderr
+    weeks = json.loads(report.stdout)["deployments"]
+    assert sum(w["deployments"] for w in weeks) == 1 and sum(w["succeeded"] for w in weeks) == 1
 
 
 def test_dry_run_runs_nothing(tmp_path: Path) -> None:
