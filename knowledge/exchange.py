@@ -315,7 +315,8 @@ def export_kb(
 
 def _write_export(kb: KnowledgeBase, handle: IO[str], *, keep_hosts: bool) -> int:
     # the header carries the record count, so records are rendered before it is written
-    lines = [_dumps(r) for r in iter_export(kb, keep_hosts=keep_hosts)]
+    with _no_cyclic_gc():
+        lines = [_dumps(r) for r in iter_export(kb, keep_hosts=keep_hosts)]
     header = {
         "format": FORMAT,
         "version": VERSION,
@@ -433,7 +434,8 @@ class _Parsed:
     patterns: list[dict[str, Any]] = field(default_factory=list)
     deployments: list[dict[str, Any]] = field(default_factory=list)
     signatures: list[dict[str, Any]] = field(default_factory=list)
-    attempts: list[dict[str, Any]] = field(default_factory=list)
+    #: one tuple per attempt, fields in the order of _ATTEMPT_FIELDS
+    attempts: list[tuple[Any, ...]] = field(default_factory=list)
     records: int = 0
 
 
@@ -516,11 +518,6 @@ def _v_signature(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
 _OUTCOME_SET = frozenset(OUTCOMES)
 
 
-def _float_in(value: Any, hi: float) -> bool:
-    """``value`` is a float in [0, hi] (the common case of _num, checked without a call)."""
-    return value.__class__ is float and 0.0 <= value <= hi
-
-
 def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
     # Each field is taken on a fast path when it is plainly valid (a value already validated, or
     # the expected type within its limits); anything else goes through the general checks, in
@@ -571,25 +568,59 @@ def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
     if step.__class__ is not str or len(step) > 128:
         step = _str(rec, "step")
     weight = get("weight", 1.0)
-    weight = float(weight) if _float_in(weight, 1.0) else _num(rec, "weight", 1.0, 0.0, 1.0)
+    if weight.__class__ is not float or not 0.0 <= weight <= 1.0:
+        weight = _num(rec, "weight", 1.0, 0.0, 1.0)
     duration = get("duration", 0.0)
-    if not _float_in(duration, 1e9):
+    if duration.__class__ is not float or not 0.0 <= duration <= 1e9:
         duration = _num(rec, "duration", 0.0, 0.0, 1e9)
     out.attempts.append(
-        {
-            "key": key,
-            "text": text,
-            "error_class": error_class or "unknown",
-            "strategy": strategy,
-            "outcome": outcome,
-            "step": c.text(step),
-            "deployment": c.text(dep) if dep else None,
-            "context": c.context(context),
-            "weight": weight,
-            "duration": float(duration),
-            "at": _time(rec, "at"),
-        }
+        (
+            key,
+            text,
+            error_class or "unknown",
+            strategy,
+            outcome,
+            c.text(step),
+            c.text(dep) if dep else None,
+            c.context(context),
+            weight,
+            float(duration),
+            _attempt_time(rec),
+        )
     )
+
+
+def _attempt_time(rec: dict[str, Any]) -> datetime | None:
+    """``_time(rec, "at")``; an attempt's time is rarely repeated, so no cache on the way."""
+    value = rec.get("at")
+    if value.__class__ is str:
+        try:
+            parsed = _fromisoformat(value)
+        except ValueError:
+            return _time(rec, "at")  # raises the usual message
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+        return parsed
+    return _time(rec, "at")
+
+
+_fromisoformat = datetime.fromisoformat
+
+
+#: the fields of a validated attempt (a tuple: there are millions of them)
+_ATTEMPT_FIELDS = (
+    "key",
+    "text",
+    "error_class",
+    "strategy",
+    "outcome",
+    "step",
+    "deployment",
+    "context",
+    "weight",
+    "duration",
+    "at",
+)
 
 
 _VALIDATORS: dict[str, Callable[[dict[str, Any], _Parsed, _Cache], None]] = {
@@ -626,6 +657,8 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
     cache = _Cache()
 
     loads = json.loads
+    scan = json.JSONDecoder().scan_once
+    blank = json.decoder.WHITESPACE.match
     validators = _VALIDATORS
     number = 0
     for number, line in enumerate(lines, 1):
@@ -637,9 +670,16 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
         if len(line) > MAX_LINE_CHARS:
             raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
         try:
-            rec = loads(line)
-        except ValueError as exc:
-            raise ImportRejected(f"line {number}: not valid JSON ({exc})") from None
+            # the decoder's scanner, without json.loads' wrapping; anything unusual (leading
+            # blanks, extra data, an error) is left to json.loads, whose verdict counts
+            rec, end = scan(line, 0)
+            if end != len(line) and blank(line, end).end() != len(line):
+                raise ValueError("extra data")
+        except (StopIteration, ValueError):
+            try:
+                rec = loads(line)
+            except ValueError as exc:
+                raise ImportRejected(f"line {number}: not valid JSON ({exc})") from None
         if not isinstance(rec, dict):
             raise ImportRejected(f"line {number}: a record must be a JSON object")
         kind = rec.get("type")
@@ -721,9 +761,10 @@ def import_kb(
 def _no_cyclic_gc() -> Iterator[None]:
     """Pause Python's cyclic garbage collector (reference counting goes on).
 
-    An import holds every validated record (millions of small dicts) until it commits; each
-    allocation burst would otherwise make the collector walk all of them again and again, which
-    costs more than the import itself. Any cycle made meanwhile is collected once it resumes.
+    An import holds every validated record (millions of small dicts) until it commits, an export
+    every rendered line until the count is known; each allocation burst would otherwise make the
+    collector walk all of them again and again, which costs more than the work itself. Any cycle
+    made meanwhile is collected once it resumes.
     """
     was_enabled = gc.isenabled()
     gc.disable()
@@ -806,7 +847,9 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     summary.added["deployment"] = len(new_deps)
     summary.skipped["deployment"] = len(p.deployments) - len(new_deps)
     known_deps = set(have) | set(new_deps)
-    wanted = {a["deployment"] for a in p.attempts if a["deployment"]} - known_deps
+    wanted = {a[6] for a in p.attempts} - known_deps
+    wanted.discard(None)
+    wanted.discard("")
     known_deps |= _existing(conn, dt.c.id, wanted)
 
     # signatures: by hash; counts merge with max() so a second import changes nothing
@@ -823,16 +866,14 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
             prev["last_seen"] = max(prev["last_seen"], s["last_seen"])
     attempt_hashes: dict[str, str] = {}
     for a in p.attempts:
-        known = attempt_hashes.get(a["text"])
-        if known is None:
-            known = signature_hash(a["text"])
-            attempt_hashes[a["text"]] = known
-        h = known
+        if a[1] in attempt_hashes:
+            continue
+        h = attempt_hashes[a[1]] = signature_hash(a[1])
         if h not in by_hash:
-            when = a["at"] or now
+            when = a[10] or now
             by_hash[h] = {
-                "text": a["text"],
-                "error_class": a["error_class"],
+                "text": a[1],
+                "error_class": a[2],
                 "count": 0,
                 "first_seen": when,
                 "last_seen": when,
@@ -885,32 +926,33 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
 
     # attempts: by record key
     at = ATTEMPTS
-    have = _existing(conn, at.c.record_key, (a["key"] for a in p.attempts))
+    have = _existing(conn, at.c.record_key, [a[0] for a in p.attempts])
     to_json = _encoder(conn, at.c.context)
     to_time = _encoder(conn, at.c.at)
+    sig_ids = {text: ids[h] for text, h in attempt_hashes.items()}
     weights: dict[float, float] = {}
     rows: list[tuple[Any, ...]] = []
     seen: set[str] = set(have)
-    for a in p.attempts:
-        key = a["key"]
+    add = seen.add
+    append = rows.append
+    for key, text, _cls, strategy, outcome, step, dep, ctx, w, duration, when in p.attempts:
         if key in seen:
             continue
-        seen.add(key)
-        dep = a["deployment"]
-        rows.append(
+        add(key)
+        append(
             (
-                ids[attempt_hashes[a["text"]]],
-                a["strategy"],
-                a["step"],
+                sig_ids[text],
+                strategy,
+                step,
                 dep if dep in known_deps else None,
-                to_json(a["context"]),
-                a["outcome"],
-                a["duration"],
+                to_json(ctx),
+                outcome,
+                duration,
                 "imported",
-                weights.get(a["weight"]) or _weighted(weights, a["weight"], weight),
+                weights.get(w) or _weighted(weights, w, weight),
                 origin,
                 key,
-                to_time(a["at"] or now),
+                to_time(when or now),
             )
         )
     with _bulk_load(conn, at, len(rows)):
