@@ -17,6 +17,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import ipaddress
+import itertools
 import json
 import math
 import os
@@ -931,16 +932,15 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     to_time = _encoder(conn, at.c.at)
     sig_ids = {text: ids[h] for text, h in attempt_hashes.items()}
     weights: dict[float, float] = {}
-    rows: list[tuple[Any, ...]] = []
     seen: set[str] = set(have)
-    add = seen.add
-    append = rows.append
-    for key, text, _cls, strategy, outcome, step, dep, ctx, w, duration, when in p.attempts:
-        if key in seen:
-            continue
-        add(key)
-        append(
-            (
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        add = seen.add
+        for key, text, _cls, strategy, outcome, step, dep, ctx, w, duration, when in p.attempts:
+            if key in seen:
+                continue
+            add(key)
+            yield (
                 sig_ids[text],
                 strategy,
                 step,
@@ -954,11 +954,11 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
                 key,
                 to_time(when or now),
             )
-        )
-    with _bulk_load(conn, at, len(rows)):
-        _insert_many(conn, at, _ATTEMPT_COLUMNS, rows)
-    summary.added["attempt"] = len(rows)
-    summary.skipped["attempt"] = len(p.attempts) - len(rows)
+
+    with _bulk_load(conn, at, len(p.attempts) - len(have)):
+        added = _insert_many(conn, at, _ATTEMPT_COLUMNS, rows())
+    summary.added["attempt"] = added
+    summary.skipped["attempt"] = len(p.attempts) - added
 
 
 def _weighted(cache: dict[float, float], value: float, weight: float) -> float:
@@ -1060,10 +1060,16 @@ def _iso_microseconds(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(" ", "microseconds")
 
 
+def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    it = iter(rows)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
+
+
 def _insert_many(
-    conn: Connection, table: Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert many rows (tuples in ``columns`` order) with executemany, in chunks.
+    conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> int:
+    """Insert rows (tuples in ``columns`` order) with executemany, in chunks; returns the count.
 
     On SQLite the statement is the table's Core ``insert()`` compiled for the dialect and the
     rows, whose values went through :func:`_encoder` (the rest are ints, floats, strings and
@@ -1071,15 +1077,17 @@ def _insert_many(
     per-row parameter handling would cost more than the insert itself. Other databases take the
     Core executemany.
     """
-    if not rows:
-        return
+    count = 0
     if not _fast_sqlite(conn):
-        for chunk in _chunks(rows, _INSERT_CHUNK):
+        for chunk in _batches(rows, _INSERT_CHUNK):
             conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in chunk])
-        return
+            count += len(chunk)
+        return count
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     if list(compiled.positiontup or ()) != list(columns):  # pragma: no cover - a coding error
         raise KnowledgeBaseError(f"insert into {table.name}: columns not in table order")
     sql = str(compiled)
-    for chunk in _chunks(rows, _INSERT_CHUNK):
+    for chunk in _batches(rows, _INSERT_CHUNK):
         conn.exec_driver_sql(sql, chunk)
+        count += len(chunk)
+    return count
