@@ -246,7 +246,8 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     from aideploy.engine import deploy
 
     progress = ConsoleProgress(_settings().verbosity)
-    say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
+    if progress.verbosity >= 0:
+        say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
     try:
         final = deploy.run(request, state, _operator(mode, progress))
     except StepFailed as exc:

@@ -16,7 +16,7 @@ from aideploy.engine.errors import ConfigError
 from aideploy.engine.executor import Executor, Progress, Recorder
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, load_plan, with_env
-from aideploy.engine.recovery import RecoveryAdvisor
+from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
 from aideploy.engine.redact import register_secret
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
@@ -121,7 +121,7 @@ def run(
     config = request.config
     clock = clock or SystemClock()
     knowledge = open_knowledge(request.kb)
-    advisor = build_advisor(config, knowledge)
+    advisor = LazyAdvisor(lambda: build_advisor(config, knowledge))
     recorder: Recorder | None = knowledge if config.ai_features.learn_from_failures else None
     connector = build_connector(request.target, ask_secret=operator.ask_secret)
     target = request.target.describe()

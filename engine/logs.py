@@ -93,7 +93,11 @@ def configure_console(verbosity: int = 0, stream: TextIO | None = None) -> None:
             logger.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     env_level = level_from_env(logging.WARNING)
-    level = min(env_level, {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
+    if verbosity < 0:
+        wanted = logging.ERROR
+    else:
+        wanted = {0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    level = min(env_level, wanted)
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.addFilter(_ContextFilter())

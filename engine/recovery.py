@@ -99,3 +99,46 @@ class Strategy(Protocol):
     def apply(self, ctx: StrategyContext) -> bool:
         """Do the recovery work on the target; True if it did something worth a retry."""
         ...
+
+
+class LazyAdvisor:
+    """Builds the real advisor on first use: a deployment that meets no failure never pays for
+    loading the ranker (its model and the knowledge base's history)."""
+
+    def __init__(self, factory: Callable[[], RecoveryAdvisor]) -> None:
+        self._factory = factory
+        self._advisor: RecoveryAdvisor | None = None
+
+    @property
+    def built(self) -> bool:
+        return self._advisor is not None
+
+    def _get(self) -> RecoveryAdvisor:
+        if self._advisor is None:
+            self._advisor = self._factory()
+        return self._advisor
+
+    def detect(self, step: str, result: Result) -> Failure:
+        return self._get().detect(step, result)
+
+    def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]:
+        return self._get().candidates(failure, exclude=exclude)
+
+    def record(
+        self,
+        failure: Failure,
+        strategy: str,
+        outcome: Outcome,
+        *,
+        duration: float,
+        decided_by: str,
+        deployment_id: str | None = None,
+    ) -> None:
+        self._get().record(
+            failure,
+            strategy,
+            outcome,
+            duration=duration,
+            decided_by=decided_by,
+            deployment_id=deployment_id,
+        )

@@ -164,3 +164,17 @@ def test_protected_profile_needs_confirmation(tmp_path: Path) -> None:
     proc = _cli(tmp_path, "--config", str(config), "deploy", "--profile", "staging")
     assert proc.returncode == 2 and "may not deploy" in proc.stderr
     assert not (tmp_path / "home" / "deployments").exists()
+
+
+def test_quiet_and_verbose_change_the_detail(tmp_path: Path) -> None:
+    quiet = _cli(tmp_path, "-q", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    assert quiet.returncode == 0, quiet.stderr
+    assert (
+        quiet.stdout.strip().splitlines()[-1].endswith("completed (6 steps, 0 errors recovered).")
+    )
+    assert "[1/6]" not in quiet.stdout and "DEBUG" not in quiet.stderr + quiet.stdout
+    normal = _cli(tmp_path, "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    assert "[1/6] validate_host" in normal.stdout
+    assert all(line[:2].isdigit() and line[2] == ":" for line in normal.stdout.splitlines())
+    verbose = _cli(tmp_path, "-vv", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    assert "DEBUG run on" in verbose.stderr

@@ -234,3 +234,27 @@ def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
     assert state.status is DeploymentStatus.COMPLETED
     assert state.steps[0].recoveries == ["fix_ownership", "fix_ownership"]
     assert applied.read_text() == "2"
+
+
+def test_the_advisor_is_built_only_when_a_step_fails(tmp_path: Path) -> None:
+    from aideploy.engine.recovery import LazyAdvisor
+
+    built: list[int] = []
+
+    def factory() -> GuideTable:
+        built.append(1)
+        return GuideTable()
+
+    plan = Plan("ok", (Step("fine", commands=("true",)),))
+    executor, _ = _executor(plan)
+    executor.advisor = lazy = LazyAdvisor(factory)
+    executor.run()
+    assert not lazy.built and built == []
+    failing = Plan(
+        "bad", (Step("boom", commands=("echo 'E: Unable to locate package zz' >&2; exit 100",)),)
+    )
+    executor, _ = _executor(failing, dep_id="t2", max_retries=0)
+    executor.advisor = lazy
+    with pytest.raises(RecoveryExhausted):
+        executor.run()
+    assert lazy.built and built == [1]
