@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 from tabulate import tabulate
 
+from aideploy.engine import audit
 from aideploy.engine.errors import UsageError
 from aideploy.knowledge.cli_group import learn
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
@@ -89,6 +90,13 @@ def _rows_out(rows: list[dict[str, Any]], fmt: str) -> str:
 @click.option("--profile", help="Only deployments of this profile.")
 @click.option("--host", help="Only deployments to this host.")
 @click.option("--top", default=15, show_default=True, help="How many signatures to list.")
+@click.option(
+    "--html",
+    "html_file",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Write the report with plots to FILE as a self-contained HTML page (instead of text).",
+)
 def report_cmd(
     kb_url: str | None,
     fmt: str,
@@ -96,11 +104,20 @@ def report_cmd(
     profile: str | None,
     host: str | None,
     top: int,
+    html_file: str | None,
 ) -> None:
     """What the knowledge base has learned: deployments and success rate per week, the most
     frequent errors, per-strategy success and time to recovery, the best strategy per error
     class, and the first-try recovery rate per week (the learning curve)."""
     with _open(kb_url) as kb:
+        if html_file:
+            from aideploy.knowledge.cli_html import write_html_report
+
+            written = write_html_report(
+                kb, html_file, since=_since(since), profile=profile, host=host, top=top
+            )
+            click.echo(f"wrote {written}")
+            return
         report = build_report(kb, Filters(since=_since(since), profile=profile, host=host), top=top)
     click.echo(render(report, fmt))
 
@@ -206,6 +223,16 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
             summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)
         else:
             summary = import_kb(kb, file, source_name=source, weight=weight)
+    audit.try_record(
+        "import",
+        result="ok",
+        target=kb.url,
+        details={
+            "source": summary.source,
+            "records": summary.records,
+            "untrusted": list(summary.untrusted),
+        },
+    )
     added = ", ".join(f"{n} {kind}s" for kind, n in summary.added.items() if n) or "nothing new"
     skipped = sum(summary.skipped.values())
     click.echo(
@@ -226,4 +253,5 @@ def trust_cmd(kb_url: str | None, name: str) -> None:
     """Trust the imported strategy or pattern NAME so it may run."""
     with _open(kb_url) as kb:
         what = kb.trust(name)
+    audit.try_record("trust", result="ok", target=kb.url, details={"name": name, "what": what})
     click.echo(f"trusted {' and '.join(what)} {name}")
