@@ -658,8 +658,8 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
     cache = _Cache()
 
     loads = json.loads
-    scan = json.JSONDecoder().scan_once
-    blank = json.decoder.WHITESPACE.match
+    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
+    blank = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
     validators = _VALIDATORS
     number = 0
     for number, line in enumerate(lines, 1):

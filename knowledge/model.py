@@ -15,6 +15,7 @@ import warnings
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
@@ -57,7 +58,7 @@ class TextClassifier:
         )
         self._model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
         self.fitted = False
-        self._blocks: list | None = None
+        self._blocks: list[tuple[Any, dict[str, int], Any, int]] | None = None
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextClassifier:
         if len(set(labels)) < 2:
@@ -90,6 +91,7 @@ class TextClassifier:
     def _scores(self, doc: str) -> np.ndarray:
         """Decision values of one document: sublinear TF-IDF, l2 per block, dot the weights."""
         idx_parts, val_parts = [], []
+        assert self._blocks is not None, "fit() first"
         for analyzer, vocab, idf, offset in self._blocks:
             counts: dict[int, int] = {}
             for gram in analyzer(doc):

@@ -283,15 +283,15 @@ def _best(conn: Connection, pairs: list[tuple[Any, ...]]) -> list[dict[str, Any]
         n = t.attempts
         if rate is None or n < MIN_ATTEMPTS_FOR_BEST:
             continue
-        key = (rate, n, strategy)
+        choice = (rate, n, strategy)
         current = best.get(cls)
         # higher rate wins, then more attempts, then the name (so ties are stable)
-        if current is None or (key[0], key[1], _neg(key[2])) > (
+        if current is None or (choice[0], choice[1], _neg(choice[2])) > (
             current[0],
             current[1],
             _neg(current[2]),
         ):
-            best[cls] = key
+            best[cls] = choice
     return [
         {"error_class": cls, "strategy": s, "attempts": n, "success_rate": rate}
         for cls, (rate, n, s) in sorted(best.items())
