@@ -204,7 +204,7 @@ BUILTIN: tuple[BaseStrategy, ...] = (
     ),
     _c(
         "dpkg_repair",
-        Risk.MEDIUM,
+        Risk.HIGH,  # apt-get -f install may remove packages
         "Finish interrupted dpkg work and fix broken dependencies.",
         ("apt_lock", "nodejs_conflict"),
         "_r dpkg --configure -a",
