@@ -3,23 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-
-def _cli(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aideploy", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1", **(env or {})},
-        timeout=120,
-    )
+from tests.support.cli import run_cli
 
 
 def _all_files_text(root: Path) -> str:
@@ -32,7 +18,7 @@ def _all_files_text(root: Path) -> str:
 
 def test_example_plan_deploys_locally_and_prints_what_it_did(tmp_path: Path) -> None:
     kb = tmp_path / "kb.sqlite"
-    proc = _cli(tmp_path, "deploy", "--local", "--kb", str(kb))
+    proc = run_cli(tmp_path, "deploy", "--local", "--kb", str(kb))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for step in ("validate_host", "prepare_release", "write_site", "switch_current", "verify_site"):
         assert step in proc.stdout
@@ -41,14 +27,14 @@ def test_example_plan_deploys_locally_and_prints_what_it_did(tmp_path: Path) -> 
     current = (site / "current").resolve()
     assert current.parent == (site / "releases").resolve()
     assert "release" in (site / "current" / "index.html").read_text()
-    report = _cli(tmp_path, "learn", "report", "--kb", str(kb), "--format", "json")
+    report = run_cli(tmp_path, "learn", "report", "--kb", str(kb), "--format", "json")
     assert report.returncode == 0, report.stderr
     weeks = json.loads(report.stdout)["deployments"]
     assert sum(w["deployments"] for w in weeks) == 1 and sum(w["succeeded"] for w in weeks) == 1
 
 
 def test_dry_run_runs_nothing(tmp_path: Path) -> None:
-    proc = _cli(tmp_path, "deploy", "--local", "--dry-run")
+    proc = run_cli(tmp_path, "deploy", "--local", "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert "Dry run" in proc.stdout and "run: " in proc.stdout
     assert not (tmp_path / "home" / "example-site").exists()
@@ -65,7 +51,7 @@ name = "leak"
 commands = ['echo "connecting with $DB_PASSWORD and $API_TOKEN"; echo PGPASSWORD=$DB_PASSWORD psql', 'echo postgres://app:$DB_PASSWORD@db/app']
 """
     )
-    proc = _cli(
+    proc = run_cli(
         tmp_path,
         "-v",
         "deploy",
@@ -100,7 +86,7 @@ commands = ['echo "E: Unable to locate package definitely-not-a-package" >&2; ex
     )
     config = tmp_path / "c.json"
     config.write_text('{"deployment": {"max_retries": 0}}')
-    proc = _cli(
+    proc = run_cli(
         tmp_path,
         "--config",
         str(config),
@@ -118,13 +104,13 @@ commands = ['echo "E: Unable to locate package definitely-not-a-package" >&2; ex
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
-    proc = _cli(tmp_path, "deploy", "--plan", "no-such-plan", "--local")
+    proc = run_cli(tmp_path, "deploy", "--plan", "no-such-plan", "--local")
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: unknown plan 'no-such-plan'")
     assert "Traceback" not in proc.stderr
-    proc = _cli(tmp_path, "deploy", "--server", "bad host;rm")
+    proc = run_cli(tmp_path, "deploy", "--server", "bad host;rm")
     assert proc.returncode == 2 and "--server: malformed host name" in proc.stderr
-    proc = _cli(tmp_path, "--debug", "deploy", "--plan", "no-such-plan", "--local")
+    proc = run_cli(tmp_path, "--debug", "deploy", "--plan", "no-such-plan", "--local")
     assert "Traceback" in proc.stderr  # --debug shows it
 
 
@@ -139,9 +125,9 @@ def test_help_on_every_command(tmp_path: Path) -> None:
         ["config", "validate"],
         ["learn"],
     ):
-        proc = _cli(tmp_path, *command, "--help")
+        proc = run_cli(tmp_path, *command, "--help")
         assert proc.returncode == 0 and "Usage:" in proc.stdout, command
-    version = _cli(tmp_path, "--version")
+    version = run_cli(tmp_path, "--version")
     assert version.returncode == 0 and "aideploy" in version.stdout
 
 
@@ -159,22 +145,22 @@ def test_protected_profile_needs_confirmation(tmp_path: Path) -> None:
             }
         )
     )
-    proc = _cli(tmp_path, "--config", str(config), "deploy", "--profile", "production", "--auto")
+    proc = run_cli(tmp_path, "--config", str(config), "deploy", "--profile", "production", "--auto")
     assert proc.returncode == 2 and "protected" in proc.stderr
-    proc = _cli(tmp_path, "--config", str(config), "deploy", "--profile", "staging")
+    proc = run_cli(tmp_path, "--config", str(config), "deploy", "--profile", "staging")
     assert proc.returncode == 2 and "may not deploy" in proc.stderr
     assert not (tmp_path / "home" / "deployments").exists()
 
 
 def test_quiet_and_verbose_change_the_detail(tmp_path: Path) -> None:
-    quiet = _cli(tmp_path, "-q", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    quiet = run_cli(tmp_path, "-q", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
     assert quiet.returncode == 0, quiet.stderr
     assert (
         quiet.stdout.strip().splitlines()[-1].endswith("completed (6 steps, 0 errors recovered).")
     )
     assert "[1/6]" not in quiet.stdout and "DEBUG" not in quiet.stderr + quiet.stdout
-    normal = _cli(tmp_path, "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    normal = run_cli(tmp_path, "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
     assert "[1/6] validate_host" in normal.stdout
     assert all(line[:2].isdigit() and line[2] == ":" for line in normal.stdout.splitlines())
-    verbose = _cli(tmp_path, "-vv", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
+    verbose = run_cli(tmp_path, "-vv", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
     assert "DEBUG run on" in verbose.stderr

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from aideploy.engine.config import load_config, parse_config, schema_docs
 from aideploy.engine.errors import ConfigError
+from tests.support.cli import run_cli
 
 GUIDE_CONFIG = {
     "version": "1.0",
@@ -129,25 +127,13 @@ def test_bad_config_names_field_and_problem(kind: str, data: object, message: st
     assert "\n" not in str(info.value)
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AIDEPLOY_HOME": str(cwd / "home")}
-    return subprocess.run(
-        [sys.executable, "-m", "aideploy", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-    )
-
-
 @pytest.mark.parametrize(("kind", "data", "message"), BAD[:12], ids=[b[0] for b in BAD[:12]])
 def test_config_validate_cli_exit_2_one_line(
     tmp_path: Path, kind: str, data: object, message: str
 ) -> None:
     path = tmp_path / "ai_deployment_config.json"
     path.write_text(json.dumps(data))
-    proc = _cli("config", "validate", str(path), cwd=tmp_path)
+    proc = run_cli(tmp_path, "config", "validate", str(path))
     assert proc.returncode == 2, proc.stderr
     assert message.replace("config: ", "ai_deployment_config.json: ") in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -157,17 +143,17 @@ def test_config_validate_cli_exit_2_one_line(
 def test_invalid_json_and_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text('{"version": "1.0",\n  "ssh": {"port": 22,}\n}')
-    proc = _cli("config", "validate", str(path), cwd=tmp_path)
+    proc = run_cli(tmp_path, "config", "validate", str(path))
     assert proc.returncode == 2
     assert "line 2" in proc.stderr and "invalid JSON" in proc.stderr
-    proc = _cli("config", "validate", str(tmp_path / "nope.json"), cwd=tmp_path)
+    proc = run_cli(tmp_path, "config", "validate", str(tmp_path / "nope.json"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
 
 
 def test_valid_config_cli(tmp_path: Path) -> None:
     path = tmp_path / "ai_deployment_config.json"
     path.write_text(json.dumps(GUIDE_CONFIG))
-    proc = _cli("config", "validate", cwd=tmp_path)
+    proc = run_cli(tmp_path, "config", "validate")
     assert proc.returncode == 0, proc.stderr
     assert "valid (production)" in proc.stdout
     assert load_config(path).profile("production").domain == "myapp.com"

@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aideploy", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
-        timeout=300,
-    )
+from tests.support.cli import run_cli
 
 
 def test_report_html_option_writes_a_page_with_plots(tmp_path: Path) -> None:
     kb = tmp_path / "kb.sqlite"
-    assert _cli(tmp_path, "deploy", "--local", "--kb", str(kb)).returncode == 0
+    assert run_cli(tmp_path, "deploy", "--local", "--kb", str(kb)).returncode == 0
     page = tmp_path / "report.html"
-    proc = _cli(tmp_path, "learn", "report", "--kb", str(kb), "--html", str(page))
+    proc = run_cli(tmp_path, "learn", "report", "--kb", str(kb), "--html", str(page))
     assert proc.returncode == 0, proc.stderr
     text = page.read_text()
     assert text.count('src="data:image/png;base64,') >= 4
@@ -32,7 +20,7 @@ def test_report_html_option_writes_a_page_with_plots(tmp_path: Path) -> None:
 
 def test_import_and_trust_are_audited(tmp_path: Path) -> None:
     source, target = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
-    added = _cli(
+    added = run_cli(
         tmp_path,
         "learn",
         "patterns",
@@ -50,14 +38,14 @@ def test_import_and_trust_are_audited(tmp_path: Path) -> None:
     )
     assert added.returncode == 0, added.stderr
     export = tmp_path / "kb.jsonl"
-    assert _cli(tmp_path, "learn", "export", "--kb", str(source), str(export)).returncode == 0
-    imported = _cli(tmp_path, "learn", "import", "--kb", str(target), str(export))
+    assert run_cli(tmp_path, "learn", "export", "--kb", str(source), str(export)).returncode == 0
+    imported = run_cli(tmp_path, "learn", "import", "--kb", str(target), str(export))
     assert imported.returncode == 0, imported.stderr
-    trusted = _cli(tmp_path, "learn", "trust", "--kb", str(target), "legacy_oom")
+    trusted = run_cli(tmp_path, "learn", "trust", "--kb", str(target), "legacy_oom")
     assert trusted.returncode == 0, trusted.stderr
     entries = [
         json.loads(line) for line in (tmp_path / "home" / "audit.jsonl").read_text().splitlines()
     ]
     assert [e["action"] for e in entries] == ["import", "trust"]
     assert entries[1]["details"]["name"] == "legacy_oom"
-    assert _cli(tmp_path, "audit", "verify").returncode == 0
+    assert run_cli(tmp_path, "audit", "verify").returncode == 0

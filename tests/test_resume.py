@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.cli import run_cli
+
 PLAN = """
 name = "resumable"
 
@@ -35,17 +37,6 @@ commands = ['echo four >> "$RUNLOG"']
 
 def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aideploy", *args],
-        capture_output=True,
-        text=True,
-        env=_env(tmp_path),
-        cwd=tmp_path,
-        timeout=120,
-    )
 
 
 def test_sigkill_mid_step_then_resume_completes(tmp_path: Path) -> None:
@@ -95,26 +86,26 @@ def test_sigkill_mid_step_then_resume_completes(tmp_path: Path) -> None:
     assert [s["status"] for s in data["steps"]] == ["done", "done", "running", "pending"]
     dep_id = data["deployment_id"]
 
-    status = _cli(tmp_path, "status", dep_id)
+    status = run_cli(tmp_path, "status", dep_id)
     assert status.returncode == 0 and "running" in status.stdout
 
-    resumed = _cli(tmp_path, "resume", dep_id)
+    resumed = run_cli(tmp_path, "resume", dep_id)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "completed" in resumed.stdout
     assert runlog.read_text().split() == ["one", "two", "three", "three", "four"]
     final = json.loads(state_file.read_text())
     assert final["status"] == "completed" and final["end_time"]
 
-    again = _cli(tmp_path, "deploy", "--resume", "--deployment-id", dep_id)
+    again = run_cli(tmp_path, "deploy", "--resume", "--deployment-id", dep_id)
     assert again.returncode == 0 and "already completed" in again.stdout
 
-    listing = _cli(tmp_path, "list")
+    listing = run_cli(tmp_path, "list")
     assert dep_id in listing.stdout and "completed" in listing.stdout
 
 
 def test_resume_unknown_id_is_one_clear_line(tmp_path: Path) -> None:
-    proc = _cli(tmp_path, "resume", "20990101-000000-abcdef")
+    proc = run_cli(tmp_path, "resume", "20990101-000000-abcdef")
     assert proc.returncode != 0
     assert proc.stderr.startswith("error: no deployment") and "Traceback" not in proc.stderr
-    bad = _cli(tmp_path, "resume", "../../etc/passwd")
+    bad = run_cli(tmp_path, "resume", "../../etc/passwd")
     assert bad.returncode != 0 and "malformed deployment id" in bad.stderr

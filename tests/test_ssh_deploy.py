@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from tests.support.cli import run_cli
 from tests.support.sshd import SSHServer
-
-
-def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "aideploy", *args],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def _config(tmp_path: Path, sshd: SSHServer, known_hosts: Path) -> Path:
@@ -47,12 +34,12 @@ def _config(tmp_path: Path, sshd: SSHServer, known_hosts: Path) -> Path:
 def test_unknown_host_refused_then_accept_new_records_it(tmp_path: Path, sshd: SSHServer) -> None:
     known = tmp_path / "known_hosts"
     config = _config(tmp_path, sshd, known)
-    refused = _cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
+    refused = run_cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
     assert refused.returncode == 3, refused.stderr
     assert "--accept-new-host-key" in refused.stderr and "Traceback" not in refused.stderr
     assert not known.exists() or sshd.host_key_fingerprint not in known.read_text()
 
-    accepted = _cli(
+    accepted = run_cli(
         tmp_path,
         "--config",
         str(config),
@@ -65,7 +52,7 @@ def test_unknown_host_refused_then_accept_new_records_it(tmp_path: Path, sshd: S
     assert sshd.host_key_fingerprint in accepted.stdout
     assert "round trip" in accepted.stdout
 
-    again = _cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
+    again = run_cli(tmp_path, "--config", str(config), "test-connection", "--profile", "loopback")
     assert again.returncode == 0, again.stderr
 
 
@@ -79,7 +66,7 @@ def test_changed_host_key_refused_even_with_accept_new(tmp_path: Path, sshd: SSH
     public = (tmp_path / "other.pub").read_text().split()
     known.write_text(f"[{sshd.host}]:{sshd.port} {public[0]} {public[1]}\n")
     config = _config(tmp_path, sshd, known)
-    proc = _cli(
+    proc = run_cli(
         tmp_path,
         "--config",
         str(config),
@@ -97,7 +84,7 @@ def test_example_deploy_over_ssh_session(tmp_path: Path, sshd: SSHServer) -> Non
     known.write_text(sshd.known_hosts_lines())
     config = _config(tmp_path, sshd, known)
     site = tmp_path / "remote-site"
-    proc = _cli(
+    proc = run_cli(
         tmp_path,
         "--config",
         str(config),
