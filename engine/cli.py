@@ -290,6 +290,12 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
 @click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
 @click.option(
+    "--yes",
+    "assume_yes",
+    is_flag=True,
+    help="Confirm a deploy to a protected profile without typing its name (for CI).",
+)
+@click.option(
     "--kb",
     metavar="PATH_OR_URL",
     envvar="AIDEPLOY_KB",
@@ -306,6 +312,7 @@ def deploy(
     interactive: bool,
     auto: bool,
     dry_run: bool,
+    assume_yes: bool,
     kb: str | None,
     resume_flag: bool,
     deployment_id: str | None,
@@ -328,7 +335,7 @@ def deploy(
         env.setdefault("DOMAIN", target.domain)
     mode = "interactive" if interactive else ("auto" if auto else "default")
     if profile:
-        _guard_protected(config, profile, auto)
+        _guard_protected(config, profile, auto, assume_yes)
     request = deploy_mod.DeployRequest(
         plan_spec=plan_spec,
         target=target,
@@ -348,14 +355,16 @@ def deploy(
     _run(request, state, mode)
 
 
-def _guard_protected(config: Config, profile: str, auto: bool) -> None:
+def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool = False) -> None:
     prof = config.profile(profile)
     user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
     if prof.allowed_users and user not in prof.allowed_users:
         raise UsageError(f"profile {profile!r}: local user {user!r} may not deploy to it")
-    if prof.protected:
+    if prof.protected and not assume_yes:
         if auto or not sys.stdin.isatty():
-            raise UsageError(f"profile {profile!r} is protected: run interactively to confirm")
+            raise UsageError(
+                f"profile {profile!r} is protected: run interactively to confirm, or pass --yes"
+            )
         typed = click.prompt(f"Profile {profile!r} is protected. Type its name to deploy")
         if typed != profile:
             raise UsageError("confirmation did not match; nothing was deployed")
@@ -473,6 +482,7 @@ def rollback(
             raise UsageError(str(exc)) from None
     finally:
         connector.close()
+    _notify_rollback(config, target.describe(), result.ok, to, result.tail(2))
     audit.try_record(
         "rollback",
         result="ok" if result.ok else "failed",
@@ -482,6 +492,26 @@ def rollback(
     if not result.ok:
         raise AideployError(f"rollback failed: {result.tail(3)}")
     click.echo(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "rolled back")
+
+
+def _notify_rollback(config: Config, target: str, ok: bool, to: str | None, tail: str) -> None:
+    from aideploy.engine import notify
+    from aideploy.engine.state import new_deployment_id
+
+    state = DeploymentState(
+        deployment_id=new_deployment_id(),
+        plan="rollback",
+        status=DeploymentStatus.COMPLETED if ok else DeploymentStatus.FAILED,
+        current_step=1,
+        total_steps=1,
+        server_info={"hostname": target},
+        reason=(
+            f"rolled back to {to or 'the previous release'}" if ok else f"rollback failed: {tail}"
+        ),
+    )
+    notifier = notify.Notifier(config.notifications)
+    notifier.rolled_back(state, target)
+    notifier.close()
 
 
 # -- status / list / logs ------------------------------------------------------------------

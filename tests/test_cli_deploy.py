@@ -150,6 +150,18 @@ def test_protected_profile_needs_confirmation(tmp_path: Path) -> None:
     proc = run_cli(tmp_path, "--config", str(config), "deploy", "--profile", "staging")
     assert proc.returncode == 2 and "may not deploy" in proc.stderr
     assert not (tmp_path / "home" / "deployments").exists()
+    confirmed = run_cli(
+        tmp_path,
+        "--config",
+        str(config),
+        "deploy",
+        "--profile",
+        "production",
+        "--yes",
+        "--dry-run",
+    )
+    assert confirmed.returncode == 0, confirmed.stderr
+    assert "Dry run" in confirmed.stdout
 
 
 def test_quiet_and_verbose_change_the_detail(tmp_path: Path) -> None:

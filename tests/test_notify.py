@@ -238,3 +238,15 @@ def test_settings_validate_like_config_sections() -> None:
         _build(notify.NotificationSettings, {"discord_webhook_url": "ftp://x"}, "notifications")
     with pytest.raises(ConfigError, match="unknown events"):
         _build(notify.NotificationSettings, {"events": ["deploy"]}, "notifications")
+
+
+def test_the_rollback_command_notifies(server: Recorder) -> None:
+    from aideploy.engine.cli import _notify_rollback
+    from aideploy.engine.config import parse_config
+
+    config = parse_config({"notifications": {"slack_webhook_url": server.url, "timeout": 2.0}})
+    _notify_rollback(config, "root@app.example.com:22", True, "20250101-000000-abcdef", "")
+    _notify_rollback(config, "root@app.example.com:22", False, None, "no database backup")
+    ok, failed = server.received
+    assert "rolled back to 20250101-000000-abcdef" in json.dumps(ok)
+    assert "rollback failed: no database backup" in json.dumps(failed)

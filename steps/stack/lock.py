@@ -51,7 +51,18 @@ def lock_info(deployment_id: str) -> str:
 
 
 def acquire(ctx: StepContext) -> Result:
-    return run(ctx, ACQUIRE, timeout=30, LOCK_INFO=lock_info(ctx.deployment_id))
+    result = run(ctx, ACQUIRE, timeout=30, LOCK_INFO=lock_info(ctx.deployment_id))
+    if "breaking the lock of deployment" in result.stderr:
+        from aideploy.engine import audit
+
+        audit.try_record(
+            "lock_break",
+            result="ok" if result.ok else "failed",
+            target=ctx.connector.host,
+            deployment_id=ctx.deployment_id,
+            details={"broken": ctx.env.get("BREAK_LOCK", "")},
+        )
+    return result
 
 
 def release(ctx: StepContext) -> Result:
