@@ -31,6 +31,7 @@ from aideploy.engine.errors import (
     UsageError,
 )
 from aideploy.engine.logs import configure_console
+from aideploy.engine.progress import ConsoleProgress, say
 from aideploy.engine.redact import is_secret_key, redact, register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.engine.target import Target, resolve_target
@@ -61,59 +62,6 @@ def _settings() -> Settings:
     ctx = click.get_current_context()
     obj = ctx.find_object(Settings)
     return obj if obj is not None else Settings(False, 0, None)
-
-
-# -- output -----------------------------------------------------------------------------------
-
-
-def _plain() -> bool:
-    return not sys.stdout.isatty() or bool(os.environ.get("NO_COLOR"))
-
-
-def say(message: str, *, fg: str | None = None, err: bool = False) -> None:
-    if _plain():
-        stamp = datetime.now().strftime("%H:%M:%S")
-        click.echo(f"{stamp} {message}", err=err)
-    else:
-        click.secho(message, fg=fg, err=err)
-
-
-class ConsoleProgress:
-    """Step n of N, elapsed time, each error and chosen recovery as it happens."""
-
-    def __init__(self, verbosity: int) -> None:
-        self.verbosity = verbosity
-        self.step_started = 0.0
-
-    def __call__(self, event: str, **data: Any) -> None:
-        if self.verbosity < 0 and event not in ("error", "deployment_end"):
-            return
-        if event == "step_start":
-            self.step_started = time.monotonic()
-            say(
-                f"[{data['index']}/{data['total']}] {data['name']}: {data['description']}",
-                fg="cyan",
-            )
-        elif event == "step_skip":
-            say(f"      {data['name']}: already done, skipped", fg="blue")
-        elif event == "step_done":
-            took = time.monotonic() - self.step_started
-            extra = f", {data['attempts']} attempts" if data["attempts"] > 1 else ""
-            say(f"      {data['name']}: done in {took:.1f}s{extra}", fg="green")
-        elif event == "error":
-            say(
-                f"      error in {data['name']}: {data['error_class']}: "
-                f"{data['tail'].splitlines()[-1] if data['tail'] else ''}",
-                fg="red",
-            )
-        elif event == "recovery":
-            say(f"      recovery: {data['strategy']} ({data['why']})", fg="yellow")
-        elif event == "outcome":
-            say(f"      recovery {data['strategy']}: {data['outcome']}", fg="yellow")
-
-    def line(self, stream: str, text: str) -> None:
-        if self.verbosity > 0:
-            click.echo(f"        {text}", err=stream == "stderr")
 
 
 # -- the group ---------------------------------------------------------------------------------
@@ -217,6 +165,7 @@ def _operator(mode: str, progress: ConsoleProgress) -> Any:
         ask_secret=ask_secret if tty else None,
         ask_prompt=ask_prompt if mode == "interactive" else None,
         on_line=progress.line,
+        on_command=progress.on_command,
         progress=progress,
     )
 

@@ -34,6 +34,7 @@ class Operator:
     ask_secret: Callable[[str], str] | None = None
     ask_prompt: PromptAsker | None = None  # interactive mode: unanswered prompts
     on_line: LineSink | None = None
+    on_command: Callable[[str], None] | None = None
     progress: Progress | None = None
 
 
@@ -141,6 +142,7 @@ def run(
                     accept_new_host_keys=request.target.accept_new_host_key
                 ),
                 on_line=operator.on_line,
+                on_command=operator.on_command,
                 ask=operator.ask_prompt if request.mode == "interactive" else None,
                 clock=clock,
                 timeout=config.deployment.command_timeout,

@@ -91,6 +91,7 @@ class Runner:
         *,
         responders: Sequence[Responder] = (),
         on_line: LineSink | None = None,
+        on_command: Callable[[str], None] | None = None,
         ask: PromptAsker | None = None,
         clock: Clock | None = None,
         timeout: float = 300.0,
@@ -101,6 +102,7 @@ class Runner:
         self.connector = connector
         self.responders = list(responders)
         self.on_line = on_line
+        self.on_command = on_command
         self.ask = ask
         self.clock = clock or SystemClock()
         self.timeout = timeout
@@ -131,6 +133,8 @@ class Runner:
         for watcher in watchers:
             watcher.answered = 0
         log.debug("run on %s: %s", self.connector.host, shown)
+        if self.on_command is not None:
+            self.on_command(shown)
         started = self.clock.now()
         process = self.connector.start(text, env=full_env)
         streams: dict[Stream, _StreamState] = {
