@@ -245,6 +245,10 @@ def _wait_for_sshd(port: int, host: ThrowawayHost, process: subprocess.Popen[byt
     raise RuntimeError(f"sshd in the throwaway host did not start: {err.decode()[-1000:]} {log}")
 
 
+#: the only account allowed to log in with a password (tests create it inside the host)
+PASSWORD_USER = "aidpw"
+
+
 @contextlib.contextmanager
 def throwaway_host(tmpfs_size: str = "8g") -> Iterator[ThrowawayHost]:
     """Start a throwaway host for the duration of the block; everything in it goes afterwards."""
@@ -280,6 +284,9 @@ def throwaway_host(tmpfs_size: str = "8g") -> Iterator[ThrowawayHost]:
                     "MaxStartups 64:30:128",
                     "Subsystem sftp internal-sftp",
                     "LogLevel ERROR",
+                    # a user for tests of password logins (created by those tests only)
+                    f"Match User {PASSWORD_USER}",
+                    "    PasswordAuthentication yes",
                     "",
                 ]
             )
