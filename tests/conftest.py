@@ -2,5 +2,29 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
 # each entry is a module of fixtures (real sshd, real PostgreSQL, ...)
 pytest_plugins: list[str] = ["tests.support.sshd", "tests.support.postgres"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """With AIDEPLOY_FAIL_ON_SKIP=1 (scripts/test sets it) a skipped test fails: everything the
+    suite needs (sshd, PostgreSQL, nginx, namespaces) can run on these machines, and a skip
+    would hide a gap."""
+    outcome = yield
+    report = outcome.get_result()
+    if (
+        os.environ.get("AIDEPLOY_FAIL_ON_SKIP") == "1"
+        and report.skipped
+        and not hasattr(report, "wasxfail")
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"skipped, which is not allowed here: {report.longrepr}"
