@@ -40,7 +40,7 @@ from aideploy.engine.result import Result
 from aideploy.knowledge.classes import STRATEGIES, strategies_for
 from aideploy.knowledge.corpus import Example, heldout_examples, load_bundled, train_examples
 from aideploy.knowledge.history import ListHistory
-from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.ranker import Ranker, _train_classifier
 from aideploy.knowledge.rules import GuideTable
 
 MAX_ATTEMPTS = 5
@@ -264,11 +264,20 @@ def classification() -> list[str]:
         ]
     )
     g1 = _mean([float(guide.classify(e.text) == e.error_class) for e in test])
+    # the text classifier alone (trained on train+synthetic only), without any rule
+    classifier = _train_classifier(train_examples(examples))
+    ranked = [
+        sorted(p, key=p.__getitem__, reverse=True)
+        for p in classifier.predict_proba([e.text for e in test])
+    ]
+    c1 = _mean([float(r[0] == e.error_class) for r, e in zip(ranked, test, strict=True)])
+    c3 = _mean([float(e.error_class in r[:3]) for r, e in zip(ranked, test, strict=True)])
     classes = len({e.error_class for e in test})
     return [
         f"held-out classification ({len(test)} real examples, {classes} classes; "
         f"trained on {len(train_examples(examples))} train+synthetic):",
         f"  ranker      top-1 {top1:.3f}  top-3 {top3:.3f}",
+        f"  classifier  top-1 {c1:.3f}  top-3 {c3:.3f} (the text model alone, no rules)",
         f"  guide ten   top-1 {g1:.3f}  top-3 {g1:.3f} (one class per text)",
     ]
 
