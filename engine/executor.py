@@ -118,7 +118,7 @@ class Executor:
     def __post_init__(self) -> None:
         self._proposed: dict[str, Candidate] = {}  # every candidate seen for the current step
         if self.backoff is None:
-            self.backoff = Backoff(base=self.settings.retry_delay, cap=max(60.0, 0.0))
+            self.backoff = Backoff(base=self.settings.retry_delay, cap=60.0)
         if not self.state.steps:
             self.state.steps = [StepState(s.name) for s in self.plan.steps]
         self.state.total_steps = len(self.plan.steps)
