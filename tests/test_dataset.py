@@ -10,63 +10,16 @@ from typing import Any
 
 import pytest
 
+from aideploy.knowledge.classes import ERROR_CLASSES
+from aideploy.knowledge.classes import STRATEGIES as CATALOGUE_STRATEGIES
+
 DATASETS = Path(__file__).resolve().parent.parent / "datasets"
 REAL = DATASETS / "errors.jsonl"
 SYNTHETIC = DATASETS / "synthetic.jsonl"
 
-CLASSES = {
-    "nodejs_conflict",
-    "package_not_found",
-    "permission_denied",
-    "database_connection",
-    "port_in_use",
-    "connection_refused",
-    "disk_full",
-    "dns_failure",
-    "ssl_certificate",
-    "npm_permissions",
-    "apt_lock",
-    "out_of_memory",
-    "ssh_auth",
-    "build_toolchain_missing",
-    "python_env",
-    "node_version",
-    "service_failed",
-    "nginx_config",
-    "django_migration",
-    "django_settings",
-    "git_auth",
-    "network_timeout",
-    "command_not_found",
-    "unknown",
-}
-
-STRATEGIES = {
-    "retry_with_backoff",
-    "apt_update",
-    "wait_for_apt_lock",
-    "dpkg_repair",
-    "nodejs_clean_reinstall",
-    "node_switch_version",
-    "npm_user_prefix",
-    "fix_ownership",
-    "restart_service",
-    "start_service",
-    "free_port",
-    "cleanup_disk",
-    "limit_build_memory",
-    "add_swap",
-    "dns_fallback_resolver",
-    "certbot_retry",
-    "install_build_deps",
-    "install_python_venv",
-    "install_missing_command",
-    "restore_nginx_config",
-    "django_migrate",
-    "django_fix_settings",
-    "database_create_role",
-    "manual_intervention",
-}
+# the contract names of DESIGN.md, kept in one place
+CLASSES = set(ERROR_CLASSES)
+STRATEGIES = set(CATALOGUE_STRATEGIES)
 
 REQUIRED: dict[str, type | tuple[type, ...]] = {
     "id": str,
