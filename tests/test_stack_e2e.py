@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.connectors.ssh import SSHConnector
 from aideploy.engine.plan import BUILTIN_PLANS
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.releases import list_releases, rollback
@@ -256,19 +255,7 @@ def _live(host: ThrowawayHost) -> str:
 
 
 def _runner(host: ThrowawayHost) -> Iterator[Runner]:
-    connector = SSHConnector(
-        host.host,
-        port=host.port,
-        username="root",
-        key_filename=host.key_file,
-        known_hosts=host.known_hosts,
-        ssh_config=None,
-        use_agent=False,
-        look_for_keys=False,
-        connect_retries=0,
-        connect_timeout=5.0,
-    )
-    with connector:
+    with host.connector() as connector:
         yield Runner(connector)
 
 

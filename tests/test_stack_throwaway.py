@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.connectors.ssh import SSHConnector
 from tests.support.throwaway import (
     available,
     free_port,
@@ -51,19 +50,7 @@ def test_writes_stay_inside_and_processes_die_with_it() -> None:
 def test_root_logs_in_over_ssh_and_sees_the_overlay() -> None:
     with throwaway_host() as host:
         host.run("mkdir -p /opt/probe && echo over-ssh > /opt/probe/file", check=True)
-        connector = SSHConnector(
-            host.host,
-            port=host.port,
-            username="root",
-            key_filename=host.key_file,
-            known_hosts=host.known_hosts,
-            ssh_config=None,
-            use_agent=False,
-            look_for_keys=False,
-            connect_retries=0,
-            connect_timeout=5.0,
-        )
-        with connector:
+        with host.connector() as connector:
             code, output = connector.run_quiet("id -u; cat /opt/probe/file; echo $$")
         assert code == 0
         lines = output.decode().split()

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.engine.connectors.ssh import SSHConnector
+
 SSHD = "/usr/sbin/sshd"
 INSIDE_DIR = "/etc/aideploy-throwaway"
 
@@ -114,6 +116,21 @@ class ThrowawayHost:
     user: str = "root"
     pid: int = 0  # PID 1 of the namespace, as the real machine sees it
     _unshare: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def connector(self) -> SSHConnector:
+        """An SSHConnector logging in as root with the host's key (no agent, no ~/.ssh)."""
+        return SSHConnector(
+            self.host,
+            port=self.port,
+            username=self.user,
+            key_filename=self.key_file,
+            known_hosts=self.known_hosts,
+            ssh_config=None,
+            use_agent=False,
+            look_for_keys=False,
+            connect_retries=0,
+            connect_timeout=5.0,
+        )
 
     @property
     def root(self) -> Path:
