@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,11 +12,24 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+BUILD_IGNORE = (
+    ".git",
+    ".venv",
+    ".typecheck",
+    ".*_cache",
+    "build",
+    "*.egg-info",
+    "node_modules",
+    "__pycache__",
+)
 
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Build from a copy: setuptools writes build/ and *.egg-info next to the sources it builds.
+    source = tmp_path_factory.mktemp("source") / "aideploy"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*BUILD_IGNORE))
     subprocess.run(
         [
             sys.executable,
@@ -27,7 +41,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(out),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
