@@ -9,6 +9,9 @@ Sections (each a list of rows):
 - ``best_strategy``: per error class, the strategy with the best weighted success rate;
 - ``first_try``: per week, the fraction of failures (a signature in a deployment) whose FIRST
   recovery attempt recovered: the learning curve.
+- ``first_try_by_encounter``: per error class, the strategies tried and the first-try rate of its
+  failures at their 1st, 2nd and 3rd-or-later encounter (the nth deployment that met that
+  signature): whether a failure seen before is recovered at once.
 
 Success rates are weighted (an imported outcome counts with its weight) and leave out skipped
 attempts; mean time to recovery is the mean duration of the attempts that recovered.
@@ -53,7 +56,11 @@ SECTIONS: dict[str, str] = {
     "strategies": "Strategies",
     "best_strategy": "Best strategy per error class",
     "first_try": "First-try recovery rate per week (the learning curve)",
+    "first_try_by_encounter": "First-try recovery rate by encounter of a signature",
 }
+
+#: encounter buckets of ``first_try_by_encounter``: key prefix, lowest encounter number
+ENCOUNTERS: tuple[tuple[str, int], ...] = (("1st", 1), ("2nd", 2), ("3rd_plus", 3))
 
 _A = ATTEMPTS.c
 _S = SIGNATURES.c
@@ -265,8 +272,13 @@ def _strategies(stats: list[StrategyStats]) -> list[dict[str, Any]]:
     ]
 
 
+def _class_of(conn: Connection) -> dict[int, str]:
+    """Every signature id's error class."""
+    return {sid: cls for sid, cls in conn.execute(select(_S.id, _S.error_class))}
+
+
 def _best(conn: Connection, pairs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    classes: dict[int, str] = {sid: cls for sid, cls in conn.execute(select(_S.id, _S.error_class))}
+    classes = _class_of(conn)
     tallies: dict[tuple[str, str], _Tally] = {}
     for row in pairs:
         cls = classes.get(row[0])
@@ -309,14 +321,9 @@ def _day(conn: Connection, column: Any) -> ColumnElement[Any]:
     return func.substr(column, 1, 10)
 
 
-def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
-    """Per week: the failures' first (not skipped) attempts, and how many of them recovered.
-
-    A failure is a signature in a deployment; its first attempt is the one with no earlier
-    attempt on the same signature in the same deployment (among the filtered attempts). The
-    anti-join is answered from the (deployment_id, signature_id, id, ...) index; rows are summed
-    per day first, then the few day rows per week.
-    """
+def _first_attempt(f: Filters) -> Any:
+    """The condition "no earlier (not skipped, filtered) attempt on the same signature in the
+    same deployment": the attempt is a failure's first."""
     earlier = ATTEMPTS.alias("earlier")
     e = earlier.c
     before = select(e.id).where(
@@ -327,6 +334,17 @@ def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     )
     if f.since is not None:
         before = before.where(e.at >= f.since)
+    return ~exists(before)
+
+
+def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
+    """Per week: the failures' first (not skipped) attempts, and how many of them recovered.
+
+    A failure is a signature in a deployment; its first attempt is the one with no earlier
+    attempt on the same signature in the same deployment (among the filtered attempts). The
+    anti-join is answered from the (deployment_id, signature_id, id, ...) index; rows are summed
+    per day first, then the few day rows per week.
+    """
     day = _day(conn, _A.at).label("day")
     per_day = (
         _attempt_filters(
@@ -338,7 +356,7 @@ def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
             ).select_from(ATTEMPTS),
             f,
         )
-        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", ~exists(before))
+        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
         .group_by(day)
         .subquery()
     )
@@ -352,6 +370,71 @@ def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
         {"week": w, "failures": int(n), "first_try_rate": _rate(rec, weight)}
         for w, n, weight, rec in conn.execute(query)
     ]
+
+
+def _by_encounter(
+    conn: Connection, f: Filters, pairs: list[tuple[Any, ...]]
+) -> list[dict[str, Any]]:
+    """Per error class: strategies tried, and the first-try rate per encounter bucket.
+
+    The failures are those of ``first_try`` (one per signature and deployment, its first not
+    skipped attempt); a failure's encounter is its rank among the failures of the same signature,
+    by first attempt id (the nth deployment that met the signature, within the filters). Rates
+    are weighted like the other sections.
+    """
+    encounter = (
+        func.row_number().over(partition_by=_A.signature_id, order_by=_A.id).label("encounter")
+    )
+    failures = (
+        _attempt_filters(
+            select(
+                _S.error_class.label("cls"),
+                encounter,
+                _A.weight.label("w"),
+                case((_A.outcome == "recovered", _A.weight), else_=0.0).label("rec"),
+            ).select_from(ATTEMPTS.join(SIGNATURES)),
+            f,
+        )
+        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
+        .subquery()
+    )
+    c = failures.c
+    bucket = case(*((c.encounter == n, n) for _, n in ENCOUNTERS[:-1]), else_=ENCOUNTERS[-1][1])
+    query = select(c.cls, bucket, func.count(), func.sum(c.w), func.sum(c.rec)).group_by(
+        c.cls, bucket
+    )
+    counts: dict[str, dict[int, tuple[int, float | None]]] = {}
+    for cls, n, count, weight, rec in conn.execute(query):
+        counts.setdefault(cls, {})[int(n)] = (int(count), _rate(rec, weight))
+    tried = _tried(conn, pairs)
+    rows = []
+    for cls in sorted(counts):
+        row: dict[str, Any] = {
+            "error_class": cls,
+            "strategies_tried": ", ".join(tried.get(cls, [])),
+        }
+        for key, n in ENCOUNTERS:
+            count, rate = counts[cls].get(n, (0, None))
+            row[f"{key}_failures"] = count
+            row[f"{key}_rate"] = rate
+        rows.append(row)
+    return rows
+
+
+def _tried(conn: Connection, pairs: list[tuple[Any, ...]]) -> dict[str, list[str]]:
+    """Per error class, the strategies with a decided (not skipped) attempt, most tried first."""
+    classes = _class_of(conn)
+    attempts: dict[str, dict[str, int]] = {}
+    for row in pairs:
+        cls = classes.get(row[0])
+        if cls is None or not row[4]:
+            continue
+        per = attempts.setdefault(cls, {})
+        per[row[1]] = per.get(row[1], 0) + int(row[2])
+    return {
+        cls: [s for s, _ in sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))]
+        for cls, per in attempts.items()
+    }
 
 
 def build_report(
@@ -368,6 +451,7 @@ def build_report(
         report.sections["strategies"] = _strategies(_strategy_stats(pairs))
         report.sections["best_strategy"] = _best(conn, pairs)
         report.sections["first_try"] = _first_try(conn, f)
+        report.sections["first_try_by_encounter"] = _by_encounter(conn, f, pairs)
     return report
 
 

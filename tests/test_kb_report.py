@@ -182,7 +182,39 @@ def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
         "strategies": strategies,
         "best_strategy": [best[c] for c in sorted(best)],
         "first_try": first_try,
+        "first_try_by_encounter": _by_encounter(rows, list(firsts.values())),
     }
+
+
+def _by_encounter(rows: list[dict[str, Any]], firsts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per class: strategies with a not skipped attempt (most attempts first, then by name), and
+    per encounter bucket the failures and the weighted first-try rate; a failure's encounter is
+    1 + the failures of the same signature whose first attempt came earlier."""
+    seen: dict[int, int] = defaultdict(int)
+    buckets: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in sorted(firsts, key=lambda r: r["id"]):
+        seen[r["signature_id"]] += 1
+        n = seen[r["signature_id"]]
+        buckets[r["error_class"]]["1st" if n == 1 else "2nd" if n == 2 else "3rd_plus"].append(r)
+    tried: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    decided: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        if r["outcome"] != "skipped":
+            decided[r["error_class"]].add(r["strategy"])
+        tried[r["error_class"]][r["strategy"]] += 1
+    out = []
+    for cls in sorted(buckets):
+        names = sorted(decided[cls], key=lambda s: (-tried[cls][s], s))
+        row: dict[str, Any] = {"error_class": cls, "strategies_tried": ", ".join(names)}
+        for key in ("1st", "2nd", "3rd_plus"):
+            group = buckets[cls][key]
+            row[f"{key}_failures"] = len(group)
+            row[f"{key}_rate"] = _rate(
+                sum(r["weight"] for r in group if r["outcome"] == "recovered"),
+                sum(r["weight"] for r in group),
+            )
+        out.append(row)
+    return out
 
 
 def _same(actual: list[dict[str, Any]], expected: list[dict[str, Any]]) -> None:
@@ -213,7 +245,9 @@ def test_report_sections_match_their_definitions(kb_url: str, filters: Filters) 
         report = build_report(kb, filters)
         expected = _expected(rows, filters)
         assert report.sections["first_try"], "the data set must give a learning curve"
-        for name in ("strategies", "best_strategy", "first_try"):
+        by_encounter = report.sections["first_try_by_encounter"]
+        assert all(r["3rd_plus_failures"] for r in by_encounter), "every bucket must be filled"
+        for name in ("strategies", "best_strategy", "first_try", "first_try_by_encounter"):
             _same(report.sections[name], expected[name])
         with kb.reading() as conn:
             table = strategy_table(conn, filters)
