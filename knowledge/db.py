@@ -7,11 +7,17 @@ SQLite is set up for several processes writing one file: WAL journal, a 30 s bus
 keys on, and write transactions that start with ``BEGIN IMMEDIATE`` so two writers queue up instead
 of failing with "database is locked" when one upgrades its read lock. Read-only work asks for a
 plain ``BEGIN`` with ``connection.execution_options(kb_read_only=True)``.
+
+Opening a KB that is already at the newest revision (the common case: every CLI call) costs one
+query: the revision stored in ``alembic_version`` is compared with the head revision read once from
+the packaged revision files. Alembic itself is loaded only when the two differ, to migrate.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,29 +99,81 @@ def make_engine(url: URL) -> Engine:
         raise KnowledgeBaseError(f"cannot open knowledge base {safe_url(url)}: {exc}") from exc
 
 
-def _alembic_config(connection: Connection | None) -> Any:
-    from alembic.config import Config
-
-    here = Path(__file__).resolve().parent
+def _script_location() -> str:
     try:
         from importlib.resources import files
 
-        script_location = str(files("aideploy.migrations"))
+        return str(files("aideploy.migrations"))
     except (ModuleNotFoundError, TypeError):  # pragma: no cover - source checkout without install
-        script_location = str(here.parent / "migrations")
+        return str(Path(__file__).resolve().parent.parent / "migrations")
+
+
+def _alembic_config(connection: Connection | None) -> Any:
+    from alembic.config import Config
+
     config = Config()
-    config.set_main_option("script_location", script_location)
+    config.set_main_option("script_location", _script_location())
     config.attributes["connection"] = connection
     return config
 
 
+#: ``revision = "0003"`` / ``down_revision: str | None = "0002"`` at the start of a line
+_REVISION_LINE = re.compile(
+    r"""^(?P<down>down_)?revision\s*(?::[^=\n]*)?=\s*(?:None|(?P<q>["'])(?P<id>[^"'\n]*)(?P=q))\s*$""",
+    re.MULTILINE,
+)
+
+
+@functools.cache
 def head_revision() -> str:
-    """The newest schema revision this version of aideploy knows."""
+    """The newest schema revision this version of aideploy knows.
+
+    Read once per process from the packaged revision files (their ``revision`` and
+    ``down_revision`` lines), without loading Alembic; anything unusual (several heads, a file
+    that does not say its revision plainly) is left to Alembic's own reading. A test holds the two
+    equal.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    try:
+        for path in sorted(Path(_script_location(), "versions").glob("*.py")):
+            if path.name.startswith("_"):
+                continue
+            found = {m["down"] or "": m["id"] for m in _REVISION_LINE.finditer(path.read_text())}
+            if not found.get(""):
+                return _alembic_head_revision()
+            revisions.add(found[""])
+            if found.get("down_"):
+                parents.add(found["down_"])
+    except OSError:  # pragma: no cover - a zipped install: let Alembic find its way
+        return _alembic_head_revision()
+    heads = revisions - parents
+    if len(heads) != 1:
+        return _alembic_head_revision()
+    return heads.pop()
+
+
+def _alembic_head_revision() -> str:
+    """The head revision as Alembic computes it (loads Alembic and every revision module)."""
     from alembic.script import ScriptDirectory
 
-    config = _alembic_config(None)
-    head = ScriptDirectory.from_config(config).get_current_head()
+    head = ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
     return head or ""
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the database's stored revision is the head revision (False: empty or older).
+
+    One plain query on ``alembic_version``, no Alembic: this is the check every open makes.
+    """
+    head = head_revision()
+    try:
+        with engine.connect() as conn:
+            conn = conn.execution_options(kb_read_only=True)
+            rows = conn.execute(text("SELECT version_num FROM alembic_version")).all()
+    except SQLAlchemyError:
+        return False  # no alembic_version table yet: a new database
+    return [r[0] for r in rows] == [head]
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -134,10 +192,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     ``BEGIN IMMEDIATE``, a PostgreSQL advisory lock), so processes opening a new KB at the same
     time do not race to create the same tables.
     """
+    if revision == "head" and at_head(engine):
+        return
     from alembic import command
 
-    if revision == "head" and current_revision(engine) == head_revision():
-        return
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_MIGRATION_LOCK})

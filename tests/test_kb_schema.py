@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from aideploy.knowledge.db import current_revision, head_revision, make_engine, resolve_url, upgrade
+from aideploy.knowledge.db import (
+    at_head,
+    current_revision,
+    head_revision,
+    make_engine,
+    resolve_url,
+    upgrade,
+)
 from aideploy.knowledge.models import Base
 from aideploy.knowledge.store import KnowledgeBase
 
@@ -85,3 +95,39 @@ def test_revision_1_database_upgrades_with_its_data(kb_url: str) -> None:
         assert len({k for k, _ in keys}) == 2 and all(k for k, _ in keys)
         assert {o for _, o in keys} == {"local"}
         assert current_revision(kb.engine) == head_revision()
+
+
+def test_head_revision_read_from_the_files_is_alembics() -> None:
+    from aideploy.knowledge.db import _alembic_head_revision
+
+    assert head_revision() == _alembic_head_revision() != ""
+
+
+def test_at_head_only_when_the_stored_revision_is_the_head(kb_url: str) -> None:
+    engine = make_engine(resolve_url(kb_url))
+    try:
+        assert not at_head(engine)  # empty: no alembic_version table
+        upgrade(engine, "0002")
+        assert not at_head(engine)
+        upgrade(engine)
+        assert at_head(engine)
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_opening_a_kb_at_head_does_not_load_alembic(tmp_path: Path) -> None:
+    path = tmp_path / "kb.db"
+    with KnowledgeBase.open(path) as kb:
+        kb.start_deployment("d1", "prod", "web1", "default")
+    probe = (
+        "import sys\n"
+        "from aideploy.knowledge.store import KnowledgeBase\n"
+        "with KnowledgeBase.open(sys.argv[1]) as kb:\n"
+        "    assert kb.counts()['deployments'] == 1\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
