@@ -12,10 +12,11 @@ from typing import Any
 from aideploy.engine import audit, metrics, notify
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.config import Config
-from aideploy.engine.errors import ConfigError
+from aideploy.engine.connectors.base import Connector
+from aideploy.engine.errors import ConfigError, StepFailed
 from aideploy.engine.executor import Executor, Progress, Recorder
 from aideploy.engine.logs import DeploymentLog
-from aideploy.engine.plan import Plan, load_plan, with_env
+from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
 from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
 from aideploy.engine.redact import register_secret
 from aideploy.engine.responders import default_responders
@@ -36,6 +37,8 @@ class Operator:
     on_line: LineSink | None = None
     on_command: Callable[[str], None] | None = None
     progress: Progress | None = None
+    #: wraps the target's connector before use (e.g. to record what runs, for a benchmark)
+    wrap_connector: Callable[[Connector], Connector] | None = None
 
 
 @dataclass
@@ -125,6 +128,8 @@ def run(
     advisor = LazyAdvisor(lambda: build_advisor(config, knowledge))
     recorder: Recorder | None = knowledge if config.ai_features.learn_from_failures else None
     connector = build_connector(request.target, ask_secret=operator.ask_secret)
+    if operator.wrap_connector is not None:
+        connector = operator.wrap_connector(connector)
     target = request.target.describe()
     resumed = state.status is not DeploymentStatus.PENDING
     notifier = notify.Notifier(config.notifications)
@@ -147,6 +152,11 @@ def run(
                 clock=clock,
                 timeout=config.deployment.command_timeout,
             )
+            context = {
+                "host": request.target.hostname,
+                "plan": plan.name,
+                "keep_releases": str(config.deployment.keep_releases),
+            }
             executor = Executor(
                 plan=plan,
                 connector=connector,
@@ -159,13 +169,17 @@ def run(
                 approve=operator.approve,
                 recorder=recorder,
                 progress=operator.progress or (lambda event, **data: None),
-                context={
-                    "host": request.target.hostname,
-                    "plan": plan.name,
-                    "keep_releases": str(config.deployment.keep_releases),
-                },
+                context=context,
             )
-            return executor.run()
+            ctx = StepContext(runner, connector, plan.env, state.deployment_id, dict(context))
+            if resumed and plan.on_resume is not None:
+                _before_resume(plan, ctx)
+            try:
+                return executor.run()
+            except StepFailed:
+                if state.status is DeploymentStatus.FAILED and plan.on_failed is not None:
+                    _after_failure(plan, ctx)
+                raise
         finally:
             if runner is not None:
                 try:
@@ -188,6 +202,28 @@ def run(
             log.info(
                 "deployment %s finished in %.1fs", state.deployment_id, time.monotonic() - started
             )
+
+
+def _before_resume(plan: Plan, ctx: StepContext) -> None:
+    """The plan's resume hook (the stack plan takes its deploy lock back). A failing result (or
+    an error it raises) refuses the resume and leaves the deployment as it was."""
+    assert plan.on_resume is not None
+    result = plan.on_resume(ctx)
+    if result is not None and not result.ok:
+        raise StepFailed(f"cannot resume {ctx.deployment_id}: {result.tail(3)}")
+
+
+def _after_failure(plan: Plan, ctx: StepContext) -> None:
+    """The plan's failure hook (the stack plan releases its deploy lock). Best effort: the
+    connection may be gone, and the deployment's own failure is what gets reported."""
+    assert plan.on_failed is not None
+    try:
+        result = plan.on_failed(ctx)
+    except Exception as exc:
+        log.warning("after the failure, %s could not clean up: %s", plan.name, exc)
+        return
+    if result is not None and not result.ok:
+        log.warning("after the failure, %s could not clean up: %s", plan.name, result.tail(2))
 
 
 def _strategies(config: Config) -> dict[str, Any]:

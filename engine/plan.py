@@ -7,6 +7,7 @@ pasted into the command text, so no value can change what the shell runs.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import tomllib
@@ -60,12 +61,24 @@ class Step:
             raise ConfigError(f"step {self.name!r}: needs commands or work")
 
 
+Hook = Callable[[StepContext], "Result | None"]
+
+
 @dataclass(frozen=True)
 class Plan:
+    """Steps in order, their shared environment, and two optional hooks.
+
+    ``on_resume`` runs before a resumed deployment continues (a failing result stops the resume);
+    ``on_failed`` runs once when a deployment ends FAILED (not when it pauses for a person), to
+    give back what the plan holds on the target. Both get the context the steps get.
+    """
+
     name: str
     steps: tuple[Step, ...]
     env: Mapping[str, str] = field(default_factory=dict)
     description: str = ""
+    on_resume: Hook | None = None
+    on_failed: Hook | None = None
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
@@ -88,7 +101,7 @@ def check_env(key: str, value: str, where: str) -> None:
 def with_env(plan: Plan, extra: Mapping[str, str]) -> Plan:
     for key, value in extra.items():
         check_env(key, value, "--set")
-    return Plan(plan.name, plan.steps, {**plan.env, **extra}, plan.description)
+    return dataclasses.replace(plan, env={**plan.env, **extra})
 
 
 # -- loading --------------------------------------------------------------------------------

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import ssl
+import re
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,14 @@ import pytest
 from aideploy.engine.plan import BUILTIN_PLANS
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.releases import list_releases, rollback
-from tests.support.throwaway import ThrowawayHost, available, free_port, throwaway
+from tests.support.throwaway import (
+    AppRepo,
+    ThrowawayHost,
+    available,
+    free_port,
+    http_get,
+    throwaway,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,56 +39,15 @@ __all__ = ["throwaway"]  # the fixture
 SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
 REPO_INSIDE = "/srv/git/sampleapp.git"
 LOCK = "/var/lock/aideploy-sampleapp.lock"
+DOMAIN = "sampleapp.test"
 PLAN = "stack" if "stack" in BUILTIN_PLANS else "aideploy.steps.stack.plan:plan"
-
-
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=aideploy tests", "-c", "user.email=tests@aideploy.invalid", *args],
-        cwd=cwd,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
-
-
-def make_repo(host: ThrowawayHost, work: Path) -> Path:
-    """A bare repo inside the host holding the sample app on ``main``; returns the work tree."""
-    tree = work / "sampleapp"
-    shutil.copytree(
-        SAMPLEAPP, tree, ignore=shutil.ignore_patterns("node_modules", "dist", "__pycache__")
-    )
-    _git("init", "-q", "-b", "main", cwd=tree)
-    _git("add", "-A", cwd=tree)
-    _git("commit", "-q", "-m", "sample app", cwd=tree)
-    _git("clone", "-q", "--bare", str(tree), str(work / "bare.git"), cwd=work)
-    publish(host, work)
-    return tree
-
-
-def publish(host: ThrowawayHost, work: Path) -> None:
-    """Copy the bare repo (objects and refs) into the host."""
-    inside = host.path(REPO_INSIDE)
-    inside.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(work / "bare.git", inside, dirs_exist_ok=True)
-
-
-def commit(host: ThrowawayHost, work: Path, message: str, files: dict[str, str]) -> str:
-    """Commit ``files`` (path relative to the app -> content) on main and publish it."""
-    tree = work / "sampleapp"
-    for name, content in files.items():
-        (tree / name).write_text(content)
-    _git("add", "-A", cwd=tree)
-    _git("commit", "-q", "--allow-empty", "-m", message, cwd=tree)
-    _git("push", "-q", str(work / "bare.git"), "main", cwd=tree)
-    publish(host, work)
-    return _git("rev-parse", "HEAD", cwd=tree)
 
 
 class Deployer:
     def __init__(self, host: ThrowawayHost, work: Path) -> None:
         self.host = host
         self.work = work
+        self.repo = AppRepo.create(host, SAMPLEAPP, work, REPO_INSIDE)
         self.http_port = free_port()
         self.https_port = free_port()
         self.db_port = free_port()
@@ -105,7 +69,7 @@ class Deployer:
             "HTTP_PORT": str(self.http_port),
             "HTTPS_PORT": str(self.https_port),
             "DB_PORT": str(self.db_port),
-            "DOMAIN": "sampleapp.test",
+            "DOMAIN": DOMAIN,
         }
         out = []
         for key, value in values.items():
@@ -127,24 +91,12 @@ class Deployer:
         self, command: str, *args: str, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """An aideploy command against the throwaway host (deploy, rollback...)."""
+        return self.aideploy(command, *self.host.ssh_options(), *args, timeout=timeout)
+
+    def aideploy(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """``aideploy ARGS`` with this module's configuration, state and logs."""
         return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "aideploy",
-                "--config",
-                str(self.config),
-                command,
-                "--server",
-                "127.0.0.1",
-                "--port",
-                str(self.host.port),
-                "--user",
-                "root",
-                "--key-file",
-                str(self.host.key_file),
-                *args,
-            ],
+            [sys.executable, "-m", "aideploy", "--config", str(self.config), *args],
             capture_output=True,
             text=True,
             cwd=self.work,
@@ -154,13 +106,15 @@ class Deployer:
         )
 
     def get(self, path: str, *, tls: bool = False) -> tuple[int, bytes]:
-        scheme, port = ("https", self.https_port) if tls else ("http", self.http_port)
-        request = urllib.request.Request(
-            f"{scheme}://127.0.0.1:{port}{path}", headers={"Host": "sampleapp.test"}
+        if not tls:
+            return http_get(f"http://127.0.0.1:{self.http_port}{path}", host_header=DOMAIN)
+        certificate = self.host.read("/etc/aideploy/sampleapp/tls/fullchain.pem")
+        assert certificate, "no certificate on the host"
+        return http_get(
+            f"https://127.0.0.1:{self.https_port}{path}",
+            host_header=DOMAIN,
+            certificate=certificate,
         )
-        context = ssl._create_unverified_context() if tls else None  # self-signed on purpose
-        with urllib.request.urlopen(request, timeout=10, context=context) as response:
-            return response.status, response.read()
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +122,6 @@ def deployed(
     throwaway: ThrowawayHost, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Deployer, subprocess.CompletedProcess[str], float]]:
     work = tmp_path_factory.mktemp("stack-e2e")
-    make_repo(throwaway, work)
     deployer = Deployer(throwaway, work)
     started = time.monotonic()
     first = deployer.deploy()
@@ -298,11 +251,11 @@ def test_new_release_rollback_with_database_and_broken_release(
 ) -> None:
     deployer, first, _ = deployed
     assert first.returncode == 0, _explain(first)
-    host, work = deployer.host, deployer.work
+    host = deployer.host
     v1 = _live(host)
     _psql(host, deployer, "INSERT INTO notes_note (text, created) VALUES ('before v2', now())")
 
-    commit(host, work, "seed a note", {"backend/notes/migrations/0002_seed.py": SEED_MIGRATION})
+    deployer.repo.commit("seed a note", {"backend/notes/migrations/0002_seed.py": SEED_MIGRATION})
     v2_deploy = deployer.deploy()
     assert v2_deploy.returncode == 0, _explain(v2_deploy)
     v2 = _live(host)
@@ -327,7 +280,7 @@ def test_new_release_rollback_with_database_and_broken_release(
         '"""200 when', 'raise RuntimeError("broken on purpose")\n    """200 when'
     )
     assert broken_views != views
-    commit(host, work, "break the health check", {"backend/notes/views.py": broken_views})
+    deployer.repo.commit("break the health check", {"backend/notes/views.py": broken_views})
     broken = deployer.deploy()
     assert broken.returncode != 0
     assert "failed its health check" in broken.stdout + broken.stderr
@@ -350,33 +303,56 @@ def test_new_release_rollback_with_database_and_broken_release(
 
 
 @pytest.mark.timeout(600)
-def test_failed_nginx_test_keeps_the_old_site_and_a_stale_lock_is_broken_explicitly(
+def test_failed_deploy_keeps_the_old_site_and_releases_the_lock_a_resume_takes_it_back(
     deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
 ) -> None:
     deployer, first, _ = deployed
     assert first.returncode == 0, _explain(first)
     host = deployer.host
     views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
-    commit(host, deployer.work, "a working app", {"backend/notes/views.py": views})
+    deployer.repo.commit("a working app", {"backend/notes/views.py": views})
     site = "/etc/nginx/sites-available/aideploy-sampleapp"
     before = host.path(site).read_text()
     host.run("echo 'this is not nginx syntax' > /etc/nginx/conf.d/broken.conf", check=True)
     # a new domain makes the site change, so nginx -t runs (and fails on the broken file)
     failed = deployer.deploy("--set", "DOMAIN=other.test")
-    assert failed.returncode != 0
+    assert failed.returncode == 4, _explain(failed)
     output = failed.stdout + failed.stderr
     assert "setup_webserver" in output and "configuration test failed" in output
     assert host.path(site).read_text() == before  # the previous site is back
     assert deployer.get("/api/health/")[0] == 200  # and nginx still serves it
 
-    # the failed deployment (dead now) still holds the lock: a new deploy is refused ...
-    held = host.read(LOCK)
-    assert held is not None
-    owner = json.loads(held)
+    # the deployment ended FAILED in step 9: its lock is given back, not left for a person
+    assert not host.exists(LOCK)
+    found = re.search(r"aideploy resume (\S+)", output)
+    assert found, output
+    failed_id = found.group(1)
     host.run("rm /etc/nginx/conf.d/broken.conf", check=True)
-    refused = deployer.deploy()
-    assert refused.returncode != 0 and "deploy lock held" in refused.stdout + refused.stderr
-    # ... until it is broken by naming that deployment
-    fixed = deployer.deploy("--set", f"BREAK_LOCK={owner['deployment_id']}")
-    assert fixed.returncode == 0, _explain(fixed)
+
+    # its resume takes the lock again: refused (exit 6) while another deployment holds it ...
+    other = '{"deployment_id": "20990101-000000-fedcba", "who": "someone", "since": "now"}'
+    host.run(f"printf '%s\\n' '{other}' > {LOCK}", check=True)
+    refused = deployer.aideploy("resume", failed_id)
+    assert refused.returncode == 6, _explain(refused)
+    assert "deploy lock held" in refused.stderr and "20990101-000000-fedcba" in refused.stderr
+    assert json.loads(host.read(LOCK) or "{}")["deployment_id"] == "20990101-000000-fedcba"
+    status = deployer.aideploy("status", failed_id)
+    assert f"deployment {failed_id}: failed" in status.stdout, status.stdout
+    assert "step 9/11" in status.stdout  # unchanged by the refused resume
+
+    # ... and continues at step 9 once it is free, releasing the lock at the end
+    host.run(f"rm {LOCK}", check=True)
+    resumed = deployer.aideploy("resume", failed_id, timeout=900)
+    assert resumed.returncode == 0, _explain(resumed)
+    assert f"Resuming {failed_id} at step 9/11" in resumed.stdout
+    assert not host.exists(LOCK)
+    assert "server_name other.test" in host.path(site).read_text()
+    health = http_get(
+        f"http://127.0.0.1:{deployer.http_port}/api/health/", host_header="other.test"
+    )
+    assert health[0] == 200
+
+    # nothing is left behind that refuses the next deploy
+    again = deployer.deploy()
+    assert again.returncode == 0, _explain(again)
     assert deployer.get("/")[0] == 200

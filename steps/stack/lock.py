@@ -3,7 +3,12 @@
 ``/var/lock/aideploy-$APP_NAME.lock`` holds who took it, from where, when and for which
 deployment. A second deployment is refused with that information; the same deployment (a resume)
 keeps its lock. A lock left by a dead deployment is broken explicitly, by naming its deployment id
-(``--set BREAK_LOCK=<id>`` on the next deploy, or :func:`break_lock`). The last step releases it.
+(``--set BREAK_LOCK=<id>`` on the next deploy, or :func:`break_lock`).
+
+The last step releases it, whatever its outcome; a deployment that ends FAILED earlier releases
+it too (:func:`release_after_failure`, the plan's ``on_failed`` hook), and takes it back when it is
+resumed (:func:`retake`, ``on_resume``). A deployment PAUSED for manual intervention keeps it: it
+is waiting for a person, and its resume continues under it.
 """
 
 from __future__ import annotations
@@ -12,10 +17,11 @@ import getpass
 import json
 import socket
 
+from aideploy.engine.errors import ConfigError, LockError
 from aideploy.engine.plan import StepContext
 from aideploy.engine.result import Result
 from aideploy.engine.runner import Runner
-from aideploy.steps.stack.common import run
+from aideploy.steps.stack.common import run, validate
 
 ACQUIRE = r"""
 mkdir -p "$(dirname "$LOCK")"
@@ -67,6 +73,28 @@ def acquire(ctx: StepContext) -> Result:
 
 def release(ctx: StepContext) -> Result:
     return run(ctx, RELEASE, timeout=30)
+
+
+def release_after_failure(ctx: StepContext) -> Result | None:
+    """Give the lock back when the deployment ended FAILED (only if it is this deployment's)."""
+    try:
+        validate(ctx.env)
+    except ConfigError:
+        return None  # failed on its settings: it never took the lock
+    return release(ctx)
+
+
+def retake(ctx: StepContext) -> Result | None:
+    """Before a resume: take the lock again, or keep it if it is still ours. Another deployment
+    holding it refuses the resume (LockError, exit code 6)."""
+    try:
+        validate(ctx.env)
+    except ConfigError:
+        return None  # the first step fails on them again, before any lock matters
+    result = acquire(ctx)
+    if not result.ok and "deploy lock held" in result.stderr:
+        raise LockError(f"cannot resume {ctx.deployment_id}: {result.stderr.strip()}")
+    return result
 
 
 def holder(runner: Runner, app_name: str) -> dict[str, str] | None:

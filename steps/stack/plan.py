@@ -10,6 +10,7 @@ from aideploy.steps.stack import (
     final_verification,
     handle_nodejs_conflicts,
     install_dependencies,
+    lock,
     setup_authentication,
     setup_database,
     setup_services,
@@ -40,4 +41,6 @@ def plan() -> Plan:
         "into $APP_ROOT/releases/<id>, switching $APP_ROOT/current after verification.",
         env=dict(DEFAULTS),
         steps=tuple(module.step() for module in STEPS),
+        on_resume=lock.retake,
+        on_failed=lock.release_after_failure,
     )

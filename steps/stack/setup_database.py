@@ -76,6 +76,8 @@ SQL
 tmp="$SHARED/.app.env.new"
 (umask 077; render_app_env > "$tmp")
 chown "$DEPLOY_USER:" "$tmp"
+# a running gunicorn read the old settings: setup_services restarts it when this flag is there
+cmp -s "$tmp" "$SHARED/app.env" || touch "$SHARED/.app.env.changed"
 install_file "$tmp" "$SHARED/app.env" 600
 echo "database $DB_NAME and role $DB_USER ready on port $DB_PORT"
 """

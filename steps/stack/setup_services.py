@@ -12,6 +12,10 @@ Both cases go through one control script, ``/usr/local/sbin/aideploy-$APP_NAME``
 
 ``candidate`` starts the given release on a second socket, checks ``/api/health/`` and stops it:
 the last step uses it to verify a release before ``current`` points at it.
+
+The live gunicorn is restarted when the control script or unit changed, or when setup_database
+rewrote ``shared/app.env`` (``shared/.app.env.changed``): a new DOMAIN reaches ``ALLOWED_HOSTS``
+even when no new release is deployed.
 """
 
 from __future__ import annotations
@@ -130,10 +134,12 @@ if has_systemd; then
   [ "$(sha256sum < "/etc/systemd/system/aideploy-$APP_NAME.service" | cut -d' ' -f1)" = "$UNIT_SHA" ]
 fi
 [ ! -e "$APP_ROOT/current" ] || "$CTL" status
+[ ! -e "$SHARED/.app.env.changed" ]
 """
 
 WORK = r"""
 changed=""
+[ ! -e "$SHARED/.app.env.changed" ] || changed=1
 cmp -s "$CONF/ctl.new" "$CTL" || changed=1
 install_file "$CONF/ctl.new" "$CTL" 755
 if has_systemd; then
@@ -151,6 +157,7 @@ if [ -e "$APP_ROOT/current" ]; then
 else
   echo "no release live yet: gunicorn starts when the first release is switched in"
 fi
+rm -f "$SHARED/.app.env.changed"
 """
 
 
