@@ -638,6 +638,15 @@ def _register_ops() -> None:
 _register_ops()
 
 
+def _register_demo() -> None:
+    from aideploy.engine.cli_demo import demo
+
+    cli.add_command(demo)
+
+
+_register_demo()
+
+
 # -- the one error boundary --------------------------------------------------------------------
 
 

@@ -1,0 +1,258 @@
+"""``aideploy demo``: the sample app, deployed with the ``stack`` plan into a throwaway host.
+
+The throwaway host (:mod:`aideploy.engine.throwaway`) is a copy-on-write copy of this machine in
+its own mount and PID namespaces, with its own sshd on a loopback port. The demo publishes the
+sample app there as a git repository, trusts exactly the host key it generated, runs the real
+``aideploy deploy --plan stack`` over SSH, fetches the page and the API through nginx, and prints
+``aideploy learn report`` for the demo's own knowledge base. Everything it keeps lives in one
+directory (:func:`demo_dir`); everything deployed goes with the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import platformdirs
+
+from aideploy.engine.errors import AideployError, UsageError
+from aideploy.engine.throwaway import (
+    AppRepo,
+    ThrowawayHost,
+    available,
+    free_port,
+    http_get,
+    throwaway_host,
+)
+
+#: where the sample app's source sits in a checkout of aideploy
+SAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
+REPO_INSIDE = "/srv/git/sampleapp.git"
+APP_NAME = "sampleapp"
+DOMAIN = "localhost"
+FALLBACK = "aideploy deploy --local --plan example"
+
+
+class DemoUnavailable(AideployError):
+    """The throwaway host cannot run on this machine."""
+
+
+def demo_dir() -> Path:
+    """The demo's own directory: ``demo`` in the user data directory
+    (``~/.local/share/aideploy/demo`` on Linux)."""
+    return Path(platformdirs.user_data_dir("aideploy")) / "demo"
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "ai_deployment_config.json"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def home(self) -> Path:
+        """``$AIDEPLOY_HOME`` of the demo's commands: deployment states, logs, audit log."""
+        return self.root / "home"
+
+    @property
+    def kb(self) -> Path:
+        return self.root / "knowledge.db"
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    https: int
+    db: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        # the host shares this machine's network: its nginx and PostgreSQL need ports nobody holds
+        chosen: list[int] = []
+        while len(chosen) < 3:
+            port = free_port()
+            if port not in chosen:
+                chosen.append(port)
+        return cls(*chosen)
+
+
+def stack_settings(repo: str, ports: Ports, domain: str = DOMAIN) -> dict[str, str]:
+    """The stack plan's variables for a deploy into a throwaway host."""
+    return {
+        "APP_REPO": repo,
+        "APP_REF": "main",
+        "HTTP_PORT": str(ports.http),
+        "HTTPS_PORT": str(ports.https),
+        "DB_PORT": str(ports.db),
+        "DOMAIN": domain,
+    }
+
+
+def write_config(paths: DemoPaths, host: ThrowawayHost) -> None:
+    """The demo's configuration, and a known_hosts holding exactly this host's generated key
+    (a new host, port and key every run, so the file is rewritten, never appended to)."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.known_hosts.write_text(host.host_key_line() + "\n")
+    paths.known_hosts.chmod(0o600)
+    paths.config.write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "ssh": {"known_hosts": str(paths.known_hosts), "connect_retries": 2},
+                "deployment": {"command_timeout": 1200},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+def aideploy_command(paths: DemoPaths, *args: str) -> list[str]:
+    return [sys.executable, "-m", "aideploy", "--config", str(paths.config), *args]
+
+
+def deploy_command(paths: DemoPaths, host: ThrowawayHost, settings: dict[str, str]) -> list[str]:
+    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+    return aideploy_command(
+        paths, "deploy", *host.ssh_options(), "--plan", "stack", "--kb", str(paths.kb), *sets
+    )
+
+
+def _shown(command: Sequence[str]) -> str:
+    """A command as the user would type it (``aideploy`` for ``python -m aideploy``)."""
+    return "aideploy " + shlex.join(list(command[3:]))
+
+
+def _run(paths: DemoPaths, command: Sequence[str]) -> int:
+    env = {**os.environ, "AIDEPLOY_HOME": str(paths.home)}
+    return subprocess.run(list(command), env=env, check=False).returncode
+
+
+def probe(host: ThrowawayHost, ports: Ports, domain: str = DOMAIN) -> list[tuple[str, str]]:
+    """Fetch the page and the API health endpoint through the host's nginx (HTTP and HTTPS,
+    trusting the host's own certificate): ``(url, what answered)`` for each."""
+    certificate = host.read(f"/etc/aideploy/{APP_NAME}/tls/fullchain.pem")
+    urls = [f"http://{domain}:{ports.http}/", f"http://{domain}:{ports.http}/api/health/"]
+    if certificate:
+        urls += [f"https://{domain}:{ports.https}/", f"https://{domain}:{ports.https}/api/health/"]
+    found = []
+    for url in urls:
+        try:
+            status, body = http_get(url, certificate=certificate)
+        except OSError as exc:
+            found.append((url, f"no answer: {exc}"))
+            continue
+        found.append((url, f"{status} {_describe(body)}"))
+    return found
+
+
+def _describe(body: bytes) -> str:
+    text = body.decode(errors="replace")
+    if text.lstrip().startswith("{"):
+        return text.strip()[:200]
+    if "<title>" in text:
+        return "page: " + text.split("<title>", 1)[1].split("</title>", 1)[0].strip()
+    return f"{len(body)} bytes"
+
+
+def _say(message: str = "", *, bold: bool = False, fg: str | None = None) -> None:
+    click.secho(message, bold=bold, fg=fg)
+
+
+@click.command("demo")
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False),
+    help="The demo's directory: configuration, known_hosts, state and logs, knowledge base "
+    "(default: demo in the user data directory, ~/.local/share/aideploy/demo).",
+)
+@click.option(
+    "--app",
+    "app",
+    type=click.Path(exists=True, file_okay=False),
+    help="App to deploy instead of examples/sampleapp (same layout: backend/ and frontend/).",
+)
+def demo(directory: str | None, app: str | None) -> None:
+    """Deploy the sample app with the stack plan into a throwaway copy of this machine."""
+    source = Path(app) if app else SAMPLE_APP
+    if not (source / "backend").is_dir() or not (source / "frontend").is_dir():
+        raise UsageError(f"{source}: no backend/ and frontend/ here; give --app DIR")
+    why = available()
+    if why:
+        raise DemoUnavailable(
+            f"the demo needs a throwaway host, which cannot run here ({why}); "
+            f"deploy the example plan to this machine instead: {FALLBACK}"
+        )
+    paths = DemoPaths(Path(directory).expanduser().resolve() if directory else demo_dir())
+    _say(f"Demo directory: {paths.root}")
+    _say("  (configuration, known_hosts, state and logs in home/, knowledge base knowledge.db)")
+    try:
+        with throwaway_host() as host:
+            code = _demo(paths, host, source)
+    except RuntimeError as exc:  # the host could not start
+        raise DemoUnavailable(
+            f"the throwaway host did not start ({str(exc).splitlines()[0][:300]}); "
+            f"deploy the example plan to this machine instead: {FALLBACK}"
+        ) from None
+    _say("Throwaway host stopped: everything deployed in it is gone.")
+    if code:
+        raise SystemExit(code)
+
+
+def _demo(paths: DemoPaths, host: ThrowawayHost, source: Path) -> int:
+    _say(
+        f"Throwaway host: a copy-on-write copy of this machine, sshd on 127.0.0.1:{host.port} "
+        f"(host key recorded in {paths.known_hosts})"
+    )
+    write_config(paths, host)
+    AppRepo.create(host, source, paths.repo, REPO_INSIDE)
+    _say(f"Sample app published in the host as git repository {REPO_INSIDE} (from {source})")
+    ports = Ports.free()
+    command = deploy_command(paths, host, stack_settings(REPO_INSIDE, ports))
+    _say(f"\n$ AIDEPLOY_HOME={shlex.quote(str(paths.home))} {_shown(command)}\n", bold=True)
+    code = _run(paths, command)
+    answered = []
+    if code == 0:
+        _say("\nThrough nginx in the throwaway host:", bold=True)
+        for url, what in probe(host, ports):
+            ok = what.startswith("200 ")
+            if ok:
+                answered.append(url)
+            _say(f"  {url}  {what}", fg="green" if ok else "red")
+    else:
+        _say(f"\nThe deploy ended with exit code {code}; its state and log are in {paths.home}.")
+    report = aideploy_command(paths, "learn", "report", "--kb", str(paths.kb))
+    _say(f"\n$ {_shown(report)}\n", bold=True)
+    _run(paths, report)
+    if code == 0 and len(answered) < 2:
+        code = 1
+    if answered:
+        _say("\nThe app answered at:", bold=True)
+        for url in answered:
+            _say(f"  {url}")
+    if sys.stdin.isatty():
+        _say("\nThe host keeps serving; press Enter to stop it (everything in it goes).")
+        with contextlib.suppress(EOFError):
+            input()
+    else:
+        _say("\nstdin is not a terminal: stopping the throwaway host now.")
+    return code
