@@ -20,6 +20,7 @@ import ipaddress
 import itertools
 import json
 import math
+import operator
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,8 +28,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Annotated, Any, Literal
 
+import msgspec
 from sqlalchemy import (
     Connection,
     Table,
@@ -68,9 +70,7 @@ RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
 DEFAULT_IMPORT_WEIGHT = 0.5
 MAX_LINE_CHARS = 1_000_000
 _CHUNK = 5000
-#: SQLite page cache (KiB) of the connection that writes an import
-_IMPORT_CACHE_KIB = 256 * 1024
-_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
 
 HOST = "<host>"
 IP = "<ip>"
@@ -403,6 +403,16 @@ class _Cache:
         self._contexts: dict[Any, dict[str, Any]] = {}
         #: raw "signature" values that passed validation -> their stored signature
         self.valid_sigs: dict[str, str] = {}
+        #: "strategy" values that passed validation
+        self.valid_strategies: set[str] = set()
+
+    def strategy_ok(self, value: str) -> bool:
+        """Whether a strategy name of the right length is not blank (remembered when it is not)."""
+        if not value.strip():
+            return False
+        if len(self.valid_strategies) < 10_000:
+            self.valid_strategies.add(value)
+        return True
 
     def text(self, value: str) -> str:
         found = self._texts.get(value)
@@ -607,6 +617,70 @@ def _attempt_time(rec: dict[str, Any]) -> datetime | None:
 
 _fromisoformat = datetime.fromisoformat
 
+_OutcomeName = Literal["recovered", "failed", "skipped"]  # == OUTCOMES (a test holds them equal)
+_DeciderName = Literal["rule", "ranker", "user", "imported"]  # == DECIDERS
+
+
+class _FastAttempt(msgspec.Struct, tag_field="type", tag="attempt"):
+    """An attempt record as exports write it, for the fast path of :func:`parse_lines`.
+
+    Decoding a line into this checks, in C, what :func:`_v_attempt` checks of the same fields
+    (types, lengths, ranges, the id's form, the outcome and decider names) and is at least as
+    strict: a missing id, a null or a value of another type fails here and the line goes to
+    the validator. What is left (a signature not seen yet, a blank strategy, the time) is checked
+    by :func:`_fast_attempt`.
+    """
+
+    id: Annotated[str, msgspec.Meta(pattern=_KEY_RE.pattern)]
+    signature: Annotated[str, msgspec.Meta(max_length=4000)]
+    strategy: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    outcome: _OutcomeName
+    error_class: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    step: Annotated[str, msgspec.Meta(max_length=128)] = ""
+    deployment: str | None = None
+    context: dict[str, Any] = msgspec.field(default_factory=dict)
+    weight: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
+    duration: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.0
+    decided_by: _DeciderName | None = None
+    at: str | None = None
+
+
+_FAST_ATTEMPT = msgspec.json.Decoder(_FastAttempt)
+_DECODE_ANY = msgspec.json.Decoder().decode
+
+
+def _fast_attempt(a: _FastAttempt, out: _Parsed, c: _Cache) -> bool:
+    """Add a decoded attempt as :func:`_v_attempt` would; False: leave it to the validator."""
+    text = c.valid_sigs.get(a.signature)
+    strategy = a.strategy
+    if text is None or (strategy not in c.valid_strategies and not c.strategy_ok(strategy)):
+        return False
+    when: datetime | None = None
+    if a.at is not None:
+        try:
+            when = _fromisoformat(a.at)
+        except ValueError:
+            return False
+        if when.tzinfo is not None:
+            when = when.astimezone(UTC).replace(tzinfo=None)
+    dep = a.deployment
+    out.attempts.append(
+        (
+            a.id,
+            text,
+            a.error_class or "unknown",
+            strategy,
+            a.outcome,
+            c.text(a.step),
+            c.text(dep) if dep else None,
+            c.context(a.context),
+            a.weight,
+            a.duration,
+            when,
+        )
+    )
+    return True
+
 
 #: the fields of a validated attempt (a tuple: there are millions of them)
 _ATTEMPT_FIELDS = (
@@ -652,31 +726,43 @@ def _check_header(line: str) -> int:
 
 
 def parse_lines(lines: Iterable[str]) -> _Parsed:
-    """Validate every line; the first problem raises ImportRejected("line N: ...")."""
+    """Validate every line; the first problem raises ImportRejected("line N: ...").
+
+    An attempt record as exports write them (an id, a known signature, every field of its type and
+    within its limits) takes the fast path: decoded straight into :class:`_FastAttempt`, which
+    checks the types, limits, id and outcome in C. Any other line, and any line the fast path
+    turns down, is decoded into a dict and goes through the record's validator, whose verdict
+    (and message) counts: the fast path only ever accepts what the validator would accept, with
+    the same result.
+    """
     out = _Parsed()
     expected: int | None = None
     cache = _Cache()
 
+    fast = _FAST_ATTEMPT.decode
+    fast_error = msgspec.DecodeError  # ValidationError is one
+    take = _fast_attempt
+    decode = _DECODE_ANY
     loads = json.loads
-    scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # the C scanner
-    blank = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
     validators = _VALIDATORS
-    number = 0
+    records = number = 0
     for number, line in enumerate(lines, 1):
         if number == 1:
             expected = _check_header(line)
             continue
-        if not line.strip():
-            continue
-        if len(line) > MAX_LINE_CHARS:
+        if len(line) > MAX_LINE_CHARS and line.strip():
             raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
         try:
-            # the decoder's scanner, without json.loads' wrapping; anything unusual (leading
-            # blanks, extra data, an error) is left to json.loads, whose verdict counts
-            rec, end = scan(line, 0)
-            if end != len(line) and blank(line, end).end() != len(line):
-                raise ValueError("extra data")
-        except (StopIteration, ValueError):
+            if take(fast(line), out, cache):
+                records += 1
+                continue
+        except fast_error:
+            if not line.strip():
+                continue
+        try:
+            rec = decode(line)
+        except fast_error:
+            # msgspec is stricter than the json module (NaN, lone surrogates): json's verdict counts
             try:
                 rec = loads(line)
             except ValueError as exc:
@@ -691,7 +777,8 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
             validate(rec, out, cache)
         except _Bad as exc:
             raise ImportRejected(f"line {number}: {kind}: {exc}") from None
-        out.records += 1
+        records += 1
+    out.records = records
     if expected is None:
         raise ImportRejected("line 1: the file is empty")
     if out.records != expected:
@@ -797,10 +884,7 @@ def _import(
         name = source_name or path.stem
     name = redact(name)[:255] or "import"
     summary = ImportSummary(source=name, records=parsed.records)
-    with kb.writing() as conn:
-        if conn.dialect.name == "sqlite":
-            # a larger page cache for this one connection: the inserts touch every index
-            conn.exec_driver_sql(f"PRAGMA cache_size = -{_IMPORT_CACHE_KIB}")
+    with kb.writing(bulk=True) as conn:
         _write(conn, parsed, summary, weight)
     return summary
 
@@ -925,47 +1009,55 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
                 for sid, h in conn.execute(select(sg.c.id, sg.c.hash).where(sg.c.hash.in_(chunk)))
             )
 
-    # attempts: by record key
+    # attempts: by record key. There can be millions, so the rows are put together column by
+    # column with C-level maps and zips over the validated tuples, never a Python call per row.
     at = ATTEMPTS
-    have = _existing(conn, at.c.record_key, [a[0] for a in p.attempts])
-    to_json = _encoder(conn, at.c.context)
-    to_time = _encoder(conn, at.c.at)
+    columns = _transpose(p.attempts, len(_ATTEMPT_FIELDS))
+    have = _existing(conn, at.c.record_key, columns[0])
+    if have or len(set(columns[0])) != len(columns[0]):
+        seen = set(have)
+        # the first record of each new key, in file order (set.add returns None)
+        keep = [not (k in seen or seen.add(k)) for k in columns[0]]  # type: ignore[func-returns-value]
+        columns = [list(itertools.compress(column, keep)) for column in columns]
+    keys, texts, _cls, strategies, outcomes, steps, deps, contexts, weights, durations, times = (
+        columns
+    )
     sig_ids = {text: ids[h] for text, h in attempt_hashes.items()}
-    weights: dict[float, float] = {}
-    seen: set[str] = set(have)
-
-    def rows() -> Iterator[tuple[Any, ...]]:
-        add = seen.add
-        for key, text, _cls, strategy, outcome, step, dep, ctx, w, duration, when in p.attempts:
-            if key in seen:
-                continue
-            add(key)
-            yield (
-                sig_ids[text],
-                strategy,
-                step,
-                dep if dep in known_deps else None,
-                to_json(ctx),
-                outcome,
-                duration,
-                "imported",
-                weights.get(w) or _weighted(weights, w, weight),
-                origin,
-                key,
-                to_time(when or now),
-            )
-
-    with _bulk_load(conn, at, len(p.attempts) - len(have)):
-        added = _insert_many(conn, at, _ATTEMPT_COLUMNS, rows())
+    if not {d for d in set(deps) if d is not None} <= known_deps:
+        deps = [d if d in known_deps else None for d in deps]
+    # equal contexts are one object (the validator's cache): encode each object once
+    to_json = _encoder(conn, at.c.context)
+    encoded = {
+        i: to_json(c) for i, c in dict(zip(map(id, contexts), contexts, strict=True)).items()
+    }
+    stored_weight = {w: round(w * weight, 6) for w in set(weights)}
+    if None in times:
+        times = [now if t is None else t for t in times]
+    rows = zip(
+        map(sig_ids.__getitem__, texts),
+        strategies,
+        steps,
+        deps,
+        map(encoded.__getitem__, map(id, contexts)),
+        outcomes,
+        durations,
+        itertools.repeat("imported"),
+        map(stored_weight.__getitem__, weights),
+        itertools.repeat(origin),
+        keys,
+        map(_encoder(conn, at.c.at), times),
+    )
+    with _bulk_load(conn, at, len(keys)):
+        added = _insert_many(conn, at, _ATTEMPT_COLUMNS, rows)
     summary.added["attempt"] = added
     summary.skipped["attempt"] = len(p.attempts) - added
 
 
-def _weighted(cache: dict[float, float], value: float, weight: float) -> float:
-    """The stored weight of an imported outcome (kept per distinct weight in ``cache``)."""
-    result = round(value * weight, 6)
-    cache[value] = result
-    return result
+def _transpose(records: Sequence[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:
+    """Tuples of ``width`` fields -> ``width`` columns."""
+    if not records:
+        return [() for _ in range(width)]
+    return list(zip(*records, strict=True))
 
 
 _ATTEMPT_COLUMNS = (
@@ -1033,8 +1125,8 @@ def _encoder(conn: Connection, column: Any) -> Callable[[Any], Any]:
     if _SAMPLE_TIME.__class__ in column.type.python_type.__mro__ and process(
         _SAMPLE_TIME
     ) == _SAMPLE_TIME.isoformat(" ", "microseconds"):
-        # the dialect stores times as ISO text with microseconds: one C call per (distinct) time
-        return _iso_microseconds
+        # the dialect stores times as ISO text with microseconds: one C call per time
+        return _ISO_MICROSECONDS
     done: dict[int, tuple[Any, Any]] = {}
 
     def run(value: Any) -> Any:
@@ -1056,8 +1148,8 @@ def _same(value: Any) -> Any:
 _SAMPLE_TIME = datetime(2025, 1, 6, 7, 8, 9, 10)
 
 
-def _iso_microseconds(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat(" ", "microseconds")
+#: a time as SQLite's DATETIME stores it (the values are never None here)
+_ISO_MICROSECONDS = operator.methodcaller("isoformat", " ", "microseconds")
 
 
 def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
@@ -1069,13 +1161,13 @@ def _batches(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[
 def _insert_many(
     conn: Connection, table: Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
 ) -> int:
-    """Insert rows (tuples in ``columns`` order) with executemany, in chunks; returns the count.
+    """Insert rows (tuples in ``columns`` order) with executemany; returns the count.
 
     On SQLite the statement is the table's Core ``insert()`` compiled for the dialect and the
     rows, whose values went through :func:`_encoder` (the rest are ints, floats, strings and
-    None, which need no processing), go straight to the driver's executemany: SQLAlchemy's
-    per-row parameter handling would cost more than the insert itself. Other databases take the
-    Core executemany.
+    None, which need no processing), go as one iterator to the DB-API cursor's executemany:
+    SQLAlchemy's per-row parameter handling would cost more than the insert itself. Other
+    databases take the Core executemany, in chunks.
     """
     count = 0
     if not _fast_sqlite(conn):
@@ -1086,8 +1178,11 @@ def _insert_many(
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     if list(compiled.positiontup or ()) != list(columns):  # pragma: no cover - a coding error
         raise KnowledgeBaseError(f"insert into {table.name}: columns not in table order")
-    sql = str(compiled)
-    for chunk in _batches(rows, _INSERT_CHUNK):
-        conn.exec_driver_sql(sql, chunk)
-        count += len(chunk)
-    return count
+    # the driver's connection (inside this transaction) takes the rows as they come
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.executemany(str(compiled), rows)
+    try:
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()

@@ -222,11 +222,20 @@ class KnowledgeBase:
     # -- transactions ----------------------------------------------------------------------
 
     @contextmanager
-    def writing(self) -> Iterator[Connection]:
-        """One write transaction (SQLite: BEGIN IMMEDIATE); errors become KnowledgeBaseError."""
+    def writing(self, *, bulk: bool = False) -> Iterator[Connection]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE); errors become KnowledgeBaseError.
+
+        ``bulk=True`` is for a large write that makes sure of its own references (the importer
+        looks up every signature id and keeps only known deployment ids): on SQLite its
+        connection does not check foreign keys row by row and gets a larger page cache. Only
+        that one connection is changed, and it is closed afterwards (no pool).
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if bulk and self.dialect == "sqlite":
+                    _bulk_sqlite(conn)
+                with conn.begin():
+                    yield conn
         except KnowledgeBaseError:
             raise
         except SQLAlchemyError as exc:
@@ -663,6 +672,22 @@ class KnowledgeBase:
         if not trusted:
             raise KnowledgeBaseError(f"no strategy or pattern named {redact(name)!r} in the KB")
         return trusted
+
+
+#: SQLite page cache (KiB) of a bulk writer's connection: a large import touches every index
+BULK_CACHE_KIB = 256 * 1024
+
+
+def _bulk_sqlite(conn: Connection) -> None:
+    """Set up a SQLite connection for a bulk write, before its transaction starts.
+
+    ``foreign_keys`` can only change outside a transaction, and any statement through SQLAlchemy
+    would begin one, so the pragmas go straight to the driver's connection.
+    """
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    driver.execute("PRAGMA foreign_keys = OFF")
+    driver.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")
 
 
 def _reason(exc: BaseException) -> str:
