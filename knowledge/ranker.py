@@ -3,21 +3,28 @@
 Detection scores each error class from the regex rules and a text classifier trained on the
 bundled corpus (train split and synthetic examples). Candidates come from rule hits, the class
 defaults of the likely classes, an exact signature hit in the history and fuzzy neighbours
-(rapidfuzz over masked signatures, narrowed by class). Each candidate's score blends
+(rapidfuzz over masked signatures, narrowed by class). Each candidate's score is built level by
+level, each Beta-smoothed towards the one before it:
 
-* the *prior*: the strongest rule (or class default) that proposes it, refined by how that
-  strategy has done on this error class so far (Beta-smoothed, per step when known);
-* the *neighbour evidence*: similarity-weighted, import-weight-aware successes and failures of the
-  strategy on this signature and its neighbours, with exponential forgetting so a strategy that
-  stops working loses its place within a few outcomes;
+* the *prior*: the strongest rule (or class default) that proposes it;
+* the *class*: the share of this class's signatures (all steps, then this step) that the strategy
+  fixes now - one vote per signature, so one error that recurs a lot does not speak for its class;
+* the *neighbours*: similarity-weighted, import-weight-aware successes and failures on fuzzy
+  neighbours, then on this very signature in other steps (exponential forgetting throughout, so
+  a strategy that stops working loses its place within a few outcomes);
 * the *model*: P(recovered) from a LogisticRegression over (signature tokens, strategy, class,
-  context), weighted down as direct evidence grows.
+  context), weighted down as direct evidence grows;
+* last, the outcomes on this signature in this step: one strategy is taken to be the fix, so
+  every strategy's successes and failures here move probability between the candidates (a
+  favourite that keeps failing hands its share to the untried ones, manual intervention
+  included).
 
 Every candidate carries a readable ``why``; :meth:`Ranker.explain` returns it all structured.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,13 +55,23 @@ CLASS_FORGET = 0.95
 OTHER_STEP = 0.3  # weight of evidence from another step than the failure's
 FUZZY_CUTOFF = 85.0
 FUZZY_LIMIT = 8
-PRIOR_STRENGTH = 1.0  # pseudo-observations of the (class-refined) prior against evidence
+# pseudo-observations each level of evidence gives the level above it (rule/default prior ->
+# class -> class in this step -> neighbours -> this signature in other steps -> in this step)
 CLASS_PRIOR_STRENGTH = 3.0
+CLASS_STEP_STRENGTH = 2.0
+NEIGHBOUR_STRENGTH = 2.0
+OTHER_STEPS_STRENGTH = 1.5
+STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
+FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
+WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
 MODEL_WEIGHT = 0.35
 CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
 MANUAL_SCORE = 0.02
 LONG_TAIL_PRIOR = 0.08
-HOPELESS = 0.1  # an automatic candidate scoring under this comes after manual intervention
+HOPELESS = 0.1  # a fresh candidate under this chance is not put first ahead of a demoted one
+# manual intervention ends the deployment's automatic recovery, so unless it has recovered this
+# very signature before it is ordered as if its score were this fraction of what it is
+MANUAL_ORDER = 0.25
 
 
 # --- explanation values ----------------------------------------------------------------------
@@ -82,6 +99,7 @@ class CandidateDetail:
     model_probability: float | None
     decided_by: str
     why: str
+    signature_recovered: float = 0.0  # recoveries on this very signature (any step), weighted
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,23 @@ class _SignatureStats:
     error_class: str
     # step -> strategy -> tally ("" = step unknown)
     by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
+    # step -> the strategy whose outcome was the last recovery of this signature in that step
+    last_win: dict[str, str] = field(default_factory=dict)
+
+    def split(
+        self, step: str
+    ) -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, float]]]:
+        """(evidence in this step, evidence in every other step)."""
+        here = {k: (t.recovered, t.failed) for k, t in self.by_step.get(step, {}).items()}
+        other: dict[str, list[float]] = {}
+        for s, strategies in self.by_step.items():
+            if s == step:
+                continue
+            for name, t in strategies.items():
+                acc = other.setdefault(name, [0.0, 0.0])
+                acc[0] += t.recovered
+                acc[1] += t.failed
+        return here, {k: (v[0], v[1]) for k, v in other.items()}
 
     def evidence(self, step: str) -> dict[str, tuple[float, float]]:
         out: dict[str, list[float]] = {}
@@ -151,6 +186,31 @@ def _bundled_classifier() -> TextClassifier:
 def _train_classifier(examples: Sequence[Example]) -> TextClassifier:
     usable = [e for e in examples if e.split != "test"]
     return TextClassifier().fit([e.text for e in usable], [e.error_class for e in usable])
+
+
+def _one_fix_posterior(
+    prior: Mapping[str, float], here: Mapping[str, tuple[float, float]]
+) -> dict[str, float]:
+    """P(each candidate is the fix) given its outcomes on this signature in this step.
+
+    One strategy is taken to be the fix of an error in a step: a right fix recovers with
+    probability ``1 - FIX_FAILS``, a wrong one with ``WRONG_WORKS``. Each candidate's prior is
+    its share of the (class/neighbour/other-step) scores; the outcomes of *every* strategy tried
+    here then weigh in, so repeated failures of the favourite move the mass to the untried
+    candidates (manual intervention among them) rather than only lowering the favourite.
+    """
+    total = sum(prior.values()) or 1.0
+    up, down = math.log((1.0 - FIX_FAILS) / WRONG_WORKS), math.log(FIX_FAILS / (1.0 - WRONG_WORKS))
+    logs = {}
+    for name, p in prior.items():
+        rec, fail = here.get(name, (0.0, 0.0))
+        if 0.0 < rec + fail < 1.0:  # a fraction of one (imported, down-weighted) outcome
+            rec, fail = rec * (rec + fail), fail * (rec + fail)
+        logs[name] = math.log(max(p / total, 1e-9)) + rec * up + fail * down
+    top = max(logs.values())
+    weights = {k: math.exp(v - top) for k, v in logs.items()}
+    norm = sum(weights.values())
+    return {k: w / norm for k, w in weights.items()}
 
 
 class Ranker:
@@ -181,6 +241,8 @@ class Ranker:
         self._since_fit = 0
         self._stats: dict[str, _SignatureStats] = {}
         self._class_stats: dict[tuple[str, str], dict[str, _Tally]] = {}
+        # (class, step or "*") -> strategy -> how many (signature, step) pairs it fixes now
+        self._votes: dict[tuple[str, str], dict[str, int]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
         self._analysis_cache: dict[str, Analysis] = {}
         self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], list[tuple[str, float]]] = {}
@@ -214,6 +276,19 @@ class Ranker:
         if t is None:
             t = tallies[o.strategy] = _Tally()
         t.add(ok, w, FORGET)
+        before = stats.last_win.get(step)
+        if ok and w >= 0.5:
+            stats.last_win[step] = o.strategy
+        elif not ok and before == o.strategy:
+            del stats.last_win[step]
+        after = stats.last_win.get(step)
+        if after != before:
+            for key in ((stats.error_class, step), (stats.error_class, "*")):
+                votes = self._votes.setdefault(key, {})
+                if before is not None:
+                    votes[before] -= 1
+                if after is not None:
+                    votes[after] = votes.get(after, 0) + 1
         for key in ((o.error_class, step), (o.error_class, "*")):
             tallies = self._class_stats.get(key)
             if tallies is None:
@@ -347,19 +422,10 @@ class Ranker:
         out.sort(key=lambda n: -n.similarity)
         return out[: FUZZY_LIMIT + 1]
 
-    def _class_evidence(self, error_class: str, step: str) -> dict[str, tuple[float, float]]:
-        out: dict[str, tuple[float, float]] = {}
-        own = self._class_stats.get((error_class, step), {}) if step else {}
+    def _class_evidence(self, error_class: str) -> dict[str, tuple[float, float]]:
+        """Recovered/failed tallies of each strategy on the whole class (for explanations)."""
         every = self._class_stats.get((error_class, "*"), {})
-        for name, t in every.items():
-            o = own.get(name)
-            orec, ofail = (o.recovered, o.failed) if o else (0.0, 0.0)
-            # evidence from this step counts fully, the rest of the class at OTHER_STEP
-            out[name] = (
-                orec + OTHER_STEP * max(t.recovered - orec, 0.0),
-                ofail + OTHER_STEP * max(t.failed - ofail, 0.0),
-            )
-        return out
+        return {k: (t.recovered, t.failed) for k, t in every.items()}
 
     def rank(
         self, text: str, step: str = "", analysis: Analysis | None = None
@@ -401,39 +467,69 @@ class Ranker:
                 propose(name, cs * decay * 0.9, f"class {c} default #{pos + 1}")
         for name in (*related_strategies(main_class), "retry_with_backoff"):
             propose(name, LONG_TAIL_PRIOR, f"catalogue: applies to {main_class}")
-        class_ev = self._class_evidence(main_class, step)
-        for name in class_ev:
+        class_all = self._class_evidence(main_class)
+        votes_all = self._votes.get((main_class, "*"), {})
+        votes_step = self._votes.get((main_class, step), {})
+        n_all, n_step = sum(votes_all.values()), sum(votes_step.values())
+        for name in class_all:
             propose(name, 0.05, f"seen on class {main_class}")
 
         neighbours = self.neighbours(signature, classes, step)
-        neigh_ev: dict[str, list[float]] = {}
+        neigh_ev: dict[str, list[float]] = {}  # fuzzy neighbours only, similarity-weighted
         for n in neighbours:
             if n.similarity >= 100.0:
-                w = 1.0
-            else:
-                w = 0.8 * ((n.similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)) ** 2
+                continue
+            w = 0.8 * ((n.similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)) ** 2
             for name, (rec, fail) in n.outcomes.items():
                 acc = neigh_ev.setdefault(name, [0.0, 0.0])
                 acc[0] += w * rec
                 acc[1] += w * fail
                 propose(name, 0.05, "neighbour evidence")
+        exact = self._stats.get(signature)
+        here, elsewhere = exact.split(step) if exact is not None else ({}, {})
+        for name in (*here, *elsewhere):
+            propose(name, 0.05, "neighbour evidence")
+        # several automatic strategies tried on this signature in this step and all mostly
+        # failing: manual intervention is ranked by its own score, not held back
+        autos = [(r, f) for n, (r, f) in here.items() if n != MANUAL]
+        stuck = len(autos) >= STUCK_AFTER and all(2.0 * r < f for r, f in autos)
 
         propose(MANUAL, MANUAL_SCORE, "always available")
         names = list(prior)
         model_p = self.model.predict(signature, main_class, names, {"step": step})
 
         details: list[CandidateDetail] = []
+        rows = []
         for name in names:
             p0, source = prior[name]
-            crec, cfail = class_ev.get(name, (0.0, 0.0))
-            class_post = (crec + CLASS_PRIOR_STRENGTH * p0) / (crec + cfail + CLASS_PRIOR_STRENGTH)
-            nrec, nfail = neigh_ev.get(name, [0.0, 0.0])
-            post = (nrec + PRIOR_STRENGTH * class_post) / (nrec + nfail + PRIOR_STRENGTH)
+            # each level refines the one above it: Beta-smoothed towards the coarser estimate;
+            # class level: the share of this class's signatures that this strategy fixes now
+            crec, cfail = class_all.get(name, (0.0, 0.0))
+            post = (votes_all.get(name, 0) + CLASS_PRIOR_STRENGTH * p0) / (
+                n_all + CLASS_PRIOR_STRENGTH
+            )
+            post = (votes_step.get(name, 0) + CLASS_STEP_STRENGTH * post) / (
+                n_step + CLASS_STEP_STRENGTH
+            )
+            frec, ffail = neigh_ev.get(name, [0.0, 0.0])
+            post = (frec + NEIGHBOUR_STRENGTH * post) / (frec + ffail + NEIGHBOUR_STRENGTH)
+            orec, ofail = elsewhere.get(name, (0.0, 0.0))
+            post = (orec + OTHER_STEPS_STRENGTH * post) / (orec + ofail + OTHER_STEPS_STRENGTH)
             m = model_p.get(name)
-            score = post
             if m is not None:
-                lam = MODEL_WEIGHT / (1.0 + nrec + nfail)
-                score = (1.0 - lam) * post + lam * m
+                lam = MODEL_WEIGHT / (1.0 + frec + ffail + orec + ofail)
+                post = (1.0 - lam) * post + lam * m
+            rows.append((name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, post))
+        scores = {r[0]: r[-1] for r in rows}
+        if here:
+            scores = _one_fix_posterior(scores, here)
+        if stuck:
+            stuck_source = f"automatic strategies keep failing on this signature in step {step}"
+        for name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, _ in rows:
+            hrec, hfail = here.get(name, (0.0, 0.0))
+            if name == MANUAL and stuck:
+                source = stuck_source
+            nrec, nfail = frec + orec + hrec, ffail + ofail + hfail
             if nrec + nfail >= 0.5:
                 decided = "history"
             elif crec + cfail >= 0.5:
@@ -443,7 +539,7 @@ class Ranker:
             details.append(
                 CandidateDetail(
                     strategy=name,
-                    score=round(score, 4),
+                    score=round(scores[name], 4),
                     risk=risk_of(name).value,
                     prior=round(p0, 4),
                     prior_source=source,
@@ -454,6 +550,7 @@ class Ranker:
                     model_probability=None if m is None else round(m, 4),
                     decided_by=decided,
                     why="",
+                    signature_recovered=round(orec + hrec, 3),
                 )
             )
         risk_order = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
@@ -489,38 +586,75 @@ class Ranker:
     def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]:
         """Ranked candidates for a failure.
 
-        Strategies in ``exclude`` (already failed for this error in this deployment; a name may
-        appear once per failure) are not dropped but demoted. The order is: fresh automatic
-        candidates, then those that failed once here (best first), then manual intervention as
-        the fallback, then automatic candidates the evidence gives almost no chance (score under
-        ``HOPELESS``) and those that failed more than once here. Manual intervention keeps its
-        scored place among the fresh candidates when it has itself resolved this error before.
+        Strategies in ``exclude`` (already failed for this error in this deployment, in the
+        order they failed; a name may appear once per failure) are not dropped but demoted:
+
+        * first comes the best fresh candidate with a real chance (at least ``HOPELESS``, once
+          the share left by a strategy with a record on this very signature is taken off);
+          when no fresh candidate has one, the best of the rest - but never the strategy that
+          failed last while another automatic candidate remains, so a failed fix is not retried
+          straight away;
+        * then the other fresh candidates and those that failed once here, by score, so a right
+          fix that failed by chance comes back before weak alternatives;
+        * then manual intervention as the fallback, and last the strategies that failed more
+          than once here.
+
+        Manual intervention ends automatic recovery, so unless it has itself resolved this very
+        signature (or several automatic strategies keep failing on it in this step) it is
+        ordered as if its score were ``MANUAL_ORDER`` of what it is, and takes a place among the
+        fresh candidates only when that is still at least ``HOPELESS``.
         """
         _, _, details = self._score(failure)
         failures: dict[str, int] = {}
         for name in exclude:
             failures[name] = failures.get(name, 0) + 1
-        fresh, once, fallback, rest = [], [], [], []
-        for d in details:
+
+        def order(d: CandidateDetail) -> float:
+            stuck = "keep failing" in d.prior_source
+            if d.strategy == MANUAL and d.signature_recovered <= 0 and not stuck:
+                return d.score * MANUAL_ORDER
+            return d.score
+
+        # a strategy with a record on this very signature leaves the others only the chance
+        # that it is not the fix this time
+        proven = sorted(
+            ((d.score, d.strategy) for d in details if d.signature_recovered > 0), reverse=True
+        )
+
+        def chance(d: CandidateDetail) -> float:
+            rival = next((sc for sc, name in proven if name != d.strategy), 0.0)
+            return order(d) * (1.0 - rival)
+
+        last = list(exclude)[-1:] if isinstance(exclude, Sequence) else list(exclude)
+        pool, fallback, rest = [], [], []
+        for d in sorted(details, key=lambda d: -order(d)):
             n = failures.get(d.strategy, 0)
-            if n == 0 and d.strategy == MANUAL and d.neighbour_recovered <= 0:
+            if n == 0 and d.strategy == MANUAL and order(d) < HOPELESS:
                 fallback.append(d)
-            elif n == 0 and (d.strategy == MANUAL or d.score >= HOPELESS):
-                fresh.append(d)
-            elif n == 1 and d.strategy != MANUAL and d.score >= HOPELESS:
-                once.append(d)
+            elif n == 0 or (n == 1 and d.strategy != MANUAL):
+                pool.append(d)
             else:
                 rest.append(d)
         rest.sort(key=lambda d: (failures.get(d.strategy, 0), -d.score))
-        out = [Candidate(d.strategy, d.score, d.why, d.decided_by) for d in fresh]
-        out = self._maybe_explore(failure, fresh, out)
-        for group in (once, fallback, rest):
-            for d in group:
-                why = d.why
-                if d.strategy in failures:
-                    times = "once" if failures[d.strategy] == 1 else f"{failures[d.strategy]} times"
-                    why = f"failed {times} for this error in this deployment, demoted; {why}"
-                out.append(Candidate(d.strategy, d.score, why, d.decided_by))
+        # first: the best fresh candidate with a real chance; failing that the best candidate,
+        # but never the strategy that just failed while another automatic one remains
+        first = next(
+            (i for i, d in enumerate(pool) if d.strategy not in failures and chance(d) >= HOPELESS),
+            None,
+        )
+        if first is None:
+            first = next((i for i, d in enumerate(pool) if d.strategy not in last), None)
+        if first:
+            pool.insert(0, pool.pop(first))
+        out = []
+        for d in (*pool, *fallback, *rest):
+            why = d.why
+            if d.strategy in failures:
+                times = "once" if failures[d.strategy] == 1 else f"{failures[d.strategy]} times"
+                why = f"failed {times} for this error in this deployment, demoted; {why}"
+            out.append(Candidate(d.strategy, d.score, why, d.decided_by))
+        if not failures:
+            out = self._maybe_explore(failure, pool, out)
         return out
 
     def _maybe_explore(
