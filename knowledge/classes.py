@@ -80,6 +80,12 @@ CATALOGUE: dict[str, StrategyInfo] = {
             ("apt_lock", "nodejs_conflict"),
         ),
         StrategyInfo(
+            "nodejs_remove_conflicting",
+            _M,
+            "Remove the distro's nodejs/libnode*/npm packages in the way of another nodejs.",
+            ("nodejs_conflict",),
+        ),
+        StrategyInfo(
             "nodejs_clean_reinstall",
             _H,
             "Purge distro nodejs/libnode-dev/npm and reinstall Node.js from NodeSource.",
@@ -102,6 +108,12 @@ CATALOGUE: dict[str, StrategyInfo] = {
             _M,
             "chown/chmod the application paths (or a private key) to the right owner and mode.",
             ("permission_denied", "npm_permissions", "ssh_auth"),
+        ),
+        StrategyInfo(
+            "make_executable",
+            _L,
+            "Add the execute bits to a script or program the error names (not its owner).",
+            ("permission_denied",),
         ),
         StrategyInfo(
             "restart_service",
@@ -206,9 +218,19 @@ STRATEGIES: tuple[str, ...] = tuple(CATALOGUE)
 
 #: ordered default strategies per class (cold start when nothing else is known)
 CLASS_STRATEGIES: dict[str, tuple[str, ...]] = {
-    "nodejs_conflict": ("nodejs_clean_reinstall", "dpkg_repair", "manual_intervention"),
+    "nodejs_conflict": (
+        "nodejs_remove_conflicting",
+        "nodejs_clean_reinstall",
+        "dpkg_repair",
+        "manual_intervention",
+    ),
     "package_not_found": ("apt_update", "retry_with_backoff", "manual_intervention"),
-    "permission_denied": ("fix_ownership", "npm_user_prefix", "manual_intervention"),
+    "permission_denied": (
+        "fix_ownership",
+        "make_executable",
+        "npm_user_prefix",
+        "manual_intervention",
+    ),
     "database_connection": (
         "start_service",
         "database_create_role",

@@ -21,6 +21,12 @@ _PLAN_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")
 ROOT = '_r() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }; '
 APT = "_r env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q"
 LOCKS = "/var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock"
+# the installed distro Node.js packages, as $pk (nodejs only when it is not NodeSource's)
+DISTRO_NODE = (
+    "pk=$(dpkg-query -W -f='${Package} ${Status} ${Version}\\n' nodejs nodejs-doc npm 'libnode*' "
+    '2>/dev/null | awk \'$4 == "installed" && !($1 == "nodejs" && $5 ~ /nodesource/) '
+    "{print $1}' | tr '\\n' ' ')"
+)
 
 
 def cmd(text: str) -> str:
@@ -212,6 +218,22 @@ BUILTIN: tuple[BaseStrategy, ...] = (
         timeout=900,
     ),
     _c(
+        "nodejs_remove_conflicting",
+        Risk.MEDIUM,
+        "Remove the distro's Node.js packages (nodejs, libnode*, npm) in the way of another "
+        "nodejs; refuses when anything else would go with them.",
+        ("nodejs_conflict",),
+        f'{DISTRO_NODE}; [ -n "$pk" ] || exit 1; '
+        # what apt would take away with them (their dependents) must be Node.js packages too
+        "other=$(apt-get -s remove $pk | awk '/^Remv / {sub(/:.*/, \"\", $2); print $2}' | grep -Ev "
+        "'^(nodejs|nodejs-doc|npm|libnode[0-9a-z-]*|node-[a-z0-9.+-]+)$'); "
+        'if [ -n "$other" ]; then echo "nodejs_remove_conflicting: removing" $pk "would also '
+        'remove" $other", not removed" >&2; exit 1; fi; '
+        f'{APT} remove $pk && echo "nodejs_remove_conflicting: removed" $pk',
+        guard=f'{DISTRO_NODE}; [ -z "$pk" ]',  # no distro Node.js package installed
+        timeout=600,
+    ),
+    _c(
         "nodejs_clean_reinstall",
         Risk.HIGH,
         "Purge distro nodejs/npm/libnode-dev packages, repair dpkg, reinstall nodejs.",
@@ -256,6 +278,24 @@ BUILTIN: tuple[BaseStrategy, ...] = (
         'echo "fix_ownership: refusing to change system path $d" >&2; exit 1;; esac; fi; '
         'u="${DEPLOY_USER:-$(id -un)}"; '
         '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d" && echo "fix_ownership: $d -> $u"',
+    ),
+    _c(
+        "make_executable",
+        Risk.LOW,
+        "Give a script or program the error names as not executable its execute bits.",
+        ("permission_denied",),
+        'p=$(readlink -f "$AIDEPLOY_PATH"); '
+        'if [ -n "${APP_ROOT:-}" ]; then r=$(readlink -f "$APP_ROOT"); case "$p" in "$r"/*) ;; '
+        '*) echo "make_executable: $p is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
+        'else case "$p" in /bin/*|/boot/*|/etc/*|/lib*|/proc/*|/sbin/*|/sys/*|/usr/*|/var/lib/*) '
+        'echo "make_executable: refusing to change system file $p" >&2; exit 1;; esac; fi; '
+        # only a program: a script with a #! line or an ELF binary, never a data file
+        "m=$(head -c 4 \"$p\" | od -An -c | tr -d ' '); case \"$m\" in '#!'*|'177ELF') ;; "
+        '*) echo "make_executable: $p is not a script or a program, not changed" >&2; exit 1;; '
+        'esac; _r chmod a+x "$p" && echo "make_executable: $p"',
+        # no path, not a regular file, or already executable by everyone: nothing to do
+        guard='p="${AIDEPLOY_PATH:-}"; [ -z "$p" ] || [ ! -f "$p" ] || '
+        '[ -n "$(find "$p" -maxdepth 0 -perm -111)" ]',
     ),
     _c(
         "restart_service",
@@ -334,6 +374,10 @@ BUILTIN: tuple[BaseStrategy, ...] = (
         ("build_toolchain_missing",),
         f"{APT} install build-essential python3-dev libpq-dev pkg-config",
         timeout=1800,
+        # every one of them installed: nothing to do
+        guard="for p in build-essential python3-dev libpq-dev pkg-config; do "
+        "[ \"$(dpkg-query -W -f='${Status}' \"$p\" 2>/dev/null)\" = 'install ok installed' ] "
+        "|| exit 1; done",
     ),
     _c(
         "install_python_venv",

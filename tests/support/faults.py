@@ -20,10 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
+from aideploy.engine.clock import SystemClock
+from aideploy.engine.recovery import Failure, StrategyContext
+from aideploy.engine.result import Result
+from aideploy.engine.runner import Runner
 from aideploy.knowledge.history import PastOutcome
+from aideploy.knowledge.models import STEP_RUNS
 from aideploy.knowledge.store import KnowledgeBase
+from aideploy.steps.strategies import registry
 from tests.support.throwaway import ThrowawayHost
 
+REPORT = (sys.executable, "-m", "aideploy", "learn", "report", "--format", "json")
 _DEPLOYMENT_ID = re.compile(r"Deployment (\d{8}-\d{6}-[0-9a-f]+)")
 
 
@@ -103,6 +112,10 @@ class Scenario:
         path = self.work / f"{name}.toml"
         path.write_text(text)
         return path
+
+    def steps(self, name: str, steps: list[Mapping[str, Any]], env: Mapping[str, str] = ()) -> Path:
+        """The plan ``faults-<name>`` of these steps, written to the work directory."""
+        return self.plan(name, toml_plan(f"faults-{name}", steps, env))
 
     def deploy(
         self,
@@ -199,23 +212,48 @@ class Scenario:
             kb.close()
         return [o for o in rows if deployment_id is None or o.deployment_id == deployment_id]
 
-    def stats(self) -> dict[str, Any]:
-        kb = KnowledgeBase.open(str(self.kb))
-        try:
-            return {s.strategy: s for s in kb.strategy_stats()}
-        finally:
-            kb.close()
+    def step_output(self, run: Run, step: str) -> str:
+        """The output tails the knowledge base kept of ``step``'s runs in ``run``."""
+        c = STEP_RUNS.c
+        with KnowledgeBase.open(str(self.kb)) as kb, kb.reading() as conn:
+            query = select(c.output_tail).where(
+                c.deployment_id == run.deployment_id, c.step == step
+            )
+            return "\n".join(tail for (tail,) in conn.execute(query.order_by(c.id)))
+
+    def recorded(self, run: Run) -> list[tuple[str, str, str]]:
+        """(error class, strategy, outcome) of each attempt the KB recorded for ``run``."""
+        return [(o.error_class, o.strategy, o.outcome) for o in self.outcomes(run.deployment_id)]
+
+    def report(self) -> dict[str, Any]:
+        """``aideploy learn report --format json`` over this scenario's knowledge base."""
+        completed = subprocess.run(
+            [*REPORT, "--kb", str(self.kb)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "AIDEPLOY_HOME": str(self.home), "NO_COLOR": "1"},
+            timeout=120,
+        )
+        report: dict[str, Any] = json.loads(completed.stdout)
+        return report
 
 
-def assert_recovered_first_try(run: Run, step: str, strategy: str, error_class: str) -> None:
-    """The deploy completed; ``step`` failed once with ``error_class`` and ``strategy`` fixed it."""
+def assert_recovered(run: Run, step: str, strategies: list[str], error_class: str) -> None:
+    """The deploy completed; ``step`` failed with ``error_class``, the ``strategies`` were applied
+    in this order and the last one fixed it (one more step run than strategies)."""
     assert run.completed.returncode == 0, run.explain()
     assert run.state.get("status") == "completed", run.explain()
     s = run.step(step)
     assert s["status"] == "done", run.explain()
     assert s["error_class"] == error_class, run.explain()
-    assert s["recoveries"] == [strategy], run.explain()
-    assert s["attempts"] == 2, run.explain()
+    assert s["recoveries"] == strategies, run.explain()
+    assert s["attempts"] == len(strategies) + 1, run.explain()
+
+
+def assert_recovered_first_try(run: Run, step: str, strategy: str, error_class: str) -> None:
+    """The deploy completed; ``step`` failed once with ``error_class`` and ``strategy`` fixed it."""
+    assert_recovered(run, step, [strategy], error_class)
 
 
 def wait_until(host: ThrowawayHost, probe: str, limit: float = 15.0) -> None:
@@ -226,3 +264,41 @@ def wait_until(host: ThrowawayHost, probe: str, limit: float = 15.0) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"inside the throwaway host, never true: {probe}")
+
+
+def apply_strategy(
+    host: ThrowawayHost,
+    name: str,
+    error_class: str,
+    details: Mapping[str, str],
+    settings: Mapping[str, str] = (),
+) -> bool:
+    """Apply the built-in strategy ``name`` on the host directly (over SSH, as the executor does)
+    for a failure with these details and plan variables; what it returned."""
+    strategy = registry(plugins=False)[name]
+    empty = Result(command="", host=host.host, exit_code=1, stdout="", stderr="", duration=0.0)
+    failure = Failure("check", empty, error_class, "", dict(details))
+    with host.connector() as connector:
+        ctx = StrategyContext(
+            runner=Runner(connector),
+            failure=failure,
+            clock=SystemClock(),
+            approve=lambda question: False,
+            settings=dict(settings),
+        )
+        return strategy.apply(ctx)
+
+
+def dpkg_state(host: ThrowawayHost) -> str:
+    """Every package's name, status and version inside the host."""
+    return host.run("dpkg-query -W -f='${Package} ${Status} ${Version}\\n'", check=True).stdout
+
+
+def owned_by(host: ThrowawayHost, user: str, root: str, *folders: str) -> None:
+    """``user`` exists inside the host and owns ``root`` (created with ``folders`` under it)."""
+    made = " ".join(f"{root}/{f}" for f in folders) or root
+    host.run(
+        f"id {user} >/dev/null 2>&1 || useradd -m -s /bin/sh {user}; "
+        f"mkdir -p {made} && chown -R {user}: {root}",
+        check=True,
+    )
