@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import warnings
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +95,10 @@ class TextClassifier:
         assert self._blocks is not None, "fit() first"
         for analyzer, vocab, idf, offset in self._blocks:
             counts: dict[int, int] = {}
-            for gram in analyzer(doc):
+            for gram, n in Counter(analyzer(doc)).items():  # each distinct n-gram looked up once
                 j = vocab.get(gram)
                 if j is not None:
-                    counts[j] = counts.get(j, 0) + 1
+                    counts[j] = n
             if not counts:
                 continue
             idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
@@ -198,6 +199,7 @@ class OutcomeModel:
         self._intercept = 0.0
         self._token_cache: dict[str, np.ndarray] = {}
         self._hash_cache: dict[str, int] = {}
+        self._feature_cache: dict[str, int] = {}
         self._agg: dict[_Row, list[float]] = {}
         self._n = 0
         self.trained_on = 0
@@ -223,6 +225,14 @@ class OutcomeModel:
                 self._token_cache.clear()
             self._token_cache[signature] = toks
         return toks
+
+    def _feature_hash(self, text: str) -> int:
+        v = self._feature_cache.get(text)
+        if v is None:
+            if len(self._feature_cache) > 100_000:
+                self._feature_cache.clear()
+            v = self._feature_cache[text] = _h(text)
+        return v
 
     def _context(self, context: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         return tuple((k, str(context[k])) for k in self.context_keys if context.get(k))
@@ -325,12 +335,29 @@ class OutcomeModel:
         if self._model is None or not strategies:
             return {}
         ctx = self._context(context or {})
-        # every candidate strategy in one pass: the features are binary, so P(recovered) is the
-        # sigmoid of the intercept plus the weights of each row's distinct hashed columns
-        x = self._matrix([_Row(signature, error_class, s, ctx) for s in strategies])
         if self._coef is None:
             self._coef = np.asarray(self._model.coef_[0], dtype=np.float64)
             self._intercept = float(self._model.intercept_[0])
-        z = np.add.reduceat(self._coef[x.indices] * x.data, x.indptr[:-1]) + self._intercept
+        # every candidate strategy in one pass. The rows share all features but the strategy
+        # they are mixed with, so the hashed columns are one (strategies x features) array
+        # computed exactly as _matrix does; the features are binary, so P(recovered) is the
+        # sigmoid of the intercept plus the weights of each row's distinct columns.
+        h = self._feature_hash
+        cid = np.int64(h("c=" + error_class))
+        ctx_ids = np.array([h(f"{a}={b}") for a, b in ctx], dtype=np.int64)
+        vals = np.concatenate(
+            (
+                np.array([1, cid], dtype=np.int64),
+                self._tokens(signature),
+                ctx_ids,
+                ctx_ids * _MIX + cid,
+            )
+        )
+        sids = np.array([h("s=" + s) for s in strategies], dtype=np.int64)
+        cols = (vals[None, :] * _MIX + sids[:, None]) % self.n_features
+        cols.sort(axis=1)
+        weights = self._coef[cols]
+        weights[:, 1:][cols[:, 1:] == cols[:, :-1]] = 0.0  # a column counts once per row
+        z = weights.sum(axis=1) + self._intercept
         probs = 1.0 / (1.0 + np.exp(-np.clip(z, -35.0, 35.0)))
         return {s: float(p) for s, p in zip(strategies, probs, strict=True)}

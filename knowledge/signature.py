@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 
 MAX_INPUT_CHARS = 64 * 1024
 MAX_LINES = 6
@@ -341,8 +342,10 @@ def _mask_once(line: str) -> str:
     return line
 
 
+@lru_cache(maxsize=4096)
 def _mask_line(line: str) -> str:
-    # a placeholder can open a word boundary another pattern then needs: repeat to a fixed point
+    # a placeholder can open a word boundary another pattern then needs: repeat to a fixed point;
+    # cached, as error_lines and signature_of mask the same lines
     for _ in range(4):
         masked = _mask_once(line)
         if masked == line:
