@@ -576,6 +576,8 @@ def test_distro_node_packages_in_the_way_of_nodesource_nodejs_are_removed_then_f
         {"NODE_DEB": nodesource_deb},
     )
 
+    injected = []
+
     def inject() -> None:
         # the distro's Node.js with its headers (libnode-dev, for native add-ons) installed first
         host.run(
@@ -587,6 +589,9 @@ def test_distro_node_packages_in_the_way_of_nodesource_nodejs_are_removed_then_f
         state = host.run("dpkg-query -W -f='${Package} ${Status} ${Version}\\n' nodejs libnode-dev")
         assert "libnode-dev install ok installed" in state.stdout, state.stdout
         assert "nodesource" not in state.stdout, state.stdout
+        injected.append(state.stdout)
+        if len(injected) == 2:
+            _removes_nothing_when_another_package_needs_node(host)
 
     first, _ = _twice(
         scenario,
@@ -610,6 +615,34 @@ def test_distro_node_packages_in_the_way_of_nodesource_nodejs_are_removed_then_f
     before = dpkg_state(host)
     assert not apply_strategy(host, "nodejs_remove_conflicting", "nodejs_conflict", {})
     assert dpkg_state(host) == before
+
+
+TOOL_CONTROL = """\
+Package: faults-node-tool
+Version: 1.0
+Architecture: all
+Maintainer: aideploy tests <tests@aideploy.invalid>
+Depends: nodejs
+Description: a command line tool that runs on Node.js
+"""
+
+
+def _removes_nothing_when_another_package_needs_node(host: ThrowawayHost) -> None:
+    """With a package that is not Node.js's own depending on the distro nodejs, removing the
+    distro packages would take it too: nodejs_remove_conflicting refuses and changes nothing."""
+    host.path(f"{NODE_DEBS}/tool/DEBIAN").mkdir(parents=True, exist_ok=True)
+    host.path(f"{NODE_DEBS}/tool/DEBIAN/control").write_text(TOOL_CONTROL)
+    host.run(
+        f"dpkg-deb --build {NODE_DEBS}/tool {NODE_DEBS}/tool.deb && dpkg -i {NODE_DEBS}/tool.deb",
+        check=True,
+    )
+    try:
+        before = dpkg_state(host)
+        assert "faults-node-tool install ok installed" in before
+        assert not apply_strategy(host, "nodejs_remove_conflicting", "nodejs_conflict", {})
+        assert dpkg_state(host) == before
+    finally:
+        host.run("dpkg -r faults-node-tool", check=True)
 
 
 # -- a wheel built from source without the PostgreSQL client headers -----------------------------
