@@ -399,7 +399,7 @@ class _Cache:
     """Redaction of imported values, cached: the same strings recur on many lines."""
 
     def __init__(self) -> None:
-        self._texts: dict[str, str] = {}
+        self.texts: dict[str, str] = {}
         self._contexts: dict[Any, dict[str, Any]] = {}
         #: raw "signature" values that passed validation -> their stored signature
         self.valid_sigs: dict[str, str] = {}
@@ -415,11 +415,11 @@ class _Cache:
         return True
 
     def text(self, value: str) -> str:
-        found = self._texts.get(value)
+        found = self.texts.get(value)
         if found is None:
             found = redact(value)
-            if len(self._texts) < 200_000:
-                self._texts[value] = found
+            if len(self.texts) < 200_000:
+                self.texts[value] = found
         return found
 
     def sig(self, value: str) -> str:
@@ -625,20 +625,20 @@ class _FastAttempt(msgspec.Struct, tag_field="type", tag="attempt"):
     """An attempt record as exports write it, for the fast path of :func:`parse_lines`.
 
     Decoding a line into this checks, in C, what :func:`_v_attempt` checks of the same fields
-    (types, lengths, ranges, the id's form, the outcome and decider names) and is at least as
-    strict: a missing id, a null or a value of another type fails here and the line goes to
-    the validator. What is left (a signature not seen yet, a blank strategy, the time) is checked
-    by :func:`_fast_attempt`.
+    (types, lengths, ranges, the outcome and decider names) and is at least as strict: a missing
+    id, a null or a value of another type fails here and the line goes to the validator. What is
+    left (a signature not seen yet, a blank strategy, the id's characters, the time, the context
+    being an object) is checked by :func:`_fast_path`.
     """
 
-    id: Annotated[str, msgspec.Meta(pattern=_KEY_RE.pattern)]
+    id: Annotated[str, msgspec.Meta(max_length=64)]  # its form: _fast_path (faster there)
     signature: Annotated[str, msgspec.Meta(max_length=4000)]
     strategy: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
     outcome: _OutcomeName
     error_class: Annotated[str, msgspec.Meta(max_length=64)] = ""
     step: Annotated[str, msgspec.Meta(max_length=128)] = ""
     deployment: str | None = None
-    context: dict[str, Any] = msgspec.field(default_factory=dict)
+    context: msgspec.Raw = msgspec.Raw(b"{}")  # decoded once per distinct text
     weight: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)] = 1.0
     duration: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.0
     decided_by: _DeciderName | None = None
@@ -649,37 +649,75 @@ _FAST_ATTEMPT = msgspec.json.Decoder(_FastAttempt)
 _DECODE_ANY = msgspec.json.Decoder().decode
 
 
-def _fast_attempt(a: _FastAttempt, out: _Parsed, c: _Cache) -> bool:
-    """Add a decoded attempt as :func:`_v_attempt` would; False: leave it to the validator."""
-    text = c.valid_sigs.get(a.signature)
-    strategy = a.strategy
-    if text is None or (strategy not in c.valid_strategies and not c.strategy_ok(strategy)):
-        return False
-    when: datetime | None = None
-    if a.at is not None:
-        try:
-            when = _fromisoformat(a.at)
-        except ValueError:
+def _fast_path(out: _Parsed, c: _Cache) -> Callable[[_FastAttempt], bool]:
+    """What adds a decoded attempt as :func:`_v_attempt` would; it returns False to leave the
+    record to the validator (a signature not validated yet, a blank strategy, a bad time, a
+    context that is not an object). Everything it needs is bound once: it runs for every line.
+    """
+    signatures = c.valid_sigs.get
+    strategies = c.valid_strategies
+    strategy_ok = c.strategy_ok
+    texts = c.texts.get
+    text_of = c.text
+    context_of = c.context
+    contexts: dict[bytes, dict[str, Any]] = {}
+    known_context = contexts.get
+    decode = _DECODE_ANY
+    add = out.attempts.append
+    key_ok = _KEY_RE.match
+
+    def take(a: _FastAttempt) -> bool:
+        text = signatures(a.signature)
+        strategy = a.strategy
+        if text is None or (strategy not in strategies and not strategy_ok(strategy)):
             return False
-        if when.tzinfo is not None:
-            when = when.astimezone(UTC).replace(tzinfo=None)
-    dep = a.deployment
-    out.attempts.append(
-        (
-            a.id,
-            text,
-            a.error_class or "unknown",
-            strategy,
-            a.outcome,
-            c.text(a.step),
-            c.text(dep) if dep else None,
-            c.context(a.context),
-            a.weight,
-            a.duration,
-            when,
+        if key_ok(a.id) is None:
+            return False
+        when: datetime | None = None
+        if a.at is not None:
+            try:
+                when = _fromisoformat(a.at)
+            except ValueError:
+                return False
+            if when.tzinfo is not None:
+                when = when.astimezone(UTC).replace(tzinfo=None)
+        # a context is kept as its JSON text until a new one comes: most lines repeat a few
+        raw = bytes(a.context)
+        context = known_context(raw)
+        if context is None:
+            value = decode(raw)
+            if value is None:
+                value = {}
+            elif value.__class__ is not dict:
+                return False
+            context = context_of(value)
+            if len(contexts) < 100_000:
+                contexts[raw] = context
+        step = texts(a.step)
+        if step is None:
+            step = text_of(a.step)
+        dep = a.deployment
+        if dep:
+            found = texts(dep)
+            dep = text_of(dep) if found is None else found
+        add(
+            (
+                a.id,
+                text,
+                a.error_class or "unknown",
+                strategy,
+                a.outcome,
+                step,
+                dep or None,
+                context,
+                a.weight,
+                a.duration,
+                when,
+            )
         )
-    )
-    return True
+        return True
+
+    return take
 
 
 #: the fields of a validated attempt (a tuple: there are millions of them)
@@ -741,7 +779,7 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
 
     fast = _FAST_ATTEMPT.decode
     fast_error = msgspec.DecodeError  # ValidationError is one
-    take = _fast_attempt
+    take = _fast_path(out, cache)
     decode = _DECODE_ANY
     loads = json.loads
     validators = _VALIDATORS
@@ -753,10 +791,10 @@ def parse_lines(lines: Iterable[str]) -> _Parsed:
         if len(line) > MAX_LINE_CHARS and line.strip():
             raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
         try:
-            if take(fast(line), out, cache):
+            if take(fast(line)):
                 records += 1
                 continue
-        except fast_error:
+        except fast_error:  # from the struct, or from a context msgspec cannot read
             if not line.strip():
                 continue
         try:
