@@ -680,6 +680,59 @@ def extract_details(text: str) -> dict[str, str]:
     return out
 
 
+_MIN_NEEDLE = 3
+_GROUP_NAME = re.compile(r"\(\?P<\w+>")
+
+
+def _needles(pattern: str) -> tuple[str, ...] | None:
+    """Case-folded ASCII literals of which at least one occurs in any text ``pattern`` matches
+    (ignoring case), or None when no such set is found. A cheap test that skips most rules."""
+    n = iter(range(10_000))
+    try:  # group names are renamed only for parsing: the rules reuse names across branches
+        parsed = sre_parse.parse(_GROUP_NAME.sub(lambda _: f"(?P<g{next(n)}>", pattern))
+    except (re.error, RecursionError, OverflowError):
+        return None
+    found = _required(list(parsed))
+    return tuple(sorted(found)) if found else None
+
+
+def _required(seq: list[Any]) -> set[str] | None:
+    """Alternatives (any one must occur) required by a sequence; the longest-worded choice."""
+    best: set[str] | None = None
+
+    def consider(alts: set[str] | None) -> None:
+        nonlocal best
+        if alts and (best is None or min(map(len, alts)) > min(map(len, best))):
+            best = alts
+
+    run: list[str] = []
+    for node in [*seq, None]:
+        op = _op(node) if node is not None else ""
+        if op == "LITERAL" and node is not None and node[1] < 128:
+            run.append(chr(node[1]).casefold())
+            continue
+        if len(run) >= _MIN_NEEDLE:
+            consider({"".join(run)})
+        run = []
+        if node is None:
+            break
+        av = node[1]
+        if op == "SUBPATTERN":
+            consider(_required(list(av[-1])))
+        elif op in _REPEATS and av[0] >= 1:
+            consider(_required(list(av[2])))
+        elif op == "BRANCH":
+            alts: set[str] = set()
+            for branch in av[1]:
+                got = _required(list(branch))
+                if not got:
+                    alts = set()
+                    break
+                alts |= got
+            consider(alts)
+    return best
+
+
 class RuleSet:
     """The compiled rules: built-in ones plus custom patterns; every hit with its details."""
 
@@ -693,6 +746,8 @@ class RuleSet:
         self.timeout = timeout
         self.rules: list[Rule] = list(BUILTIN_RULES) if builtin else []
         self._compiled: list[Any] = [r.compiled() for r in self.rules]
+        # built-in rules are only searched in texts that hold one of their literals
+        self._needles: list[tuple[str, ...] | None] = [_needles(r.pattern) for r in self.rules]
         self.timeouts = 0
         for p in extra:
             self.add(p)
@@ -713,6 +768,7 @@ class RuleSet:
         )
         self.rules.append(rule)
         self._compiled.append(rule.compiled())
+        self._needles.append(None)
         return rule
 
     @classmethod
@@ -734,7 +790,12 @@ class RuleSet:
         if len(text) > MAX_TEXT_CHARS:
             text = text[-MAX_TEXT_CHARS:]
         hits: list[RuleHit] = []
-        for rule, compiled in zip(self.rules, self._compiled, strict=True):
+        folded = text.casefold()
+        needles = self._needles
+        for i, (rule, compiled) in enumerate(zip(self.rules, self._compiled, strict=True)):
+            need = needles[i] if i < len(needles) else None
+            if need is not None and not any(n in folded for n in need):
+                continue
             try:
                 m = compiled.search(text, timeout=self.timeout)
             except TimeoutError:

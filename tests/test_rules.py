@@ -215,3 +215,15 @@ def test_guide_table_is_the_original_first_match() -> None:
         "permission_denied"
     )
     assert guide.classify("something nobody anticipated") == UNKNOWN
+
+
+def test_literal_prefilter_never_skips_a_match() -> None:
+    """Built-in rules are searched only in texts holding one of their literals: over every
+    bundled text (as written, upper-cased and lower-cased) the hits are the same without it."""
+    rules = RuleSet()
+    assert sum(n is not None for n in rules._needles) >= len(rules.rules) // 2
+    plain = RuleSet()
+    plain._needles = [None] * len(plain.rules)
+    texts = [e.text for e in load_bundled()]
+    for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
+        assert [h.rule for h in rules.match(text)] == [h.rule for h in plain.match(text)]
