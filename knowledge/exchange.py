@@ -854,7 +854,7 @@ def _existing(conn: Connection, column: Any, values: Iterable[Any]) -> set[Any]:
     When the table holds no more than a few times as many rows as there are values, reading the
     whole column once is cheaper than looking the values up chunk by chunk.
     """
-    wanted = set(values)
+    wanted = values if isinstance(values, set) else set(values)
     if not wanted:
         return set()
     rows = int(conn.scalar(select(func.count()).select_from(column.table)) or 0)
@@ -965,12 +965,14 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     for d in p.deployments:
         if d["id"] not in have and d["id"] not in new_deps:
             new_deps[d["id"]] = d
-    if new_deps:
-        conn.execute(insert(dt), list(new_deps.values()))
+    _insert_records(conn, dt, list(new_deps.values()))
     summary.added["deployment"] = len(new_deps)
     summary.skipped["deployment"] = len(p.deployments) - len(new_deps)
     known_deps = set(have) | set(new_deps)
-    wanted = {a[6] for a in p.attempts} - known_deps
+    # the attempts as columns (fields in _ATTEMPT_FIELDS order): C-level passes from here on
+    columns = _transpose(p.attempts, len(_ATTEMPT_FIELDS))
+    keys, texts, classes, _s, _o, _st, deps, _c, _w, _d, times = columns
+    wanted = set(deps) - known_deps
     wanted.discard(None)
     wanted.discard("")
     known_deps |= _existing(conn, dt.c.id, wanted)
@@ -988,15 +990,16 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
             prev["first_seen"] = min(prev["first_seen"], s["first_seen"])
             prev["last_seen"] = max(prev["last_seen"], s["last_seen"])
     attempt_hashes: dict[str, str] = {}
-    for a in p.attempts:
-        if a[1] in attempt_hashes:
-            continue
-        h = attempt_hashes[a[1]] = signature_hash(a[1])
+    # each signature's first attempt in the file (the reversed pairs leave the first index last)
+    first_at = dict(zip(reversed(texts), range(len(texts) - 1, -1, -1), strict=True))
+    for text in dict.fromkeys(texts):
+        h = attempt_hashes[text] = signature_hash(text)
         if h not in by_hash:
-            when = a[10] or now
+            i = first_at[text]
+            when = times[i] or now
             by_hash[h] = {
-                "text": a[1],
-                "error_class": a[2],
+                "text": text,
+                "error_class": classes[i],
                 "count": 0,
                 "first_seen": when,
                 "last_seen": when,
@@ -1012,8 +1015,7 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
         ):
             existing[h] = (sid, count, first, last)
     fresh = [v for h, v in by_hash.items() if h not in existing]
-    if fresh:
-        conn.execute(insert(sg), fresh)
+    _insert_records(conn, sg, fresh)
     changes = []
     for h, (sid, count, first, last) in existing.items():
         if h not in explicit:
@@ -1050,9 +1052,9 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     # attempts: by record key. There can be millions, so the rows are put together column by
     # column with C-level maps and zips over the validated tuples, never a Python call per row.
     at = ATTEMPTS
-    columns = _transpose(p.attempts, len(_ATTEMPT_FIELDS))
-    have = _existing(conn, at.c.record_key, columns[0])
-    if have or len(set(columns[0])) != len(columns[0]):
+    distinct_keys = set(keys)
+    have = _existing(conn, at.c.record_key, distinct_keys)
+    if have or len(distinct_keys) != len(keys):
         seen = set(have)
         # the first record of each new key, in file order (set.add returns None)
         keep = [not (k in seen or seen.add(k)) for k in columns[0]]  # type: ignore[func-returns-value]
@@ -1089,6 +1091,29 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
         added = _insert_many(conn, at, _ATTEMPT_COLUMNS, rows)
     summary.added["attempt"] = added
     summary.skipped["attempt"] = len(p.attempts) - added
+
+
+def _insert_records(conn: Connection, table: Table, records: list[dict[str, Any]]) -> None:
+    """Insert dicts that all have the same keys (tens of thousands of deployments or
+    signatures): through :func:`_insert_many` on SQLite, the Core executemany elsewhere."""
+    if not records:
+        return
+    if not _fast_sqlite(conn):
+        conn.execute(insert(table), records)
+        return
+    names = [c.name for c in table.columns if c.name in records[0]]
+    encoders = [_nullable(_encoder(conn, table.c[name])) for name in names]
+    rows = (
+        tuple([encode(r[name]) for name, encode in zip(names, encoders, strict=True)])
+        for r in records
+    )
+    _insert_many(conn, table, names, rows)
+
+
+def _nullable(encode: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    if encode is _same:
+        return encode
+    return lambda value: None if value is None else encode(value)
 
 
 def _transpose(records: Sequence[tuple[Any, ...]], width: int) -> list[Sequence[Any]]:

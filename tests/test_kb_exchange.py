@@ -296,6 +296,17 @@ def _stored_attempts(kb: KnowledgeBase) -> list[tuple[object, ...]]:
         ]
 
 
+DEPLOYMENT_COLUMNS = "id, profile, host, plan, status, started_at, ended_at FROM deployments"
+SIGNATURE_COLUMNS = "text, hash, error_class, count, first_seen, last_seen FROM error_signatures"
+
+
+def _stored(kb: KnowledgeBase, columns: str) -> list[tuple[object, ...]]:
+    from sqlalchemy import text
+
+    with kb.reading() as conn:
+        return sorted(tuple(r) for r in conn.execute(text(f"SELECT {columns}")))
+
+
 def test_bulk_import_rebuilds_the_indexes_and_stores_values_as_the_store_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -309,13 +320,18 @@ def test_bulk_import_rebuilds_the_indexes_and_stores_values_as_the_store_does(
     export = tmp_path / "kb.jsonl"
     with KnowledgeBase.open(tmp_path / "source.db") as kb:
         _fill(kb, deployments=6)
+        kb.start_deployment("still-running", "prod", "web9", "default", at=T0)  # no ended_at
         export_kb(kb, export, keep_hosts=True)
         expected = _stored_attempts(kb)
+        source_deployments = _stored(kb, DEPLOYMENT_COLUMNS)
+        source_signatures = _stored(kb, SIGNATURE_COLUMNS)
     with KnowledgeBase.open(tmp_path / "target.db") as target:
         summary = import_kb(target, export)
         assert summary.added["attempt"] == len(expected) > 0
         # JSON text and times byte for byte as record_attempt wrote them
         assert _stored_attempts(target) == expected
+        assert _stored(target, DEPLOYMENT_COLUMNS) == source_deployments
+        assert _stored(target, SIGNATURE_COLUMNS) == source_signatures
         with target.engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
         assert import_kb(target, export).total_added == 0
