@@ -1,11 +1,13 @@
-"""Knowledge base at scale: report time, export/import throughput, concurrent writers.
+"""Knowledge base at scale: open cost, report time, export/import throughput, concurrent writers.
 
     .venv/bin/python benchmarks/kb_scale.py                  # 1,000,000 attempts, 20,000 signatures
     .venv/bin/python benchmarks/kb_scale.py --attempts 100000
+    .venv/bin/python benchmarks/kb_scale.py --open-only      # just the cost of opening a KB
 
 Builds a SQLite KB through the migrations, bulk-loads it (executemany on the core tables), then
-times ``learn report``, an export of the whole base and an import of that file into an empty base,
-and N writer processes recording through the normal ``record_attempt`` API into one file.
+times opening it (the check every CLI call makes), ``learn report``, an export of the whole base
+and an import of that file into an empty base, and N writer processes recording through the
+normal ``record_attempt`` API into one file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import random
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
@@ -151,6 +156,43 @@ def writers(path: Path, processes: int, per_writer: int) -> tuple[float, int]:
     return elapsed, stored
 
 
+_FIRST_OPEN = """
+import sys, time
+from aideploy.knowledge.store import KnowledgeBase
+started = time.perf_counter()
+KnowledgeBase.open(sys.argv[1]).close()
+print(time.perf_counter() - started)
+"""
+
+
+def open_cost(path: Path, fresh: int = 5, repeats: int = 50) -> tuple[float, float]:
+    """Opening a KB already at the newest schema, in seconds (medians): the first open in a new
+    process (what each CLI call pays, after its imports) and each further open in one process."""
+    KnowledgeBase.open(path).close()  # created and migrated before anything is timed
+    firsts = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", _FIRST_OPEN, str(path)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(fresh)
+    ]
+    again = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        KnowledgeBase.open(path).close()
+        again.append(time.perf_counter() - started)
+    return statistics.median(firsts), statistics.median(again)
+
+
+def print_open_cost(path: Path) -> None:
+    first, again = open_cost(path)
+    print(f"open (at head): {first * 1000:.1f} ms first in a process, then {again * 1000:.2f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--attempts", type=int, default=1_000_000)
@@ -158,11 +200,15 @@ def main() -> None:
     parser.add_argument("--writers", type=int, default=4)
     parser.add_argument("--per-writer", type=int, default=1000)
     parser.add_argument("--dir", type=Path, default=None, help="where to put the databases")
+    parser.add_argument("--open-only", action="store_true", help="only time opening a KB")
     args = parser.parse_args()
     signatures = args.signatures or max(1, min(20_000, args.attempts // 50))
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="kb-scale-") as tmp:
         base = Path(tmp)
+        if args.open_only:
+            print_open_cost(base / "small.db")
+            return
         source = base / "source.db"
         started = time.perf_counter()
         populate(source, args.attempts, signatures)
@@ -170,6 +216,8 @@ def main() -> None:
             f"populate: {args.attempts:,} attempts / {signatures:,} signatures "
             f"in {time.perf_counter() - started:.1f} s"
         )
+
+        print_open_cost(source)
 
         with KnowledgeBase.open(source) as kb:
             started = time.perf_counter()
