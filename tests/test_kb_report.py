@@ -8,16 +8,19 @@ attempts per failure and attempts spread over weeks, with and without filters, o
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import insert, select
 
+from aideploy.knowledge.html_report import build_html
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
-from aideploy.knowledge.report import Filters, build_report, strategy_table
+from aideploy.knowledge.report import Filters, build_report, render, strategy_table
 from aideploy.knowledge.store import KnowledgeBase
 
 T0 = datetime(2025, 3, 1, 22, 0, 0)
@@ -257,3 +260,21 @@ def test_report_sections_match_their_definitions(kb_url: str, filters: Filters) 
         assert [(s.strategy, s.attempts) for s in kb.strategy_stats()] == [
             (s["strategy"], s["attempts"]) for s in _expected(rows, Filters())["strategies"]
         ]
+
+
+def test_first_try_by_encounter_in_every_format(tmp_path: Path) -> None:
+    with KnowledgeBase.open(str(tmp_path / "kb.sqlite")) as kb:
+        _fill(kb)
+        report = build_report(kb)
+        rows = report.sections["first_try_by_encounter"]
+        assert rows
+        columns = ["error_class", "strategies_tried", "1st_failures", "1st_rate", "2nd_failures"]
+        columns += ["2nd_rate", "3rd_plus_failures", "3rd_plus_rate"]
+        assert list(rows[0]) == columns
+        table = render(report, "table")
+        assert "First-try recovery rate by encounter of a signature" in table
+        assert "1st rate" in table and "3rd plus failures" in table
+        assert json.loads(render(report, "json"))["first_try_by_encounter"] == rows
+        csv_block = render(report, "csv").split("# first_try_by_encounter\n")[1]
+        assert csv_block.splitlines()[0] == ",".join(columns)
+        assert 'id="section-first_try_by_encounter"' in build_html(kb)
