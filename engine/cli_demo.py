@@ -244,6 +244,7 @@ def _demo(paths: DemoPaths, host: ThrowawayHost, source: Path) -> int:
     _say(f"\n$ {_shown(report)}\n", bold=True)
     _run(paths, report)
     if code == 0 and len(answered) < 2:
+        _say("\nThe deploy completed but the app did not answer through nginx.", fg="red")
         code = 1
     if answered:
         _say("\nThe app answered at:", bold=True)

@@ -76,12 +76,18 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def test_failed_runs_on_failed_once_and_a_resume_runs_on_resume_first(flags: Path) -> None:
+def _failed(flags: Path) -> tuple[deploy.DeployRequest, DeploymentState]:
+    """A deployment that ended FAILED in its second step."""
     (flags / "fail").touch()
     request, state = _start(flags)
     with pytest.raises(StepFailed):
         deploy.run(request, state, deploy.Operator())
     assert state.status is DeploymentStatus.FAILED
+    return request, state
+
+
+def test_failed_runs_on_failed_once_and_a_resume_runs_on_resume_first(flags: Path) -> None:
+    request, state = _failed(flags)
     assert _lines(flags / "failed") == [state.deployment_id]
     assert _lines(flags / "resumed") == []
 
@@ -104,10 +110,7 @@ def test_paused_deployment_does_not_run_on_failed(flags: Path) -> None:
 
 
 def test_a_failing_on_resume_refuses_the_resume_and_changes_nothing(flags: Path) -> None:
-    (flags / "fail").touch()
-    request, state = _start(flags)
-    with pytest.raises(StepFailed):
-        deploy.run(request, state, deploy.Operator())
+    request, state = _failed(flags)
     (flags / "fail").unlink()
     (flags / "refuse").touch()
     before = DeploymentState.load(state.deployment_id)
