@@ -10,12 +10,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import os
+import pickle
 import re
+import stat
+import tempfile
 import warnings
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,6 +145,78 @@ class TextClassifier:
 
     def proba(self, text: str) -> dict[str, float]:
         return self.predict_proba([text])[0]
+
+
+# --- the bundled classifier, cached on disk -----------------------------------------------
+
+CACHE_FORMAT = 1  # bump when TextClassifier's fitted state changes shape
+
+
+def cache_key(texts: Sequence[str], labels: Sequence[str]) -> str:
+    """What a cached classifier was trained from: the training data, the format and sklearn."""
+    import sklearn
+
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{sklearn.__version__}|".encode())
+    for text, label in zip(texts, labels, strict=True):
+        digest.update(label.encode() + b"\x00" + text.encode("utf-8", "replace") + b"\x01")
+    return digest.hexdigest()[:40]
+
+
+def _private_dir(path: Path) -> bool:
+    """A directory only this user owns and can write (0700), created so when missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
+
+
+def load_cached(directory: Path, key: str) -> TextClassifier | None:
+    """The classifier cached under ``key``, or None.
+
+    Unpickling runs code from the file, so a file is read only when nothing but this user could
+    have written it: the directory is this user's and 0700, the file is a regular file (not a
+    symlink: O_NOFOLLOW) owned by this user with no group/other permission bits, checked on the
+    open descriptor itself. Anyone able to write such a file can already run code as this user.
+    """
+    if not hasattr(os, "getuid"):
+        return None
+    try:
+        if not _private_dir(directory):
+            return None
+        fd = os.open(directory / f"classifier-{key}.pickle", os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+            return None
+        try:
+            obj = pickle.load(fh)  # noqa: S301 - a private file this user wrote, see above
+        except Exception:  # a truncated or stale file: retrain
+            return None
+    return obj if isinstance(obj, TextClassifier) and obj.fitted else None
+
+
+def store_cached(directory: Path, key: str, classifier: TextClassifier) -> None:
+    """Write the classifier atomically (a private temp file renamed into place); best effort."""
+    if not hasattr(os, "getuid"):
+        return
+    tmp = None
+    try:
+        if not _private_dir(directory):
+            return
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".classifier-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
+            pickle.dump(classifier, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, directory / f"classifier-{key}.pickle")
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 # --- outcome model -------------------------------------------------------------------------
@@ -315,8 +394,17 @@ class OutcomeModel:
         xx = vstack([x[pos], x[neg]], format="csr")
         yy = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
         ww = np.concatenate([succ[pos], fail[neg]])
+        # a constant step: the default schedule (step 1/(alpha*t)) took steps so large with the
+        # weighted rows that weights reached the hundreds and every untried pair scored ~1.0
         model = SGDClassifier(
-            loss="log_loss", alpha=1e-5, max_iter=8, tol=None, random_state=0, average=True
+            loss="log_loss",
+            alpha=1e-4,
+            learning_rate="constant",
+            eta0=0.05,
+            max_iter=8,
+            tol=None,
+            random_state=0,
+            average=True,
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -25,12 +25,15 @@ Every candidate carries a readable ``why``; :meth:`Ranker.explain` returns it al
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 
+import platformdirs
 from rapidfuzz import fuzz, process
 
 from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk
@@ -44,7 +47,13 @@ from aideploy.knowledge.classes import (
 )
 from aideploy.knowledge.corpus import Example, load_bundled, train_examples
 from aideploy.knowledge.history import History, PastOutcome
-from aideploy.knowledge.model import OutcomeModel, TextClassifier
+from aideploy.knowledge.model import (
+    OutcomeModel,
+    TextClassifier,
+    cache_key,
+    load_cached,
+    store_cached,
+)
 from aideploy.knowledge.rules import RuleHit, RuleSet
 from aideploy.knowledge.signature import signature_of
 
@@ -64,7 +73,7 @@ OTHER_STEPS_STRENGTH = 1.5
 STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
-MODEL_WEIGHT = 0.35
+MODEL_WEIGHT = 0.1
 CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
 MANUAL_SCORE = 0.02
 LONG_TAIL_PRIOR = 0.08
@@ -180,7 +189,25 @@ class _SignatureStats:
 
 @lru_cache(maxsize=1)
 def _bundled_classifier() -> TextClassifier:
-    return _train_classifier(tuple(train_examples(load_bundled())))
+    """Trained once per machine: cached in the user's cache directory, keyed by the training
+    data and the scikit-learn version (see :func:`~aideploy.knowledge.model.load_cached`)."""
+    usable = [e for e in train_examples(load_bundled()) if e.split != "test"]
+    texts, labels = [e.text for e in usable], [e.error_class for e in usable]
+    directory = classifier_cache_dir()
+    key = cache_key(texts, labels)
+    cached = load_cached(directory, key)
+    if cached is not None:
+        return cached
+    classifier = TextClassifier().fit(texts, labels)
+    store_cached(directory, key, classifier)
+    return classifier
+
+
+def classifier_cache_dir() -> Path:
+    """``$AIDEPLOY_CACHE_DIR`` or the user's cache directory for aideploy, then classifier/."""
+    env = os.environ.get("AIDEPLOY_CACHE_DIR")
+    base = Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("aideploy"))
+    return base / "classifier"
 
 
 def _train_classifier(examples: Sequence[Example]) -> TextClassifier:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import stat
 import time
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +238,39 @@ def test_refit_is_fast_enough() -> None:
     r.refit()
     assert time.perf_counter() - start < 2.0
     assert r.model.fitted
+
+
+def test_classifier_cache_round_trip_and_refusals(tmp_path: Path) -> None:
+    from aideploy.knowledge.model import TextClassifier, cache_key, load_cached, store_cached
+
+    texts = ["E: Could not get lock /var/lib/dpkg/lock", "bind() failed (98: Address in use)"]
+    labels = ["apt_lock", "port_in_use"]
+    clf = TextClassifier().fit(texts, labels)
+    key = cache_key(texts, labels)
+    assert key != cache_key(texts, ["apt_lock", "disk_full"])
+    directory = tmp_path / "cache" / "classifier"
+    assert load_cached(directory, key) is None
+    store_cached(directory, key, clf)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    (cached_file,) = directory.iterdir()  # no temp file left behind
+    assert stat.S_IMODE(cached_file.stat().st_mode) == 0o600
+    loaded = load_cached(directory, key)
+    assert loaded is not None and loaded.proba(texts[0]) == clf.proba(texts[0])
+    # a file others could have written is not unpickled
+    cached_file.chmod(0o620)
+    assert load_cached(directory, key) is None
+    cached_file.chmod(0o600)
+    # nor one in a directory others can write
+    directory.chmod(0o770)
+    assert load_cached(directory, key) is None
+    directory.chmod(0o700)
+    # nor a symlink to a file elsewhere
+    target = tmp_path / "elsewhere.pickle"
+    cached_file.rename(target)
+    cached_file.symlink_to(target)
+    assert load_cached(directory, key) is None
+    # a damaged file is ignored (retrained by the caller)
+    cached_file.unlink()
+    cached_file.write_bytes(b"not a pickle")
+    cached_file.chmod(0o600)
+    assert load_cached(directory, key) is None
