@@ -129,10 +129,21 @@ def aideploy_command(paths: DemoPaths, *args: str) -> list[str]:
     return [sys.executable, "-m", "aideploy", "--config", str(paths.config), *args]
 
 
+def set_options(settings: dict[str, str]) -> list[str]:
+    """``--set KEY=VALUE`` for each plan variable."""
+    return [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
+
+
 def deploy_command(paths: DemoPaths, host: ThrowawayHost, settings: dict[str, str]) -> list[str]:
-    sets = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     return aideploy_command(
-        paths, "deploy", *host.ssh_options(), "--plan", "stack", "--kb", str(paths.kb), *sets
+        paths,
+        "deploy",
+        *host.ssh_options(),
+        "--plan",
+        "stack",
+        "--kb",
+        str(paths.kb),
+        *set_options(settings),
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.engine.cli_demo import Ports, set_options, stack_settings
 from aideploy.engine.plan import BUILTIN_PLANS
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.releases import list_releases, rollback
@@ -24,7 +25,6 @@ from tests.support.throwaway import (
     AppRepo,
     ThrowawayHost,
     available,
-    free_port,
     http_get,
     throwaway,
 )
@@ -48,9 +48,12 @@ class Deployer:
         self.host = host
         self.work = work
         self.repo = AppRepo.create(host, SAMPLEAPP, work, REPO_INSIDE)
-        self.http_port = free_port()
-        self.https_port = free_port()
-        self.db_port = free_port()
+        self.ports = Ports.free()
+        self.http_port, self.https_port, self.db_port = (
+            self.ports.http,
+            self.ports.https,
+            self.ports.db,
+        )
         self.config = work / "ai_deployment_config.json"
         self.config.write_text(
             json.dumps(
@@ -63,18 +66,7 @@ class Deployer:
         )
 
     def settings(self) -> list[str]:
-        values = {
-            "APP_REPO": REPO_INSIDE,
-            "APP_REF": "main",
-            "HTTP_PORT": str(self.http_port),
-            "HTTPS_PORT": str(self.https_port),
-            "DB_PORT": str(self.db_port),
-            "DOMAIN": DOMAIN,
-        }
-        out = []
-        for key, value in values.items():
-            out += ["--set", f"{key}={value}"]
-        return out
+        return set_options(stack_settings(REPO_INSIDE, self.ports, DOMAIN))
 
     def deploy(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return self.cli(
