@@ -175,11 +175,14 @@ def run(
             if resumed and plan.on_resume is not None:
                 _before_resume(plan, ctx)
             try:
-                return executor.run()
+                final = executor.run()
             except StepFailed:
                 if state.status is DeploymentStatus.FAILED and plan.on_failed is not None:
                     _after_failure(plan, ctx)
                 raise
+            if final.status is DeploymentStatus.FAILED and plan.on_failed is not None:
+                _after_failure(plan, ctx)  # ended without an error, but not every step finished
+            return final
         finally:
             if runner is not None:
                 try:
