@@ -278,6 +278,15 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         0.8,
     ),
     _r("libnode_conflict", "nodejs_conflict", r"libnode(?:72|-dev)?\b[^\n]{0,120}conflict", 0.85),
+    _r(
+        # dpkg refusing a package for a declared Conflicts (Debian 12's libnode108 against
+        # NodeSource's nodejs, which provides nodejs-legacy)
+        "dpkg_conflicts_node",
+        "nodejs_conflict",
+        r"\b(?P<package>(?:libnode|nodejs|npm)[\w.+-]*)(?::[\w-]+)? conflicts with "
+        r"(?:libnode|nodejs|npm)[\w.+-]*|conflicting packages - not installing (?:nodejs|npm)\b",
+        0.95,
+    ),
     # package_not_found
     _r(
         "apt_unable_locate",

@@ -602,6 +602,7 @@ def test_distro_node_packages_in_the_way_of_nodesource_nodejs_are_removed_then_f
         error_class="nodejs_conflict",
     )
     # dpkg's own refusal, naming the distro package in the way
+    assert "rule 'dpkg_conflicts_node'" in first.completed.stdout, first.explain()
     refused = scenario.step_output(first, "install_node")
     assert "libnode108:amd64 conflicts with nodejs-legacy" in refused, refused
     assert "conflicting packages - not installing nodejs" in refused, refused
