@@ -165,6 +165,12 @@ class Executor:
         state.status = status
         state.reason = reason
         state.end_time = now_iso()
+        if status is not DeploymentStatus.COMPLETED:  # the step it stopped in says how
+            halted = StepStatus.PAUSED if status is DeploymentStatus.PAUSED else StepStatus.FAILED
+            for step_state in state.steps:
+                if step_state.status is StepStatus.RUNNING:
+                    step_state.status = halted
+                    step_state.ended_at = state.end_time
         state.owner = {}
         state.save()
         self._record("finish_deployment", state.deployment_id, KB_STATUS[status])

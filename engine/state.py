@@ -37,7 +37,8 @@ class StepStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     SKIPPED = "skipped"  # its check said it was already done
-    FAILED = "failed"
+    FAILED = "failed"  # the deployment ended FAILED on this step (or was interrupted in it)
+    PAUSED = "paused"  # the deployment is waiting for a person on this step
 
 
 def now_iso() -> str:

@@ -113,6 +113,8 @@ def test_foreign_process_not_killed_without_approval() -> None:
             executor.run()
         assert holder.poll() is None, "a foreign process was killed without approval"
         assert executor.state.status is DeploymentStatus.PAUSED
+        saved = DeploymentState.load("test-1")
+        assert [s.status for s in saved.steps] == [StepStatus.PAUSED]
     finally:
         holder.kill()
         holder.wait()
@@ -143,7 +145,7 @@ def test_unrecovered_step_ends_failed_with_reason_never_completed(tmp_path: Path
     assert str(info.value) == state.reason
     assert [s.status for s in state.steps] == [
         StepStatus.DONE,
-        StepStatus.RUNNING,
+        StepStatus.FAILED,
         StepStatus.PENDING,
     ]
     assert not (tmp_path / "never-ran").exists()
