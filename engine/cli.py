@@ -611,17 +611,8 @@ def config_docs() -> None:
 
 
 def _register_learn() -> None:
-    from aideploy.knowledge import cli_group
+    from aideploy.knowledge import cli_group  # its command modules load on first use
 
-    for module in (
-        "aideploy.knowledge.cli_store",
-        "aideploy.knowledge.cli_ranker",
-        "aideploy.knowledge.cli_html",
-    ):
-        try:
-            __import__(module)
-        except ImportError as exc:  # a partial install must still run deploys
-            log.debug("learn commands from %s unavailable: %s", module, exc)
     cli.add_command(cli_group.learn)
 
 

@@ -34,18 +34,25 @@ GUIDE_COMMANDS = (
 )
 
 
+def subcommands(group: click.Group) -> dict[str, click.Command]:
+    """A group's commands as click looks them up (``learn`` loads its modules on first use)."""
+    ctx = click.Context(group)
+    found = {name: group.get_command(ctx, name) for name in group.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
+
+
 def walk(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
     if isinstance(command, click.Group):
-        for name in sorted(command.commands):
-            yield from walk(command.commands[name], (*path, name))
+        for name, sub in sorted(subcommands(command).items()):
+            yield from walk(sub, (*path, name))
 
 
 def command_at(path: tuple[str, ...]) -> click.Command:
     command: click.Command = cli
     for name in path:
         assert isinstance(command, click.Group), path
-        command = command.commands[name]
+        command = subcommands(command)[name]
     return command
 
 
@@ -71,7 +78,7 @@ def test_command_has_help_and_a_page(path: tuple[str, ...]) -> None:
         if isinstance(param, click.Option) and longs and param.name != "help":
             assert any(o in text for o in longs), f"{doc.name} does not mention {longs[0]}"
     if isinstance(command, click.Group):
-        for name in command.commands:
+        for name in subcommands(command):
             assert f"{'-'.join((*path, name))}.md" in text, f"{doc.name} does not link {name}"
 
 
@@ -157,8 +164,8 @@ def _parse(words: list[str]) -> tuple[str, ...]:
             return ()
         assert rest, f"no command in {' '.join(words)}"
         name = rest.pop(0)
-        assert name in group.commands, f"{' '.join(words)}: no command {name!r}"
-        group = group.commands[name]
+        assert name in subcommands(group), f"{' '.join(words)}: no command {name!r}"
+        group = subcommands(group)[name]
         path.append(name)
     parent = cli.make_context("aideploy", [*global_opts, *path], resilient_parsing=False)
     with parent:
