@@ -495,12 +495,13 @@ def _v_pattern(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
 
 def _v_deployment(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
     started = _time(rec, "started_at")
+    # through the cache: profiles and plans repeat, and the attempts name the same ids
     out.deployments.append(
         {
-            "id": redact(_str(rec, "id", required=True)),
-            "profile": redact(_str(rec, "profile")),
-            "host": redact(_str(rec, "host", limit=255)),
-            "plan": redact(_str(rec, "plan")),
+            "id": c.text(_str(rec, "id", required=True)),
+            "profile": c.text(_str(rec, "profile")),
+            "host": c.text(_str(rec, "host", limit=255)),
+            "plan": c.text(_str(rec, "plan")),
             "status": _str(rec, "status", limit=32) or "unknown",
             "started_at": started or utcnow(),
             "ended_at": _time(rec, "ended_at"),
@@ -671,7 +672,8 @@ def _fast_path(out: _Parsed, c: _Cache) -> Callable[[_FastAttempt], bool]:
         strategy = a.strategy
         if text is None or (strategy not in strategies and not strategy_ok(strategy)):
             return False
-        if key_ok(a.id) is None:
+        key = a.id
+        if not (key.isascii() and key.isalnum()) and key_ok(key) is None:
             return False
         when: datetime | None = None
         if a.at is not None:
@@ -702,7 +704,7 @@ def _fast_path(out: _Parsed, c: _Cache) -> Callable[[_FastAttempt], bool]:
             dep = text_of(dep) if found is None else found
         add(
             (
-                a.id,
+                key,
                 text,
                 a.error_class or "unknown",
                 strategy,
