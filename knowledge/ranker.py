@@ -66,7 +66,7 @@ FUZZY_CUTOFF = 85.0
 FUZZY_LIMIT = 8
 # pseudo-observations each level of evidence gives the level above it (rule/default prior ->
 # class -> class in this step -> neighbours -> this signature in other steps -> in this step)
-CLASS_PRIOR_STRENGTH = 3.0
+CLASS_PRIOR_STRENGTH = 1.5
 CLASS_STEP_STRENGTH = 2.0
 NEIGHBOUR_STRENGTH = 2.0
 OTHER_STEPS_STRENGTH = 1.5
@@ -515,7 +515,7 @@ class Ranker:
         exact = self._stats.get(signature)
         here, elsewhere = exact.split(step) if exact is not None else ({}, {})
         for name in (*here, *elsewhere):
-            propose(name, 0.05, "neighbour evidence")
+            propose(name, 0.05, "tried on this signature before")
         # several automatic strategies tried on this signature in this step and all mostly
         # failing: manual intervention is ranked by its own score, not held back
         autos = [(r, f) for n, (r, f) in here.items() if n != MANUAL]
