@@ -35,7 +35,7 @@ from prometheus_client.utils import floatToGoString
 
 from aideploy.engine import paths
 from aideploy.engine.schema import _range, check_hostname, check_path, spec
-from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
+from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, list_states
 
 log = logging.getLogger("aideploy.metrics")
 
@@ -165,6 +165,8 @@ def add_state(snapshot: Snapshot, state: DeploymentState) -> None:
     if start is not None and end is not None and state.status is not DeploymentStatus.RUNNING:
         snapshot.deployment_durations.append(max(0.0, end - start))
     for step in state.steps:
+        if step.status not in (StepStatus.DONE, StepStatus.SKIPPED):
+            continue  # a step the deployment stopped in has an end, but did not finish
         began, ended = _seconds(step.started_at), _seconds(step.ended_at)
         if began is not None and ended is not None:
             snapshot.step_durations[step.name].append(max(0.0, ended - began))
