@@ -199,6 +199,9 @@ _NUM_KEEP = (
 )
 
 _SUBS: tuple[Sub, ...] = (
+    # release and deployment ids made from a compact timestamp (20261127-032300-abc123,
+    # 20240101123456): a new one at every deploy, so the same error must not carry it
+    (re.compile(r"(?<![\w.])\d{8}[-T_]?\d{6}Z?(?:[-_][0-9a-f]{4,})?(?![\w.])"), "<id>"),
     # timestamps (ISO, nginx, syslog, bare clock times)
     (
         re.compile(
@@ -324,7 +327,7 @@ _SUBS: tuple[Sub, ...] = (
 _D = "0123456789"
 # per substitution, characters of which at least one must be in the line for it to apply
 _NEEDS: tuple[str, ...] = (
-    _D, _D, "<", _D, _D, "-", ":", "@", " ", "]", _D, ":", ":", _D, "/", '"',
+    _D, _D, _D, "<", _D, _D, "-", ":", "@", " ", "]", _D, ":", ":", _D, "/", '"',
     " ", "4", ".", _D, "[", "#", "/", _D, _D, _D, _D,
 )  # fmt: skip
 assert len(_NEEDS) == len(_SUBS)

@@ -107,6 +107,16 @@ def test_same_error_two_machines_same_signature() -> None:
     assert signature_of(e) == signature_of(f)
 
 
+def test_release_and_deployment_ids_do_not_split_an_error() -> None:
+    """Each deploy makes a new release directory; the same error in two of them is one error."""
+    first = "mkdir: cannot create directory '/srv/app/releases/20261127-032300-abc123': Permission denied"
+    again = "mkdir: cannot create directory '/srv/app/releases/20261128-101500-0f9e8d': Permission denied"
+    assert signature_of(first) == signature_of(again)
+    assert signature_of(first).endswith("'<path>/<id>': Permission denied")
+    other = "error: release 20240101123456 of deployment 20261127-032300-abc123 failed"
+    assert signature_of(other) == "error: release <id> of deployment <id> failed"
+
+
 def test_different_errors_differ() -> None:
     texts = [
         "E: Unable to locate package foo",
