@@ -24,7 +24,7 @@ import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -321,6 +321,13 @@ def _day(conn: Connection, column: Any) -> ColumnElement[Any]:
     return func.substr(column, 1, 10)
 
 
+def _day_text(conn: Connection, column: Any) -> ColumnElement[str]:
+    """The day of ``column`` as YYYY-MM-DD text."""
+    if conn.dialect.name == "postgresql":
+        return func.to_char(column, "YYYY-MM-DD")
+    return func.substr(column, 1, 10)
+
+
 def _first_attempt(f: Filters) -> Any:
     """The condition "no earlier (not skipped, filtered) attempt on the same signature in the
     same deployment": the attempt is a failure's first."""
@@ -337,93 +344,127 @@ def _first_attempt(f: Filters) -> Any:
     return ~exists(before)
 
 
-def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
-    """Per week: the failures' first (not skipped) attempts, and how many of them recovered.
+def _failures(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
+    """Every failure's first (not skipped) attempt: (signature id, attempt id, day, weight,
+    recovered weight).
 
     A failure is a signature in a deployment; its first attempt is the one with no earlier
     attempt on the same signature in the same deployment (among the filtered attempts). The
-    anti-join is answered from the (deployment_id, signature_id, id, ...) index; rows are summed
-    per day first, then the few day rows per week.
+    anti-join is answered from the (deployment_id, signature_id, id, ...) index, once for both
+    sections that need it.
     """
-    day = _day(conn, _A.at).label("day")
-    per_day = (
-        _attempt_filters(
-            select(
-                day,
-                func.count().label("n"),
-                func.sum(_A.weight).label("w"),
-                _recovered_w().label("rec"),
-            ).select_from(ATTEMPTS),
-            f,
+    query = _attempt_filters(
+        select(
+            _A.signature_id,
+            _A.id,
+            _day_text(conn, _A.at),
+            _A.weight,
+            case((_A.outcome == "recovered", _A.weight), else_=0.0),
+        ).select_from(ATTEMPTS),
+        f,
+    ).where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
+    result = conn.execute(query)
+    try:  # a million rows: plain driver tuples (ids, numbers, dates need no result processing)
+        return list(result.cursor.fetchall())
+    finally:
+        result.close()
+
+
+def _monday(day: Any) -> str:
+    """The Monday of a YYYY-MM-DD day, as YYYY-MM-DD."""
+    start = date.fromisoformat(day)
+    return (start - timedelta(days=start.weekday())).isoformat()
+
+
+class _Failures:
+    """The failures as columns: signature id, first attempt id, day, weight, recovered weight."""
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        import numpy as np
+
+        table = np.array(
+            rows,
+            dtype=[("sid", "i8"), ("id", "i8"), ("day", "S10"), ("w", "f8"), ("rec", "f8")],
         )
-        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
-        .group_by(day)
-        .subquery()
-    )
-    week = _week(conn, per_day.c.day).label("week")
-    query = (
-        select(week, func.sum(per_day.c.n), func.sum(per_day.c.w), func.sum(per_day.c.rec))
-        .group_by(week)
-        .order_by(week)
-    )
+        self.sid = table["sid"]
+        self.id = table["id"]
+        self.weight = np.nan_to_num(table["w"])
+        self.rec = np.nan_to_num(table["rec"])
+        names, self.day = np.unique(table["day"], return_inverse=True)
+        self.day = self.day.reshape(-1)
+        self.day_names = [name.decode() for name in names]
+
+
+def _first_try(failures: _Failures) -> list[dict[str, Any]]:
+    """Per week: the failures, and how many of them their first attempt recovered."""
+    import numpy as np
+
+    days = len(failures.day_names)
+    count = np.bincount(failures.day, minlength=days)
+    weight = np.bincount(failures.day, weights=failures.weight, minlength=days)
+    rec = np.bincount(failures.day, weights=failures.rec, minlength=days)
+    totals: dict[str, list[float]] = {}
+    for i, day in enumerate(failures.day_names):
+        total = totals.setdefault(_monday(day), [0, 0.0, 0.0])
+        total[0] += int(count[i])
+        total[1] += float(weight[i])
+        total[2] += float(rec[i])
     return [
-        {"week": w, "failures": int(n), "first_try_rate": _rate(rec, weight)}
-        for w, n, weight, rec in conn.execute(query)
+        {"week": w, "failures": int(n), "first_try_rate": _rate(r, wt)}
+        for w, (n, wt, r) in sorted(totals.items())
     ]
 
 
 def _by_encounter(
-    conn: Connection, f: Filters, pairs: list[tuple[Any, ...]]
+    conn: Connection, failures: _Failures, pairs: list[tuple[Any, ...]]
 ) -> list[dict[str, Any]]:
     """Per error class: strategies tried, and the first-try rate per encounter bucket.
 
-    The failures are those of ``first_try`` (one per signature and deployment, its first not
-    skipped attempt); a failure's encounter is its rank among the failures of the same signature,
-    by first attempt id (the nth deployment that met the signature, within the filters). Rates
-    are weighted like the other sections.
+    The failures are those of ``first_try``; a failure's encounter is its rank among the
+    failures of the same signature, by first attempt id (the nth deployment that met the
+    signature, within the filters). Rates are weighted like the other sections.
     """
-    encounter = (
-        func.row_number().over(partition_by=_A.signature_id, order_by=_A.id).label("encounter")
-    )
-    failures = (
-        _attempt_filters(
-            select(
-                _S.error_class.label("cls"),
-                encounter,
-                _A.weight.label("w"),
-                case((_A.outcome == "recovered", _A.weight), else_=0.0).label("rec"),
-            ).select_from(ATTEMPTS.join(SIGNATURES)),
-            f,
-        )
-        .where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
-        .subquery()
-    )
-    c = failures.c
-    bucket = case(*((c.encounter == n, n) for _, n in ENCOUNTERS[:-1]), else_=ENCOUNTERS[-1][1])
-    query = select(c.cls, bucket, func.count(), func.sum(c.w), func.sum(c.rec)).group_by(
-        c.cls, bucket
-    )
-    counts: dict[str, dict[int, tuple[int, float | None]]] = {}
-    for cls, n, count, weight, rec in conn.execute(query):
-        counts.setdefault(cls, {})[int(n)] = (int(count), _rate(rec, weight))
-    tried = _tried(conn, pairs)
+    import numpy as np
+
+    classes = _class_of(conn)
+    last = ENCOUNTERS[-1][1]
+    order = np.lexsort((failures.id, failures.sid))
+    sid = failures.sid[order]
+    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else sid
+    rank = np.arange(len(sid)) - np.repeat(starts, np.diff(np.r_[starts, len(sid)]))
+    bucket = np.minimum(rank + 1, last)
+    names = sorted(set(classes.values()))
+    index = {name: i for i, name in enumerate(names)}
+    lookup = np.full(int(sid.max()) + 1 if len(sid) else 1, -1, dtype=np.int64)
+    for signature, cls in classes.items():
+        if signature < len(lookup):
+            lookup[signature] = index[cls]
+    cls_of = lookup[sid]
+    known = cls_of >= 0
+    key = (cls_of * last + bucket - 1)[known]
+    size = len(names) * last
+    count = np.bincount(key, minlength=size)
+    weight = np.bincount(key, weights=failures.weight[order][known], minlength=size)
+    rec = np.bincount(key, weights=failures.rec[order][known], minlength=size)
+    tried = _tried(classes, pairs)
     rows = []
-    for cls in sorted(counts):
+    for i, cls in enumerate(names):
+        if not count[i * last : (i + 1) * last].any():
+            continue
         row: dict[str, Any] = {
             "error_class": cls,
             "strategies_tried": ", ".join(tried.get(cls, [])),
         }
-        for key, n in ENCOUNTERS:
-            count, rate = counts[cls].get(n, (0, None))
-            row[f"{key}_failures"] = count
-            row[f"{key}_rate"] = rate
+        for label, n in ENCOUNTERS:
+            k = i * last + n - 1
+            row[f"{label}_failures"] = int(count[k])
+            row[f"{label}_rate"] = _rate(float(rec[k]), float(weight[k])) if count[k] else None
         rows.append(row)
     return rows
 
 
-def _tried(conn: Connection, pairs: list[tuple[Any, ...]]) -> dict[str, list[str]]:
+def _tried(classes: dict[int, str], pairs: list[tuple[Any, ...]]) -> dict[str, list[str]]:
     """Per error class, the strategies with a decided (not skipped) attempt, most tried first."""
-    classes = _class_of(conn)
     attempts: dict[str, dict[str, int]] = {}
     for row in pairs:
         cls = classes.get(row[0])
@@ -450,8 +491,9 @@ def build_report(
         pairs = _pair_rows(conn, f)
         report.sections["strategies"] = _strategies(_strategy_stats(pairs))
         report.sections["best_strategy"] = _best(conn, pairs)
-        report.sections["first_try"] = _first_try(conn, f)
-        report.sections["first_try_by_encounter"] = _by_encounter(conn, f, pairs)
+        failures = _Failures(_failures(conn, f))
+        report.sections["first_try"] = _first_try(failures)
+        report.sections["first_try_by_encounter"] = _by_encounter(conn, failures, pairs)
     return report
 
 
