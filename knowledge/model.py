@@ -6,31 +6,35 @@
 * :class:`OutcomeModel` - P(recovered | signature tokens, strategy, class, context): a
   LogisticRegression over hashed interaction features, fit on recorded outcomes (duplicates
   aggregated into weighted rows, so a refit on 100k outcomes takes well under two seconds).
+
+scikit-learn (and scipy) only train: both models keep what they learned as plain numpy arrays
+and score with numpy, so ranking with a cached classifier and no outcome history to fit never
+imports them (importing scikit-learn takes about two seconds).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
-import pickle
 import re
 import stat
 import tempfile
 import warnings
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy.sparse import coo_matrix, csr_matrix, hstack, vstack
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression, SGDClassifier
 
 from aideploy.knowledge.history import PastOutcome
+
+if TYPE_CHECKING:
+    from scipy.sparse import csr_matrix
 
 CLASSIFIER_TEXT_CHARS = 2000
 _SPACE = re.compile(r"\s+")
@@ -45,28 +49,108 @@ def classifier_text(text: str) -> str:
     return _HEXISH.sub("0", _SPACE.sub(" ", tail))
 
 
+# --- text features ---------------------------------------------------------------------------
+# The two feature blocks of the classifier. Training hands these settings to scikit-learn's
+# TfidfVectorizer; scoring computes the same n-grams itself (tests/test_model_numpy.py checks
+# the two agree on every corpus text).
+
+CHAR_NGRAMS = (3, 5)
+CHAR_MAX_FEATURES = 60000
+WORD_NGRAMS = (1, 2)
+WORD_PATTERN = r"[a-z_][a-z0-9_]+|<\w+>"
+
+
+def char_wb_grams(doc: str, lo: int = CHAR_NGRAMS[0], hi: int = CHAR_NGRAMS[1]) -> list[str]:
+    """Character n-grams inside words, each word padded with one space on either side; a word
+    no longer than n (padding included) counts once, as a whole, and ends the longer sizes."""
+    grams: list[str] = []
+    for word in doc.lower().split():
+        padded = f" {word} "
+        size = len(padded)
+        for n in range(lo, hi + 1):
+            if size <= n:
+                grams.append(padded)
+                break
+            grams.extend([padded[i : i + n] for i in range(size - n + 1)])
+    return grams
+
+
+def word_grams_of(pattern: str, lo: int, hi: int) -> Callable[[str], list[str]]:
+    """Tokens matching ``pattern`` in the lower-cased text, then their runs of lo..hi tokens
+    joined by a space (lo == 1: the tokens themselves first)."""
+    find = re.compile(pattern).findall
+
+    def grams(doc: str) -> list[str]:
+        tokens: list[str] = find(doc.lower())
+        out = list(tokens) if lo == 1 else []
+        for n in range(max(lo, 2), min(hi, len(tokens)) + 1):
+            out.extend(" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+        return out
+
+    return grams
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One TF-IDF feature block: its n-grams, their columns (from ``offset``) and idf."""
+
+    analyzer: str  # "char_wb" or "word"
+    ngrams: tuple[int, int]
+    pattern: str
+    terms: tuple[str, ...]  # terms[i] is column offset + i
+    idf: np.ndarray
+    offset: int
+
+    def grams(self) -> Callable[[str], list[str]]:
+        if self.analyzer == "char_wb":
+            lo, hi = self.ngrams
+            return lambda doc: char_wb_grams(doc, lo, hi)
+        return word_grams_of(self.pattern, *self.ngrams)
+
+
+def _fit_estimators(docs: Sequence[str], labels: Sequence[str]) -> tuple[Any, Any, Any]:
+    """The fitted scikit-learn vectorizers (characters, words) and LogisticRegression."""
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    chars = TfidfVectorizer(
+        analyzer="char_wb",
+        ngram_range=CHAR_NGRAMS,
+        sublinear_tf=True,
+        max_features=CHAR_MAX_FEATURES,
+        dtype=np.float32,
+    )
+    words = TfidfVectorizer(
+        analyzer="word",
+        token_pattern=WORD_PATTERN,
+        ngram_range=WORD_NGRAMS,
+        sublinear_tf=True,
+        dtype=np.float32,
+    )
+    model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
+    x = hstack([chars.fit_transform(docs), words.fit_transform(docs)], "csr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(x, list(labels))
+    return chars, words, model
+
+
 class TextClassifier:
-    """Error class from text, for text the rules do not settle."""
+    """Error class from text, for text the rules do not settle.
+
+    :meth:`fit` trains with scikit-learn and keeps only the learned numbers (vocabularies, idf,
+    coefficients, intercepts, classes); scoring is numpy over those.
+    """
 
     def __init__(self) -> None:
         self.classes_: list[str] = []
-        self._chars = TfidfVectorizer(
-            analyzer="char_wb",
-            ngram_range=(3, 5),
-            sublinear_tf=True,
-            max_features=60000,
-            dtype=np.float32,
-        )
-        self._words = TfidfVectorizer(
-            analyzer="word",
-            token_pattern=r"[a-z_][a-z0-9_]+|<\w+>",  # noqa: S106
-            ngram_range=(1, 2),
-            sublinear_tf=True,
-            dtype=np.float32,
-        )
-        self._model = LogisticRegression(C=20.0, max_iter=2000, class_weight="balanced")
         self.fitted = False
-        self._blocks: list[tuple[Any, dict[str, int], Any, int]] | None = None
+        self._blocks: list[_Block] = []
+        self._analyzers: list[Callable[[str], list[str]]] = []
+        self._vocabs: list[dict[str, int]] = []
+        self._coef_t = np.zeros((0, 0))
+        self._intercept = np.zeros(0)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextClassifier:
         if len(set(labels)) < 2:
@@ -74,33 +158,48 @@ class TextClassifier:
             self.classes_ = sorted(set(labels))
             return self
         docs = [classifier_text(t) for t in texts]
-        x = hstack([self._chars.fit_transform(docs), self._words.fit_transform(docs)], "csr")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self._model.fit(x, list(labels))
-        self.classes_ = [str(c) for c in self._model.classes_]
-        self.fitted = True
-        self._blocks = None
-        return self
+        chars, words, model = _fit_estimators(docs, labels)
+        return self._set_estimators(chars, words, model)
 
-    def _prepare(self) -> None:
-        """Plain arrays for scoring a few texts without the sparse/validation overhead."""
-        blocks = []
-        offset = 0
-        for vec in (self._chars, self._words):
-            blocks.append(
-                (vec.build_analyzer(), vec.vocabulary_, np.asarray(vec.idf_, np.float64), offset)
-            )
-            offset += len(vec.vocabulary_)
+    def _set_estimators(self, chars: Any, words: Any, model: Any) -> TextClassifier:
+        blocks, offset = [], 0
+        for kind, ngrams, pattern, vec in (
+            ("char_wb", CHAR_NGRAMS, "", chars),
+            ("word", WORD_NGRAMS, WORD_PATTERN, words),
+        ):
+            terms = [""] * len(vec.vocabulary_)
+            for term, j in vec.vocabulary_.items():
+                terms[j] = term
+            idf = np.asarray(vec.idf_, dtype=np.float64)
+            blocks.append(_Block(kind, ngrams, pattern, tuple(terms), idf, offset))
+            offset += len(terms)
+        return self._set(
+            blocks,
+            np.asarray(model.coef_, dtype=np.float64),
+            np.asarray(model.intercept_, dtype=np.float64),
+            [str(c) for c in model.classes_],
+        )
+
+    def _set(
+        self, blocks: list[_Block], coef: np.ndarray, intercept: np.ndarray, classes: list[str]
+    ) -> TextClassifier:
+        n_features = sum(len(b.terms) for b in blocks)
+        rows = 1 if len(classes) == 2 else len(classes)
+        if coef.shape != (rows, n_features) or intercept.shape != (rows,):
+            raise ValueError("classifier weights do not match its vocabulary and classes")
         self._blocks = blocks
-        self._coef_t = np.ascontiguousarray(self._model.coef_.T, dtype=np.float64)
-        self._intercept = np.asarray(self._model.intercept_, dtype=np.float64)
+        self._analyzers = [b.grams() for b in blocks]
+        self._vocabs = [{t: j for j, t in enumerate(b.terms)} for b in blocks]
+        self._coef_t = np.ascontiguousarray(coef.T)
+        self._intercept = intercept
+        self.classes_ = classes
+        self.fitted = True
+        return self
 
     def _scores(self, doc: str) -> np.ndarray:
         """Decision values of one document: sublinear TF-IDF, l2 per block, dot the weights."""
         idx_parts, val_parts = [], []
-        assert self._blocks is not None, "fit() first"
-        for analyzer, vocab, idf, offset in self._blocks:
+        for block, analyzer, vocab in zip(self._blocks, self._analyzers, self._vocabs, strict=True):
             counts: dict[int, int] = {}
             for gram, n in Counter(analyzer(doc)).items():  # each distinct n-gram looked up once
                 j = vocab.get(gram)
@@ -110,11 +209,11 @@ class TextClassifier:
                 continue
             idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
             tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            vals = (np.log(tf) + 1.0) * idf[idx]
+            vals = (np.log(tf) + 1.0) * block.idf[idx]
             norm = float(np.sqrt(vals @ vals))
             if norm > 0:
                 vals /= norm
-            idx_parts.append(idx + offset)
+            idx_parts.append(idx + block.offset)
             val_parts.append(vals)
         if not idx_parts:
             return self._intercept.copy()
@@ -122,41 +221,96 @@ class TextClassifier:
         vals = np.concatenate(val_parts)
         return vals @ self._coef_t[idx] + self._intercept
 
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """One row of decision values per text (one column when there are two classes)."""
+        assert self.fitted, "fit() first"
+        return np.vstack([self._scores(classifier_text(t)) for t in texts])
+
     def predict_proba(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not self.fitted:
             only = self.classes_[0] if self.classes_ else None
             return [{only: 1.0} if only else {} for _ in texts]
-        docs = [classifier_text(t) for t in texts]
-        if len(docs) > 32:  # batches: the sparse path amortises its overhead
-            x = hstack([self._chars.transform(docs), self._words.transform(docs)], "csr")
-            probs = self._model.predict_proba(x)
+        if not texts:
+            return []
+        z = self.decision_function(texts)
+        if z.shape[1] == 1:  # two classes: one logit
+            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            probs = np.column_stack([1.0 - p1, p1])
         else:
-            if getattr(self, "_blocks", None) is None:
-                self._prepare()
-            z = np.vstack([self._scores(d) for d in docs])
-            if z.shape[1] == 1:  # two classes: one logit
-                p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-                probs = np.column_stack([1.0 - p1, p1])
-            else:
-                z -= z.max(axis=1, keepdims=True)
-                e = np.exp(z)
-                probs = e / e.sum(axis=1, keepdims=True)
+            z -= z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            probs = e / e.sum(axis=1, keepdims=True)
         return [{c: float(p) for c, p in zip(self.classes_, row, strict=True)} for row in probs]
 
     def proba(self, text: str) -> dict[str, float]:
         return self.predict_proba([text])[0]
 
+    # --- plain-data form (the on-disk cache) ---------------------------------------------
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The fitted state as numpy arrays (``np.savez`` them; no pickled objects)."""
+        assert self.fitted, "fit() first"
+        meta = {
+            "format": CACHE_FORMAT,
+            "classes": self.classes_,
+            "blocks": [
+                {"analyzer": b.analyzer, "ngrams": list(b.ngrams), "pattern": b.pattern}
+                for b in self._blocks
+            ],
+            "terms": [list(b.terms) for b in self._blocks],
+        }
+        coef = self._coef_t.T
+        narrow = coef.astype(np.float32)  # scikit-learn fits float32 features in float32
+        out: dict[str, np.ndarray] = {
+            "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode(), dtype=np.uint8),
+            "coef": narrow if np.array_equal(narrow, coef) else coef,  # half the file, exactly
+            "intercept": self._intercept,
+        }
+        for i, b in enumerate(self._blocks):
+            out[f"idf{i}"] = b.idf
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> TextClassifier:
+        """The classifier :meth:`to_arrays` describes; ValueError/KeyError when malformed."""
+        meta = json.loads(np.asarray(arrays["meta"], dtype=np.uint8).tobytes().decode())
+        if meta.get("format") != CACHE_FORMAT:
+            raise ValueError("another cache format")
+        blocks, offset = [], 0
+        for i, (spec, terms) in enumerate(zip(meta["blocks"], meta["terms"], strict=True)):
+            if spec["analyzer"] not in ("char_wb", "word"):
+                raise ValueError(f"unknown analyzer {spec['analyzer']!r}")
+            lo, hi = (int(n) for n in spec["ngrams"])
+            idf = np.asarray(arrays[f"idf{i}"], dtype=np.float64)
+            if idf.shape != (len(terms),):
+                raise ValueError("idf does not match the vocabulary")
+            blocks.append(
+                _Block(spec["analyzer"], (lo, hi), str(spec["pattern"]), tuple(terms), idf, offset)
+            )
+            offset += len(terms)
+        coef = np.asarray(arrays["coef"], dtype=np.float64)
+        intercept = np.asarray(arrays["intercept"], dtype=np.float64)
+        return cls()._set(blocks, coef, intercept, [str(c) for c in meta["classes"]])
+
 
 # --- the bundled classifier, cached on disk -----------------------------------------------
 
-CACHE_FORMAT = 1  # bump when TextClassifier's fitted state changes shape
+CACHE_FORMAT = 2  # bump when TextClassifier's fitted state changes shape (1: a pickle)
+
+
+def _sklearn_version() -> str:
+    """The installed scikit-learn's version, read from its metadata (no import)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("scikit-learn")
+    except PackageNotFoundError:
+        return "none"
 
 
 def cache_key(texts: Sequence[str], labels: Sequence[str]) -> str:
     """What a cached classifier was trained from: the training data, the format and sklearn."""
-    import sklearn
-
-    digest = hashlib.sha256(f"{CACHE_FORMAT}|{sklearn.__version__}|".encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}|{_sklearn_version()}|".encode())
     for text, label in zip(texts, labels, strict=True):
         digest.update(label.encode() + b"\x00" + text.encode("utf-8", "replace") + b"\x01")
     return digest.hexdigest()[:40]
@@ -169,20 +323,25 @@ def _private_dir(path: Path) -> bool:
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
 
+def cache_file(directory: Path, key: str) -> Path:
+    return directory / f"classifier-{key}.npz"
+
+
 def load_cached(directory: Path, key: str) -> TextClassifier | None:
     """The classifier cached under ``key``, or None.
 
-    Unpickling runs code from the file, so a file is read only when nothing but this user could
-    have written it: the directory is this user's and 0700, the file is a regular file (not a
-    symlink: O_NOFOLLOW) owned by this user with no group/other permission bits, checked on the
-    open descriptor itself. Anyone able to write such a file can already run code as this user.
+    The file holds numbers and JSON only (``np.load`` with ``allow_pickle=False``: nothing in
+    it is executed). It is still read only when nothing but this user could have written it,
+    since it decides the classes every error is given: the directory is this user's and 0700,
+    the file is a regular file (not a symlink: O_NOFOLLOW) owned by this user with no
+    group/other permission bits, checked on the open descriptor itself.
     """
     if not hasattr(os, "getuid"):
         return None
     try:
         if not _private_dir(directory):
             return None
-        fd = os.open(directory / f"classifier-{key}.pickle", os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(cache_file(directory, key), os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as fh:
@@ -190,15 +349,15 @@ def load_cached(directory: Path, key: str) -> TextClassifier | None:
         if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
             return None
         try:
-            obj = pickle.load(fh)  # noqa: S301 - a private file this user wrote, see above
-        except Exception:  # a truncated or stale file: retrain
+            with np.load(fh, allow_pickle=False) as arrays:
+                return TextClassifier.from_arrays(arrays)
+        except Exception:  # a truncated, stale or foreign file: retrain
             return None
-    return obj if isinstance(obj, TextClassifier) and obj.fitted else None
 
 
 def store_cached(directory: Path, key: str, classifier: TextClassifier) -> None:
     """Write the classifier atomically (a private temp file renamed into place); best effort."""
-    if not hasattr(os, "getuid"):
+    if not hasattr(os, "getuid") or not classifier.fitted:
         return
     tmp = None
     try:
@@ -206,10 +365,10 @@ def store_cached(directory: Path, key: str, classifier: TextClassifier) -> None:
             return
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".classifier-", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
-            pickle.dump(classifier, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            np.savez(fh, allow_pickle=False, **classifier.to_arrays())
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, directory / f"classifier-{key}.pickle")
+        os.replace(tmp, cache_file(directory, key))
         tmp = None
     except OSError:
         pass
@@ -263,7 +422,8 @@ class OutcomeModel:
 
     Features are the interactions of the strategy with: itself, the class, each signature token,
     each context value, and class x context. They are hashed (crc32, so stable across processes)
-    straight into a sparse matrix; the model is a logistic regression fit by SGD.
+    straight into a sparse matrix; the model is a logistic regression fit by SGD (scikit-learn,
+    imported by the first :meth:`refit` with enough outcomes), kept as its weight vector.
     """
 
     MIN_OUTCOMES = 10
@@ -273,7 +433,6 @@ class OutcomeModel:
     ) -> None:
         self.n_features = n_features
         self.context_keys = tuple(context_keys)
-        self._model: SGDClassifier | None = None
         self._coef: np.ndarray | None = None
         self._intercept = 0.0
         self._token_cache: dict[str, np.ndarray] = {}
@@ -285,7 +444,7 @@ class OutcomeModel:
 
     @property
     def fitted(self) -> bool:
-        return self._model is not None
+        return self._coef is not None
 
     def _tokens(self, signature: str) -> np.ndarray:
         toks = self._token_cache.get(signature)
@@ -317,6 +476,8 @@ class OutcomeModel:
         return tuple((k, str(context[k])) for k in self.context_keys if context.get(k))
 
     def _matrix(self, keys: Sequence[_Row]) -> csr_matrix:
+        from scipy.sparse import coo_matrix
+
         n = len(keys)
         hashes: dict[str, int] = {}
 
@@ -380,7 +541,7 @@ class OutcomeModel:
         n = self._n
         self.trained_on = n
         if n < self.MIN_OUTCOMES:
-            self._model = None
+            self._coef = None
             return self
         keys = list(agg)
         x = self._matrix(keys)
@@ -389,8 +550,11 @@ class OutcomeModel:
         # each pair appears once as a success row and once as a failure row, weighted
         pos, neg = succ > 0, fail > 0
         if not pos.any() or not neg.any():
-            self._model = None
+            self._coef = None
             return self
+        from scipy.sparse import vstack
+        from sklearn.linear_model import SGDClassifier
+
         xx = vstack([x[pos], x[neg]], format="csr")
         yy = np.concatenate([np.ones(pos.sum()), np.zeros(neg.sum())])
         ww = np.concatenate([succ[pos], fail[neg]])
@@ -409,8 +573,8 @@ class OutcomeModel:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(xx, yy, sample_weight=ww)
-        self._model = model
-        self._coef = None
+        self._coef = np.asarray(model.coef_[0], dtype=np.float64)
+        self._intercept = float(model.intercept_[0])
         return self
 
     def predict(
@@ -420,12 +584,9 @@ class OutcomeModel:
         strategies: Sequence[str],
         context: Mapping[str, str] | None = None,
     ) -> dict[str, float]:
-        if self._model is None or not strategies:
+        if self._coef is None or not strategies:
             return {}
         ctx = self._context(context or {})
-        if self._coef is None:
-            self._coef = np.asarray(self._model.coef_[0], dtype=np.float64)
-            self._intercept = float(self._model.intercept_[0])
         # every candidate strategy in one pass. The rows share all features but the strategy
         # they are mixed with, so the hashed columns are one (strategies x features) array
         # computed exactly as _matrix does; the features are binary, so P(recovered) is the

@@ -189,8 +189,9 @@ class _SignatureStats:
 
 @lru_cache(maxsize=1)
 def _bundled_classifier() -> TextClassifier:
-    """Trained once per machine: cached in the user's cache directory, keyed by the training
-    data and the scikit-learn version (see :func:`~aideploy.knowledge.model.load_cached`)."""
+    """Trained once per machine: cached in the user's cache directory as plain arrays, keyed by
+    the training data and the scikit-learn version (see
+    :func:`~aideploy.knowledge.model.load_cached`). A cache hit imports no scikit-learn."""
     usable = [e for e in train_examples(load_bundled()) if e.split != "test"]
     texts, labels = [e.text for e in usable], [e.error_class for e in usable]
     directory = classifier_cache_dir()

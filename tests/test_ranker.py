@@ -256,7 +256,7 @@ def test_classifier_cache_round_trip_and_refusals(tmp_path: Path) -> None:
     assert stat.S_IMODE(cached_file.stat().st_mode) == 0o600
     loaded = load_cached(directory, key)
     assert loaded is not None and loaded.proba(texts[0]) == clf.proba(texts[0])
-    # a file others could have written is not unpickled
+    # a file others could have written is not read
     cached_file.chmod(0o620)
     assert load_cached(directory, key) is None
     cached_file.chmod(0o600)
@@ -265,12 +265,12 @@ def test_classifier_cache_round_trip_and_refusals(tmp_path: Path) -> None:
     assert load_cached(directory, key) is None
     directory.chmod(0o700)
     # nor a symlink to a file elsewhere
-    target = tmp_path / "elsewhere.pickle"
+    target = tmp_path / "elsewhere.npz"
     cached_file.rename(target)
     cached_file.symlink_to(target)
     assert load_cached(directory, key) is None
     # a damaged file is ignored (retrained by the caller)
     cached_file.unlink()
-    cached_file.write_bytes(b"not a pickle")
+    cached_file.write_bytes(b"not an npz archive")
     cached_file.chmod(0o600)
     assert load_cached(directory, key) is None
