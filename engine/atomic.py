@@ -2,27 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import secrets
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO, Any
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+def _create_temp(path: Path, mode: int | None) -> tuple[int, Path]:
+    """A new file beside ``path``: ``mode``, or with ``None`` what ``open()`` would give (0666
+    less the umask, applied by the kernel)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                0o600 if mode is not None else 0o666,
+            )
+        except FileExistsError:
+            continue
+        if mode is not None:
+            os.fchmod(fd, mode)
+        return fd, tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, mode: int | None = 0o644, text: bool = False) -> Iterator[IO[Any]]:
+    """A handle on a temp file beside ``path`` that replaces ``path`` when the block ends cleanly
+    (after an fsync; the directory is fsynced after the rename). On an error the temp file is
+    removed and ``path`` is left as it was. ``mode=None`` keeps what ``open()`` would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = _create_temp(path, mode)
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+        with os.fdopen(fd, "w" if text else "wb", encoding="utf-8" if text else None) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int | None = 0o644) -> None:
+    """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
+    with atomic_file(path, mode=mode) as handle:
+        handle.write(data)

@@ -43,6 +43,7 @@ from sqlalchemy import (
     update,
 )
 
+from aideploy.engine.atomic import atomic_file
 from aideploy.engine.errors import ConfigError, ImportRejected, KnowledgeBaseError
 from aideploy.engine.redact import redact, redact_obj
 from aideploy.knowledge.models import (
@@ -297,20 +298,11 @@ def export_kb(
     if hasattr(destination, "write"):
         return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
     path = Path(os.fspath(destination))
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as handle:
+        with atomic_file(path, mode=None, text=True) as handle:
             count = _write_export(kb, handle, keep_hosts=keep_hosts)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise KnowledgeBaseError(f"cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return count
 
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from aideploy import __version__
+from aideploy.engine.atomic import atomic_file
 from aideploy.engine.errors import UsageError
 from aideploy.knowledge.models import DEPLOYMENTS
 from aideploy.knowledge.report import SECTIONS, TOP_SIGNATURES, Filters, Report, build_report
@@ -427,10 +428,8 @@ def write_html_report(
     """
     page = build_html(kb, since=since, profile=profile, host=host, top=top)
     target = Path(path).expanduser()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(target)
+    with atomic_file(target, mode=None, text=True) as handle:
+        handle.write(page)
     return target
 
 

@@ -21,7 +21,6 @@ import re
 import secrets
 import select
 import socket
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, BinaryIO
 
 import paramiko
 
+from aideploy.engine.atomic import atomic_file
 from aideploy.engine.backoff import Backoff
 from aideploy.engine.clock import Clock, SystemClock
 from aideploy.engine.connectors.base import Chunk, Connector, Process
@@ -532,19 +532,11 @@ class SSHConnector(Connector):
             raise CommandError(f"cannot write {remote} on {self.host}: {exc}") from exc
 
     def get_file(self, remote: str, local: Path) -> None:
-        local = Path(local)
-        local.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", dir=local.parent)
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_file(Path(local), mode=0o600) as handle:
                 self.sftp.getfo(remote, handle)
-            os.replace(tmp, local)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise CommandError(f"cannot read {remote} from {self.host}: {exc}") from exc
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
 
 
 def _constant(key: paramiko.PKey) -> Callable[[], paramiko.PKey | None]:
