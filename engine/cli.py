@@ -139,6 +139,13 @@ def target_options(*, local: bool = True) -> Callable[[Callable[..., Any]], Call
 # -- deploy / resume ---------------------------------------------------------------------------
 
 
+def _secret_prompt() -> Callable[[str], str] | None:
+    """Ask for a passphrase or password on the terminal, unechoed; None without a terminal."""
+    if not sys.stdin.isatty():
+        return None
+    return lambda prompt: str(click.prompt(prompt, hide_input=True))
+
+
 def _operator(mode: str, progress: ConsoleProgress) -> Any:
     from aideploy.engine.deploy import Operator
 
@@ -150,11 +157,6 @@ def _operator(mode: str, progress: ConsoleProgress) -> Any:
             return False
         return click.confirm(question, default=False)
 
-    def ask_secret(prompt: str) -> str:
-        if not tty:
-            raise UsageError(f"{prompt}: needs an interactive terminal")
-        return str(click.prompt(prompt, hide_input=True))
-
     def ask_prompt(text: str) -> str | None:
         click.echo(f"\n[command waits for input] {text}")
         answer = click.prompt("answer (empty: leave it waiting)", default="", show_default=False)
@@ -162,7 +164,7 @@ def _operator(mode: str, progress: ConsoleProgress) -> Any:
 
     return Operator(
         approve=approve,
-        ask_secret=ask_secret if tty else None,
+        ask_secret=_secret_prompt(),
         ask_prompt=ask_prompt if mode == "interactive" else None,
         on_line=progress.line,
         on_command=progress.on_command,
@@ -411,9 +413,7 @@ def rollback(
     connector = build_connector(
         target,
         session=False,
-        ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
-        if sys.stdin.isatty()
-        else None,
+        ask_secret=_secret_prompt(),
     )
     connector.connect()
     try:
@@ -562,9 +562,7 @@ def test_connection(target_opts: dict[str, Any]) -> None:
     connector = build_connector(
         target,
         session=False,
-        ask_secret=(lambda p: str(click.prompt(p, hide_input=True)))
-        if sys.stdin.isatty()
-        else None,
+        ask_secret=_secret_prompt(),
     )
     started = time.monotonic()
     connector.connect()
