@@ -30,7 +30,14 @@ from aideploy import __version__
 from aideploy.engine.atomic import atomic_file
 from aideploy.engine.errors import UsageError
 from aideploy.knowledge.models import DEPLOYMENTS
-from aideploy.knowledge.report import SECTIONS, TOP_SIGNATURES, Filters, Report, build_report
+from aideploy.knowledge.report import (
+    SECTIONS,
+    TOP_SIGNATURES,
+    Filters,
+    Report,
+    build_report,
+    deployment_filters,
+)
 
 if TYPE_CHECKING:
     from aideploy.knowledge.store import KnowledgeBase
@@ -78,15 +85,12 @@ class DeploymentTime:
 def deployment_times(kb: KnowledgeBase, filters: Filters | None = None) -> list[DeploymentTime]:
     """Start, end and duration of every deployment the filters select, oldest first."""
     f = filters or Filters()
-    query = select(_D.id, _D.profile, _D.host, _D.status, _D.started_at, _D.ended_at).order_by(
-        _D.started_at, _D.id
+    query = deployment_filters(
+        select(_D.id, _D.profile, _D.host, _D.status, _D.started_at, _D.ended_at).order_by(
+            _D.started_at, _D.id
+        ),
+        f,
     )
-    if f.since is not None:
-        query = query.where(_D.started_at >= f.since)
-    if f.profile is not None:
-        query = query.where(_D.profile == f.profile)
-    if f.host is not None:
-        query = query.where(_D.host == f.host)
     with kb.reading() as conn:
         rows = conn.execute(query).all()
     return [

@@ -121,16 +121,23 @@ def _attempt_filters(query: Any, filters: Filters) -> Any:
     return query
 
 
+def deployment_filters(query: Any, filters: Filters) -> Any:
+    """``query`` (over the deployments table) narrowed to the deployments ``filters`` select."""
+    if filters.since is not None:
+        query = query.where(_D.started_at >= filters.since)
+    if filters.profile is not None:
+        query = query.where(_D.profile == filters.profile)
+    if filters.host is not None:
+        query = query.where(_D.host == filters.host)
+    return query
+
+
 def _deployments(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     week = _week(conn, _D.started_at).label("week")
     ok = func.sum(case((_D.status == "succeeded", 1), else_=0))
-    query = select(week, func.count().label("n"), ok.label("ok")).group_by(week).order_by(week)
-    if f.since is not None:
-        query = query.where(_D.started_at >= f.since)
-    if f.profile is not None:
-        query = query.where(_D.profile == f.profile)
-    if f.host is not None:
-        query = query.where(_D.host == f.host)
+    query = deployment_filters(
+        select(week, func.count().label("n"), ok.label("ok")).group_by(week).order_by(week), f
+    )
     return [
         {
             "week": w,
