@@ -284,8 +284,7 @@ def _class_of(conn: Connection) -> dict[int, str]:
     return {sid: cls for sid, cls in conn.execute(select(_S.id, _S.error_class))}
 
 
-def _best(conn: Connection, pairs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    classes = _class_of(conn)
+def _best(classes: dict[int, str], pairs: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     tallies: dict[tuple[str, str], _Tally] = {}
     for row in pairs:
         cls = classes.get(row[0])
@@ -423,7 +422,7 @@ def _first_try(failures: _Failures) -> list[dict[str, Any]]:
 
 
 def _by_encounter(
-    conn: Connection, failures: _Failures, pairs: list[tuple[Any, ...]]
+    classes: dict[int, str], failures: _Failures, pairs: list[tuple[Any, ...]]
 ) -> list[dict[str, Any]]:
     """Per error class: strategies tried, and the first-try rate per encounter bucket.
 
@@ -433,7 +432,6 @@ def _by_encounter(
     """
     import numpy as np
 
-    classes = _class_of(conn)
     last = ENCOUNTERS[-1][1]
     order = np.lexsort((failures.id, failures.sid))
     sid = failures.sid[order]
@@ -497,10 +495,11 @@ def build_report(
         report.sections["classes"] = _classes(conn, f)
         pairs = _pair_rows(conn, f)
         report.sections["strategies"] = _strategies(_strategy_stats(pairs))
-        report.sections["best_strategy"] = _best(conn, pairs)
+        classes = _class_of(conn)
+        report.sections["best_strategy"] = _best(classes, pairs)
         failures = _Failures(_failures(conn, f))
         report.sections["first_try"] = _first_try(failures)
-        report.sections["first_try_by_encounter"] = _by_encounter(conn, failures, pairs)
+        report.sections["first_try_by_encounter"] = _by_encounter(classes, failures, pairs)
     return report
 
 
