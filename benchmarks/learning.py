@@ -20,6 +20,12 @@ demotes those (a right fix that failed by chance comes back after the other cand
 the budget), the guide table drops them. Reported per window of 50 failures: mean attempts to
 recovery, first-try rate, recovery within 3 attempts, cumulative regret against the oracle, for
 (a) the learning Ranker, (b) the guide's fixed first-match ten-regex table, (c) an oracle.
+After the first 200 failures the summary also shows (d) a perfect memory: it knows which error
+each failure is (the record and the step, not a signature guessed from the text) and tries first
+the strategy that last recovered it there, the class's defaults for an error it has not seen
+recover, under the same retry rule as the ranker. It measures what remembering each error
+exactly is worth in this simulation (first encounters, noise and drift cost it too); it does not
+generalise from one error to another as the ranker does.
 
 Classification. Top-1/top-3 error-class accuracy on the held-out ``test`` split (never used for
 rules or the classifier) for the Ranker vs the ten-regex table.
@@ -45,6 +51,7 @@ from aideploy.knowledge.rules import GuideTable
 
 MAX_ATTEMPTS = 5
 UNRECOVERED = MAX_ATTEMPTS + 1
+MANUAL = "manual_intervention"
 WINDOW = 50
 P_RIGHT = 0.96
 P_WRONG = 0.02
@@ -83,10 +90,10 @@ def _reroll(text: str, rng: random.Random) -> str:
 def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]:
     faults = []
     for ex in examples:
-        defaults = [s for s in strategies_for(ex.error_class) if s != "manual_intervention"]
+        defaults = [s for s in strategies_for(ex.error_class) if s != MANUAL]
         base = ex.strategy if ex.strategy in STRATEGIES else ""
         if not base:
-            base = defaults[0] if defaults else "manual_intervention"
+            base = defaults[0] if defaults else MANUAL
         if len(defaults) > 1 and rng.random() < 0.25:
             base = defaults[1] if base == defaults[0] else defaults[0]
         step = rng.choice(STEPS)
@@ -121,9 +128,9 @@ def drift(faults: list[Fault], rng: random.Random) -> None:
 
 
 def works(strategy: str, right: str, rng: random.Random) -> bool:
-    if strategy == "manual_intervention":
+    if strategy == MANUAL:
         # pausing for a person is the right call only for errors nothing automatic fixes
-        return right == "manual_intervention"
+        return right == MANUAL
     return rng.random() < (P_RIGHT if strategy == right else P_WRONG)
 
 
@@ -149,7 +156,7 @@ def run_advisor(advisor: RecoveryAdvisor, event: Event, rng: random.Random) -> i
         )
         if ok:
             return attempt
-        if choice.strategy == "manual_intervention":
+        if choice.strategy == MANUAL:
             return UNRECOVERED
         tried.append(choice.strategy)
     return UNRECOVERED
@@ -163,6 +170,31 @@ def run_oracle(event: Event, rng: random.Random) -> int:
     return UNRECOVERED
 
 
+def memory_plan(event: Event, known: str | None) -> list[str]:
+    """What a perfect memory tries, in order: the strategy that last recovered this very error
+    in this step (its identity known, not guessed from text), else the class's defaults; a fix
+    that failed comes back only after one other strategy, as the ranker's does; manual last."""
+    defaults = [s for s in strategies_for(event.fault.example.error_class) if s != MANUAL]
+    others = [s for s in [*defaults, "retry_with_backoff"] if s != known]
+    if known == MANUAL:
+        return [MANUAL]
+    if known is None:
+        return [*others, MANUAL]
+    return [known, *others[:1], known, *others[1:], MANUAL]
+
+
+def run_memory(memory: dict[str, str], event: Event, rng: random.Random) -> int:
+    key = event.fault.example.id + "|" + event.step
+    right = event.fault.fix_for(event.step)
+    for attempt, choice in enumerate(memory_plan(event, memory.get(key))[:MAX_ATTEMPTS], 1):
+        if works(choice, right, rng):
+            memory[key] = choice
+            return attempt
+        if choice == MANUAL:
+            return UNRECOVERED
+    return UNRECOVERED
+
+
 def simulate(
     n: int = 1000, seed: int = 7, pool: Sequence[Example] | None = None
 ) -> dict[str, Track]:
@@ -171,7 +203,8 @@ def simulate(
     faults = build_faults(examples, rng)
     first_half = build_stream(faults, n // 2, rng)
     events_rng = random.Random(seed + 1)
-    tracks = {"ranker": Track(), "guide": Track(), "oracle": Track()}
+    tracks = {"ranker": Track(), "guide": Track(), "oracle": Track(), "memory": Track()}
+    memory: dict[str, str] = {}
     ranker = Ranker(ListHistory(), seed=seed)
     guide = GuideTable()
     seen: set[str] = set()
@@ -190,11 +223,14 @@ def simulate(
                 t.attempts.append(a)
                 t.first.append(a == 1)
                 t.seen.append(was_seen)
-            a = run_oracle(event, outcome_rngs["oracle"])
-            t = tracks["oracle"]
-            t.attempts.append(a)
-            t.first.append(a == 1)
-            t.seen.append(was_seen)
+            for name, a in (
+                ("oracle", run_oracle(event, outcome_rngs["oracle"])),
+                ("memory", run_memory(memory, event, outcome_rngs["memory"])),
+            ):
+                t = tracks[name]
+                t.attempts.append(a)
+                t.first.append(a == 1)
+                t.seen.append(was_seen)
     return tracks
 
 
@@ -231,7 +267,7 @@ def report(tracks: dict[str, Track]) -> list[str]:
         lines.append(f"{start + WINDOW:>10} " + " ".join(cells))
     lines.append("")
     lines.append("after the first 200 failures:")
-    for name in ("ranker", "guide", "oracle"):
+    for name in ("ranker", "guide", "oracle", "memory"):
         t = tracks[name]
         att = t.attempts[200:]
         seen_first = [f for f, s in zip(t.first[200:], t.seen[200:], strict=True) if s]
