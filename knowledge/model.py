@@ -20,7 +20,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import warnings
 import zlib
 from collections import Counter
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aideploy.engine.atomic import atomic_file
 from aideploy.knowledge.history import PastOutcome
 
 if TYPE_CHECKING:
@@ -356,26 +356,14 @@ def load_cached(directory: Path, key: str) -> TextClassifier | None:
 
 
 def store_cached(directory: Path, key: str, classifier: TextClassifier) -> None:
-    """Write the classifier atomically (a private temp file renamed into place); best effort."""
+    """Write the classifier atomically (a private 0600 file renamed into place); best effort."""
     if not hasattr(os, "getuid") or not classifier.fitted:
         return
-    tmp = None
-    try:
+    with contextlib.suppress(OSError):
         if not _private_dir(directory):
             return
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".classifier-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:  # mkstemp creates it 0600
+        with atomic_file(cache_file(directory, key), mode=0o600) as fh:
             np.savez(fh, allow_pickle=False, **classifier.to_arrays())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, cache_file(directory, key))
-        tmp = None
-    except OSError:
-        pass
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 # --- outcome model -------------------------------------------------------------------------

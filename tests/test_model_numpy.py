@@ -108,6 +108,9 @@ def test_the_cache_holds_arrays_and_scores_identically(
     *_, clf, every = fitted
     directory = tmp_path / "classifier"
     store_cached(directory, "k", clf)
+    # private, and no temp file left beside it
+    assert cache_file(directory, "k").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in directory.iterdir()] == [cache_file(directory, "k").name]
     # plain arrays: it loads with pickling refused
     with np.load(cache_file(directory, "k"), allow_pickle=False) as arrays:
         assert all(arrays[name].dtype != object for name in arrays.files)
