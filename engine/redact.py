@@ -83,13 +83,19 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
+#: the registered values, longest first (a value inside a longer one is masked with it); rebuilt
+#: on each registration, which is rare, so redacting reads it without sorting or locking
+_longest_first: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None) -> None:
     """Remember an exact secret value so it is masked wherever it appears."""
+    global _longest_first
     if value and len(value) >= 4:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
@@ -105,17 +111,17 @@ def is_registered_secret(value: str) -> bool:
 
 def forget_secrets() -> None:
     """Drop registered values (tests)."""
+    global _longest_first
     with _lock:
         _secrets.clear()
+        _longest_first = ()
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every known secret and secret-looking value masked."""
     if not text:
         return text
-    with _lock:
-        known = sorted(_secrets, key=len, reverse=True)
-    for value in known:
+    for value in _longest_first:
         if value in text:
             text = text.replace(value, MASK)
     lower = text.lower()
