@@ -37,7 +37,7 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,6 +85,34 @@ _SETUP = textwrap.dedent(
     exec chroot "$R" /usr/bin/python3 %(dir)s/init.py
     """
 )
+
+
+def loopback_sshd_config(
+    port: int, host_keys: Sequence[str], pid_file: str, *, extra: Sequence[str] = ()
+) -> str:
+    """An sshd_config for a server on 127.0.0.1 that takes keys only (root too, no PAM),
+    with many sessions at once and SFTP; ``extra`` lines come last (``Match`` blocks)."""
+    return "\n".join(
+        [
+            f"Port {port}",
+            "ListenAddress 127.0.0.1",
+            *(f"HostKey {key}" for key in host_keys),
+            f"PidFile {pid_file}",
+            "StrictModes no",
+            "UsePAM no",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "UseDNS no",
+            "MaxSessions 64",
+            "MaxStartups 64:30:128",
+            "Subsystem sftp internal-sftp",
+            "LogLevel ERROR",
+            *extra,
+            "",
+        ]
+    )
 
 
 def free_port() -> int:
@@ -329,28 +357,12 @@ def throwaway_host(tmpfs_size: str = "8g") -> Iterator[ThrowawayHost]:
         host_public = _keygen(ssh / "ssh_host_ed25519_key")
         port = free_port()
         (ssh / "sshd_config").write_text(
-            "\n".join(
-                [
-                    f"Port {port}",
-                    "ListenAddress 127.0.0.1",
-                    f"HostKey {INSIDE_DIR}/ssh_host_ed25519_key",
-                    "PidFile /run/aideploy-throwaway-sshd.pid",
-                    "StrictModes no",
-                    "UsePAM no",
-                    "PermitRootLogin prohibit-password",
-                    "PasswordAuthentication no",
-                    "KbdInteractiveAuthentication no",
-                    "PubkeyAuthentication yes",
-                    "UseDNS no",
-                    "MaxSessions 64",
-                    "MaxStartups 64:30:128",
-                    "Subsystem sftp internal-sftp",
-                    "LogLevel ERROR",
-                    # a user for tests of password logins (created by those tests only)
-                    f"Match User {PASSWORD_USER}",
-                    "    PasswordAuthentication yes",
-                    "",
-                ]
+            loopback_sshd_config(
+                port,
+                [f"{INSIDE_DIR}/ssh_host_ed25519_key"],
+                "/run/aideploy-throwaway-sshd.pid",
+                # a user for tests of password logins (created by those tests only)
+                extra=[f"Match User {PASSWORD_USER}", "    PasswordAuthentication yes"],
             )
         )
         (ssh / "init.py").write_text(_INIT % {"dir": INSIDE_DIR})

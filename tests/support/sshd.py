@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 
 from aideploy.engine.connectors.ssh import SSHConnector
+from aideploy.engine.throwaway import free_port, loopback_sshd_config
 
 SSHD = "/usr/sbin/sshd"
 PASSPHRASE = "correct horse battery staple"
@@ -106,12 +107,6 @@ def public_fingerprint(public_line: str) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_for_port(port: int, process: subprocess.Popen[bytes], limit: float = 15.0) -> bool:
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
@@ -174,28 +169,11 @@ def _config(server: SSHServer, port: int) -> Path:
     directory = server.directory
     config = directory / "sshd_config"
     config.write_text(
-        "\n".join(
-            [
-                f"Port {port}",
-                "ListenAddress 127.0.0.1",
-                f"HostKey {directory}/ssh_host_ed25519_key",
-                f"HostKey {directory}/ssh_host_rsa_key",
-                f"AuthorizedKeysFile {directory}/authorized_keys",
-                f"PidFile {directory}/sshd.pid",
-                "StrictModes no",
-                "UsePAM no",
-                "PermitRootLogin prohibit-password",
-                "PasswordAuthentication no",
-                "KbdInteractiveAuthentication no",
-                "PubkeyAuthentication yes",
-                "PermitUserEnvironment HOME",
-                "UseDNS no",
-                "MaxSessions 64",
-                "MaxStartups 64:30:128",
-                "Subsystem sftp internal-sftp",
-                "LogLevel ERROR",
-                "",
-            ]
+        loopback_sshd_config(
+            port,
+            [f"{directory}/ssh_host_ed25519_key", f"{directory}/ssh_host_rsa_key"],
+            f"{directory}/sshd.pid",
+            extra=[f"AuthorizedKeysFile {directory}/authorized_keys", "PermitUserEnvironment HOME"],
         )
     )
     return config
