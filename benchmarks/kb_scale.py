@@ -205,6 +205,8 @@ def main() -> None:
     args = parser.parse_args()
     signatures = args.signatures or max(1, min(20_000, args.attempts // 50))
 
+    if args.dir is not None:
+        args.dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="kb-scale-") as tmp:
         base = Path(tmp)
         if args.open_only:
