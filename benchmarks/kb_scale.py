@@ -92,11 +92,22 @@ def populate(path: Path, attempts: int, signatures: int, chunk: int = 100_000) -
             "count) VALUES (?, ?, ?, ?, ?, ?)",
             sig_rows,
         )
+        # encounters as record_attempt numbers them: a deployment's first attempt on a signature
+        # (none is skipped here) gets the signature's next number
+        encounters = [0] * (signatures + 1)
+        met: set[int] = set()
         for start in range(0, attempts, chunk):
             rows = []
             for i in range(start, min(attempts, start + chunk)):
                 d = i // 50
+                if i % 50 == 0:
+                    met.clear()
                 sid = 1 + rng.randrange(signatures)
+                encounter = None
+                if sid not in met:
+                    met.add(sid)
+                    encounters[sid] += 1
+                    encounter = encounters[sid]
                 rows.append(
                     (
                         sid,
@@ -111,14 +122,19 @@ def populate(path: Path, attempts: int, signatures: int, chunk: int = 100_000) -
                         "local",
                         f"{i:032x}",
                         (T0 + span * d / deployments + timedelta(seconds=i % 50)).isoformat(" "),
+                        encounter,
                     )
                 )
             conn.exec_driver_sql(
                 "INSERT INTO recovery_attempts (signature_id, strategy, step, deployment_id, "
-                "context, outcome, duration, decided_by, weight, origin, record_key, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "context, outcome, duration, decided_by, weight, origin, record_key, at, "
+                "encounter) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        conn.exec_driver_sql(
+            "UPDATE error_signatures SET encounters = ? WHERE id = ?",
+            [(n, sid) for sid, n in enumerate(encounters) if n],
+        )
 
 
 def _writer(path: str, n: int, worker: int) -> None:

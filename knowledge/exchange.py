@@ -70,6 +70,8 @@ VERSION = 1
 RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
 DEFAULT_IMPORT_WEIGHT = 0.5
 MAX_LINE_CHARS = 1_000_000
+#: the largest encounter number a file may carry (the column is a 32-bit integer)
+MAX_ENCOUNTER = 2**31 - 1
 _CHUNK = 5000
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}\Z")
 
@@ -253,9 +255,11 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             at.c.duration,
             at.c.decided_by,
             at.c.at,
+            at.c.encounter,
         ).order_by(at.c.id)
         result = conn.execution_options(yield_per=10_000).execute(query)
-        for key, sid, strategy, outcome, step, dep, context, weight, duration, by, when in result:
+        for row in result:
+            key, sid, strategy, outcome, step, dep, context, weight, duration, by, when, nth = row
             text, error_class = texts[sid]
             if context.__class__ is str:
                 ctx_key = context
@@ -270,7 +274,7 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
                     contexts[ctx_key] = ctx
             if dep is not None and dep not in deployments:
                 deployments[dep] = scrub.pseudonym("d", dep)
-            yield {
+            record = {
                 "type": "attempt",
                 "id": key,
                 "signature": text,
@@ -285,6 +289,9 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
                 "decided_by": by,
                 "at": _iso(when),
             }
+            if nth is not None:
+                record["encounter"] = nth
+            yield record
 
 
 def export_kb(
@@ -577,6 +584,11 @@ def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
     duration = get("duration", 0.0)
     if duration.__class__ is not float or not 0.0 <= duration <= 1e9:
         duration = _num(rec, "duration", 0.0, 0.0, 1e9)
+    encounter = get("encounter")
+    if encounter is not None and (
+        encounter.__class__ is not int or not 1 <= encounter <= MAX_ENCOUNTER
+    ):
+        raise _Bad(f'"encounter" must be an integer between 1 and {MAX_ENCOUNTER}')
     out.attempts.append(
         (
             key,
@@ -590,6 +602,7 @@ def _v_attempt(rec: dict[str, Any], out: _Parsed, c: _Cache) -> None:
             weight,
             float(duration),
             _attempt_time(rec),
+            encounter,
         )
     )
 
@@ -636,6 +649,7 @@ class _FastAttempt(msgspec.Struct, tag_field="type", tag="attempt"):
     duration: Annotated[float, msgspec.Meta(ge=0.0, le=1e9)] = 0.0
     decided_by: _DeciderName | None = None
     at: str | None = None
+    encounter: Annotated[int, msgspec.Meta(ge=1, le=MAX_ENCOUNTER)] | None = None
 
 
 _FAST_ATTEMPT = msgspec.json.Decoder(_FastAttempt)
@@ -707,6 +721,7 @@ def _fast_path(out: _Parsed, c: _Cache) -> Callable[[_FastAttempt], bool]:
                 a.weight,
                 a.duration,
                 when,
+                a.encounter,
             )
         )
         return True
@@ -727,6 +742,7 @@ _ATTEMPT_FIELDS = (
     "weight",
     "duration",
     "at",
+    "encounter",
 )
 
 
@@ -965,11 +981,13 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     known_deps = set(have) | set(new_deps)
     # the attempts as columns (fields in _ATTEMPT_FIELDS order): C-level passes from here on
     columns = _transpose(p.attempts, len(_ATTEMPT_FIELDS))
-    keys, texts, classes, _s, _o, _st, deps, _c, _w, _d, times = columns
+    keys, texts, classes, _s, _o, _st, deps, _c, _w, _d, times, _e = columns
     wanted = set(deps) - known_deps
     wanted.discard(None)
     wanted.discard("")
-    known_deps |= _existing(conn, dt.c.id, wanted)
+    # the deployments that were in the KB before: only they can have attempts there already
+    old_deps = set(have) | _existing(conn, dt.c.id, wanted)
+    known_deps |= old_deps
 
     # signatures: by hash; counts merge with max() so a second import changes nothing
     sg = SIGNATURES
@@ -1001,13 +1019,16 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
             }
     explicit = {signature_hash(s["text"]) for s in p.signatures}
     existing: dict[str, tuple[int, int, datetime, datetime]] = {}
+    #: signature id -> its encounters (the highest number given so far)
+    stored_encounters: dict[int, int] = {}
     for chunk in _chunks(list(by_hash)):
-        for sid, h, count, first, last in conn.execute(
-            select(sg.c.id, sg.c.hash, sg.c.count, sg.c.first_seen, sg.c.last_seen).where(
-                sg.c.hash.in_(chunk)
-            )
+        for sid, h, count, first, last, encounters in conn.execute(
+            select(
+                sg.c.id, sg.c.hash, sg.c.count, sg.c.first_seen, sg.c.last_seen, sg.c.encounters
+            ).where(sg.c.hash.in_(chunk))
         ):
             existing[h] = (sid, count, first, last)
+            stored_encounters[sid] = encounters
     fresh = [v for h, v in by_hash.items() if h not in existing]
     _insert_records(conn, sg, fresh)
     changes = []
@@ -1053,12 +1074,35 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
         # the first record of each new key, in file order (set.add returns None)
         keep = [not (k in seen or seen.add(k)) for k in columns[0]]  # type: ignore[func-returns-value]
         columns = [list(itertools.compress(column, keep)) for column in columns]
-    keys, texts, _cls, strategies, outcomes, steps, deps, contexts, weights, durations, times = (
-        columns
-    )
+    (
+        keys,
+        texts,
+        _cls,
+        strategies,
+        outcomes,
+        steps,
+        deps,
+        contexts,
+        weights,
+        durations,
+        times,
+        encounters,
+    ) = columns
     sig_ids = {text: ids[h] for text, h in attempt_hashes.items()}
+    sids = list(map(sig_ids.__getitem__, texts))
     if not {d for d in set(deps) if d is not None} <= known_deps:
         deps = [d if d in known_deps else None for d in deps]
+    encounters, highest = _number_failures(
+        conn, sids, outcomes, deps, encounters, old_deps, stored_encounters
+    )
+    raised = [
+        {"b_id": sid, "b_n": n} for sid, n in highest.items() if n > stored_encounters.get(sid, 0)
+    ]
+    if raised:
+        conn.execute(
+            update(sg).where(sg.c.id == bindparam("b_id")).values(encounters=bindparam("b_n")),
+            raised,
+        )
     # equal contexts are one object (the validator's cache): encode each object once
     to_json = _encoder(conn, at.c.context)
     encoded = {
@@ -1068,7 +1112,7 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
     if None in times:
         times = [now if t is None else t for t in times]
     rows = zip(
-        map(sig_ids.__getitem__, texts),
+        sids,
         strategies,
         steps,
         deps,
@@ -1080,11 +1124,79 @@ def _write(conn: Connection, p: _Parsed, summary: ImportSummary, weight: float) 
         itertools.repeat(origin),
         keys,
         map(_encoder(conn, at.c.at), times),
+        encounters,
     )
     with _bulk_load(conn, at, len(keys)):
         added = _insert_many(conn, at, _ATTEMPT_COLUMNS, rows)
     summary.added["attempt"] = added
     summary.skipped["attempt"] = len(p.attempts) - added
+
+
+def _number_failures(
+    conn: Connection,
+    sids: Sequence[int],
+    outcomes: Sequence[str],
+    deps: Sequence[str | None],
+    encounters: Sequence[int | None],
+    old_deps: set[str],
+    stored: dict[int, int],
+) -> tuple[Sequence[int | None], dict[int, int]]:
+    """The encounter of each attempt to insert, and each signature's highest encounter.
+
+    An attempt keeps the encounter it came with when its deployment is kept. One that came
+    without (a file from another tool) and is a failure's first attempt (it has a kept
+    deployment, is not skipped, and no attempt on the same signature in the same deployment that
+    is not skipped comes before it, in the KB or earlier in the file) gets the signature's next
+    number, in file order, after the highest one in the KB and in the file. Returns the
+    encounters in file order and, per signature id, the highest number it was given here.
+    The rows are many: numpy finds the highest numbers and the attempts without one.
+    """
+    import numpy as np
+
+    if not sids:
+        return encounters, {}
+    if None in deps:
+        encounters = [None if d is None else e for e, d in zip(encounters, deps, strict=True)]
+    given = np.array(encounters, dtype=np.float64)  # None -> NaN
+    missing = np.isnan(given)
+    ids = np.fromiter(sids, dtype=np.int64, count=len(sids))
+    top = np.zeros(int(ids.max()) + 1)
+    np.maximum.at(top, ids[~missing], given[~missing])
+    found = np.flatnonzero(top)
+    highest = dict(zip(found.tolist(), top[found].astype(np.int64).tolist(), strict=True))
+    candidates = [
+        i
+        for i in np.flatnonzero(missing).tolist()
+        if deps[i] is not None and outcomes[i] != "skipped"
+    ]
+    if not candidates:
+        return encounters, highest
+    # the first decided attempt of each (deployment, signature) in the file, for the deployments
+    # of the candidates; and those the KB has already
+    where = {deps[i] for i in candidates}
+    first: dict[tuple[str | None, int], int] = {}
+    for i in itertools.compress(range(len(deps)), map(where.__contains__, deps)):
+        if outcomes[i] != "skipped":
+            first.setdefault((deps[i], sids[i]), i)
+    at = ATTEMPTS.c
+    decided: set[tuple[str, int]] = set()
+    for chunk in _chunks(sorted(where & old_deps)):
+        decided.update(
+            (dep, sid)
+            for dep, sid in conn.execute(
+                select(at.deployment_id, at.signature_id)
+                .where(at.deployment_id.in_(chunk), at.outcome != "skipped")
+                .distinct()
+            )
+        )
+    numbered = list(encounters)
+    for i in candidates:
+        dep, sid = deps[i], sids[i]
+        if first[(dep, sid)] != i or (dep, sid) in decided:
+            continue
+        n = highest[sid] = max(highest.get(sid, 0), stored.get(sid, 0)) + 1
+        numbered[i] = n
+    return numbered, highest
 
 
 def _insert_records(conn: Connection, table: Table, records: list[dict[str, Any]]) -> None:
@@ -1130,6 +1242,7 @@ _ATTEMPT_COLUMNS = (
     "origin",
     "record_key",
     "at",
+    "encounter",
 )
 _INSERT_CHUNK = 20_000
 

@@ -96,6 +96,8 @@ class ErrorSignature(Base):
     first_seen: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
     count: Mapped[int] = mapped_column(Integer, default=1)
+    #: the highest encounter number given to one of its failures so far (revision 4)
+    encounters: Mapped[int] = mapped_column(Integer, server_default="0")
 
     __table_args__ = (Index("ix_error_signatures_error_class", "error_class"),)
 
@@ -125,10 +127,17 @@ class RecoveryAttempt(Base):
     #: stable id of the record across exports and imports (revision 2)
     record_key: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    #: on a failure's first attempt only: the failure's number among the failures of its
+    #: signature, in the KB where it was recorded (1 for the first deployment that met it, ...);
+    #: NULL on every other attempt (revision 4)
+    encounter: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         # revision 3: the two composite indexes cover the report's scans (no table lookups) and
-        # replace the single-column signature_id / deployment_id indexes, which are their prefixes
+        # replace the single-column signature_id / deployment_id indexes, which are their
+        # prefixes. Revision 4: the first one ends with the encounter (the report's grouped pass
+        # sums failures by encounter); the second one only answers "is there an earlier
+        # (decided) attempt on this signature in this deployment" and the deployment filters
         Index(
             "ix_recovery_attempts_signature_strategy",
             "signature_id",
@@ -136,15 +145,10 @@ class RecoveryAttempt(Base):
             "outcome",
             "weight",
             "duration",
+            "encounter",  # revision 4
         ),
         Index(
-            "ix_recovery_attempts_deployment_signature",
-            "deployment_id",
-            "signature_id",
-            "id",
-            "outcome",
-            "weight",
-            "at",
+            "ix_recovery_attempts_deployment_signature", "deployment_id", "signature_id", "outcome"
         ),
         Index("ix_recovery_attempts_strategy", "strategy"),
         Index("ix_recovery_attempts_at", "at"),

@@ -8,10 +8,14 @@ Sections (each a list of rows):
 - ``strategies``: per strategy, attempts, weighted success rate, mean time to recovery;
 - ``best_strategy``: per error class, the strategy with the best weighted success rate;
 - ``first_try``: per week, the fraction of failures (a signature in a deployment) whose FIRST
-  recovery attempt recovered: the learning curve.
+  (not skipped) recovery attempt recovered: the learning curve.
 - ``first_try_by_encounter``: per error class, the strategies tried and the first-try rate of its
   failures at their 1st, 2nd and 3rd-or-later encounter (the nth deployment that met that
   signature): whether a failure seen before is recovered at once.
+
+Both read the encounter number stored on each failure's first attempt when it was recorded
+(``recovery_attempts.encounter``): a failure counts when its first attempt passes the filters, and
+keeps its number in the whole KB.
 
 Success rates are weighted (an imported outcome counts with its weight) and leave out skipped
 attempts; mean time to recovery is the mean duration of the attempts that recovered.
@@ -32,7 +36,6 @@ from sqlalchemy import (
     Connection,
     case,
     distinct,
-    exists,
     func,
     select,
 )
@@ -217,11 +220,14 @@ def _pair_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
     """One grouped pass over the attempts, per (signature, strategy).
 
     Rows: signature id, strategy, attempts, weight, weight decided (not skipped), weight
-    recovered, total recovery time, recoveries. On an unfiltered report the scan reads only the
-    (signature_id, strategy, outcome, weight, duration) index. The per-strategy and the
-    best-strategy-per-class tables are both sums of these rows.
+    recovered, total recovery time, recoveries, and of the failures at their 3rd or later
+    encounter whose first attempt is in the group: count, weight, weight recovered. On an
+    unfiltered report the scan reads only the (signature_id, strategy, outcome, weight,
+    duration, encounter) index. The per-strategy, best-strategy-per-class and by-encounter
+    tables are sums of these rows.
     """
     recovered = _A.outcome == "recovered"
+    later = _A.encounter >= ENCOUNTERS[-1][1]
     query = _attempt_filters(
         select(
             _A.signature_id,
@@ -232,6 +238,9 @@ def _pair_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
             _recovered_w(),
             func.sum(case((recovered, _A.duration), else_=None)),
             func.count(case((recovered, 1), else_=None)),
+            func.count(case((later, 1), else_=None)),
+            func.sum(case((later, _A.weight), else_=None)),
+            func.sum(case((later & recovered, _A.weight), else_=None)),
         ).select_from(ATTEMPTS),
         f,
     ).group_by(_A.signature_id, _A.strategy)
@@ -320,150 +329,91 @@ def _neg(name: str) -> tuple[int, ...]:
     return tuple(-ord(c) for c in name)
 
 
-def _day(conn: Connection, column: Any) -> ColumnElement[Any]:
-    """The day of ``column`` (SQLite stores times as ISO text, which starts with the date)."""
-    if conn.dialect.name == "postgresql":
-        return func.date_trunc("day", column)
-    return func.substr(column, 1, 10)
-
-
 def _day_text(conn: Connection, column: Any) -> ColumnElement[str]:
-    """The day of ``column`` as YYYY-MM-DD text."""
+    """The day of ``column`` as YYYY-MM-DD text (SQLite keeps times as ISO text)."""
     if conn.dialect.name == "postgresql":
         return func.to_char(column, "YYYY-MM-DD")
     return func.substr(column, 1, 10)
 
 
-def _first_attempt(f: Filters) -> Any:
-    """The condition "no earlier (not skipped, filtered) attempt on the same signature in the
-    same deployment": the attempt is a failure's first."""
-    earlier = ATTEMPTS.alias("earlier")
-    e = earlier.c
-    before = select(e.id).where(
-        e.deployment_id == _A.deployment_id,
-        e.signature_id == _A.signature_id,
-        e.id < _A.id,
-        e.outcome != "skipped",
-    )
-    if f.since is not None:
-        before = before.where(e.at >= f.since)
-    return ~exists(before)
-
-
-def _failures(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
-    """Every failure's first (not skipped) attempt: (signature id, attempt id, day, weight,
-    recovered weight).
-
-    A failure is a signature in a deployment; its first attempt is the one with no earlier
-    attempt on the same signature in the same deployment (among the filtered attempts). The
-    anti-join is answered from the (deployment_id, signature_id, id, ...) index, once for both
-    sections that need it.
-    """
-    query = _attempt_filters(
-        select(
-            _A.signature_id,
-            _A.id,
-            _day_text(conn, _A.at),
-            _A.weight,
-            case((_A.outcome == "recovered", _A.weight), else_=0.0),
-        ).select_from(ATTEMPTS),
-        f,
-    ).where(_A.deployment_id.is_not(None), _A.outcome != "skipped", _first_attempt(f))
-    result = conn.execute(query)
-    try:  # a million rows: plain driver tuples (ids, numbers, dates need no result processing)
-        return list(result.cursor.fetchall())
-    finally:
-        result.close()
-
-
-def _monday(day: Any) -> str:
+def _monday(day: str) -> str:
     """The Monday of a YYYY-MM-DD day, as YYYY-MM-DD."""
     start = date.fromisoformat(day)
     return (start - timedelta(days=start.weekday())).isoformat()
 
 
-class _Failures:
-    """The failures as columns: signature id, first attempt id, day, weight, recovered weight."""
+def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
+    """Per week: the failures whose first attempt is in that week, and how many of them (by
+    weight) it recovered.
 
-    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
-        import numpy as np
-
-        table = np.array(
-            rows,
-            dtype=[("sid", "i8"), ("id", "i8"), ("day", "S10"), ("w", "f8"), ("rec", "f8")],
-        )
-        self.sid = table["sid"]
-        self.id = table["id"]
-        self.weight = np.nan_to_num(table["w"])
-        self.rec = np.nan_to_num(table["rec"])
-        names, self.day = np.unique(table["day"], return_inverse=True)
-        self.day = self.day.reshape(-1)
-        self.day_names = [name.decode() for name in names]
-
-
-def _first_try(failures: _Failures) -> list[dict[str, Any]]:
-    """Per week: the failures, and how many of them their first attempt recovered."""
-    import numpy as np
-
-    days = len(failures.day_names)
-    count = np.bincount(failures.day, minlength=days)
-    weight = np.bincount(failures.day, weights=failures.weight, minlength=days)
-    rec = np.bincount(failures.day, weights=failures.rec, minlength=days)
+    A failure's first attempt is the one that carries its encounter number. The attempts are
+    grouped by day (a cheaper key than the week on SQLite), the days summed into weeks here.
+    """
+    day = _day_text(conn, _A.at).label("day")
+    query = _attempt_filters(
+        select(day, func.count(), func.sum(_A.weight), _recovered_w()).select_from(ATTEMPTS), f
+    ).where(_A.encounter.is_not(None))
     totals: dict[str, list[float]] = {}
-    for i, day in enumerate(failures.day_names):
-        total = totals.setdefault(_monday(day), [0, 0.0, 0.0])
-        total[0] += int(count[i])
-        total[1] += float(weight[i])
-        total[2] += float(rec[i])
+    for d, n, weight, rec in conn.execute(query.group_by(day)):
+        total = totals.setdefault(_monday(d), [0, 0.0, 0.0])
+        total[0] += int(n)
+        total[1] += float(weight or 0.0)
+        total[2] += float(rec or 0.0)
     return [
         {"week": w, "failures": int(n), "first_try_rate": _rate(r, wt)}
         for w, (n, wt, r) in sorted(totals.items())
     ]
 
 
+def _early_encounters(conn: Connection, f: Filters) -> dict[tuple[str, int], tuple[Any, ...]]:
+    """The failures at their 1st and 2nd encounter, per (error class, encounter): count, weight,
+    recovered weight."""
+    last = ENCOUNTERS[-1][1]
+    query = _attempt_filters(
+        select(
+            _S.error_class, _A.encounter, func.count(), func.sum(_A.weight), _recovered_w()
+        ).select_from(ATTEMPTS.join(SIGNATURES)),
+        f,
+    ).where(_A.encounter < last)
+    query = query.group_by(_S.error_class, _A.encounter)
+    return {(cls, int(n)): tuple(rest) for cls, n, *rest in conn.execute(query)}
+
+
 def _by_encounter(
-    classes: dict[int, str], failures: _Failures, pairs: list[tuple[Any, ...]]
+    conn: Connection, f: Filters, classes: dict[int, str], pairs: list[tuple[Any, ...]]
 ) -> list[dict[str, Any]]:
     """Per error class: strategies tried, and the first-try rate per encounter bucket.
 
-    The failures are those of ``first_try``; a failure's encounter is its rank among the
-    failures of the same signature, by first attempt id (the nth deployment that met the
-    signature, within the filters). Rates are weighted like the other sections.
+    The failures are those of ``first_try``; a failure's encounter is the number stored on its
+    first attempt when it was recorded (the nth deployment that met the signature, in the whole
+    KB: the filters choose failures, they do not number them again). The 1st and 2nd encounters
+    are one small grouped query; the 3rd-or-later ones are summed in the grouped pass of
+    :func:`_pair_rows`. Rates are weighted like the other sections.
     """
-    import numpy as np
-
     last = ENCOUNTERS[-1][1]
-    order = np.lexsort((failures.id, failures.sid))
-    sid = failures.sid[order]
-    starts = np.flatnonzero(np.r_[True, sid[1:] != sid[:-1]]) if len(sid) else sid
-    rank = np.arange(len(sid)) - np.repeat(starts, np.diff(np.r_[starts, len(sid)]))
-    bucket = np.minimum(rank + 1, last)
-    names = sorted(set(classes.values()))
-    index = {name: i for i, name in enumerate(names)}
-    lookup = np.full(int(sid.max()) + 1 if len(sid) else 1, -1, dtype=np.int64)
-    for signature, cls in classes.items():
-        if signature < len(lookup):
-            lookup[signature] = index[cls]
-    cls_of = lookup[sid]
-    known = cls_of >= 0
-    key = (cls_of * last + bucket - 1)[known]
-    size = len(names) * last
-    count = np.bincount(key, minlength=size)
-    weight = np.bincount(key, weights=failures.weight[order][known], minlength=size)
-    rec = np.bincount(key, weights=failures.rec[order][known], minlength=size)
+    tallies = {
+        key: [int(n), float(w or 0.0), float(r or 0.0)]
+        for key, (n, w, r) in _early_encounters(conn, f).items()
+    }
+    for pair in pairs:
+        cls = classes.get(pair[0])
+        if cls is None or not pair[8]:
+            continue
+        tally = tallies.setdefault((cls, last), [0, 0.0, 0.0])
+        tally[0] += int(pair[8])
+        tally[1] += float(pair[9] or 0.0)
+        tally[2] += float(pair[10] or 0.0)
     tried = _tried(classes, pairs)
     rows = []
-    for i, cls in enumerate(names):
-        if not count[i * last : (i + 1) * last].any():
-            continue
+    for cls in sorted({cls for cls, _ in tallies}):
         row: dict[str, Any] = {
             "error_class": cls,
             "strategies_tried": ", ".join(tried.get(cls, [])),
         }
         for label, n in ENCOUNTERS:
-            k = i * last + n - 1
-            row[f"{label}_failures"] = int(count[k])
-            row[f"{label}_rate"] = _rate(float(rec[k]), float(weight[k])) if count[k] else None
+            count, weight, rec = tallies.get((cls, n), (0, 0.0, 0.0))
+            row[f"{label}_failures"] = count
+            row[f"{label}_rate"] = _rate(rec, weight) if count else None
         rows.append(row)
     return rows
 
@@ -497,9 +447,8 @@ def build_report(
         report.sections["strategies"] = _strategies(_strategy_stats(pairs))
         classes = _class_of(conn)
         report.sections["best_strategy"] = _best(classes, pairs)
-        failures = _Failures(_failures(conn, f))
-        report.sections["first_try"] = _first_try(failures)
-        report.sections["first_try_by_encounter"] = _by_encounter(classes, failures, pairs)
+        report.sections["first_try"] = _first_try(conn, f)
+        report.sections["first_try_by_encounter"] = _by_encounter(conn, f, classes, pairs)
     return report
 
 

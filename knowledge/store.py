@@ -405,6 +405,10 @@ class KnowledgeBase:
         """A recovery strategy was tried on an error and gave ``outcome``; returns the signature.
 
         The first attempt on a signature in a deployment counts as one occurrence of the error.
+        The first attempt that is not skipped is the failure's first attempt: it takes the
+        signature's next encounter number (1 for the first deployment that met the signature, 2
+        for the second, ...), which the UPDATE of the signature's row hands out under that row's
+        lock, so concurrent writers never get the same number.
         """
         outcome_value = _value(outcome)
         if outcome_value not in OUTCOMES:
@@ -416,17 +420,28 @@ class KnowledgeBase:
         dep = _short(deployment_id, 128) if deployment_id else None
         with self.writing() as conn:
             sid = self._signature_id(conn, signature, error_class, when, count_it=False)
-            if dep is None or not conn.scalar(
-                select(ATTEMPTS.c.id)
-                .where(ATTEMPTS.c.deployment_id == dep, ATTEMPTS.c.signature_id == sid)
-                .limit(1)
-            ):
-                # a new failure (first attempt on this error in this deployment) is an occurrence
-                conn.execute(
-                    update(SIGNATURES)
-                    .where(SIGNATURES.c.id == sid)
-                    .values(count=SIGNATURES.c.count + 1, last_seen=when)
-                )
+            seen = tried = False
+            if dep is not None:
+                a = ATTEMPTS.c
+                earlier = select(a.id).where(a.deployment_id == dep, a.signature_id == sid)
+                decided = earlier.where(a.outcome != "skipped")
+                seen, tried = conn.execute(select(earlier.exists(), decided.exists())).one()
+            # a new failure (first attempt on this error in this deployment) is an occurrence;
+            # its first attempt that is not skipped takes the next encounter number
+            new = not seen
+            first = dep is not None and outcome_value != "skipped" and not tried
+            encounter = None
+            if new or first:
+                values: dict[str, Any] = {}
+                if new:
+                    values.update(count=SIGNATURES.c.count + 1, last_seen=when)
+                if first:
+                    values["encounters"] = SIGNATURES.c.encounters + 1
+                change = update(SIGNATURES).where(SIGNATURES.c.id == sid).values(values)
+                if first:
+                    encounter = conn.scalar(change.returning(SIGNATURES.c.encounters))
+                else:
+                    conn.execute(change)
             conn.execute(
                 insert(RecoveryAttempt).values(
                     signature_id=sid,
@@ -441,6 +456,7 @@ class KnowledgeBase:
                     origin="local",
                     record_key=uuid.uuid4().hex,
                     at=when,
+                    encounter=encounter,
                 )
             )
         return signature

@@ -70,6 +70,9 @@ def test_round_trip_gives_the_same_report(kb_url: str, tmp_path: Path) -> None:
     header = json.loads(_lines(export)[0])
     assert header["format"] == "aideploy-kb" and header["version"] == 1
     assert header["records"] == n == len(_lines(export)) - 1
+    assert sum('"encounter":' in line for line in _lines(export)) == sum(
+        r["failures"] for r in expected["first_try"]
+    )
     with KnowledgeBase.open(kb_url) as target:
         summary = import_kb(target, export)
         assert summary.records == n
@@ -161,6 +164,11 @@ def test_a_bad_line_500_rejects_the_whole_file(kb_url: str, tmp_path: Path) -> N
         '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "step": ["a"]}',
         '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "error_class": 7}',
         '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "decided_by": []}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "encounter": 0}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "encounter": true}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "encounter": 2.0}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "encounter": "2"}',
+        '{"type": "attempt", "signature": "s", "strategy": "x", "outcome": "failed", "encounter": 2147483648}',
     ],
 )
 def test_invalid_records_are_named_by_line(tmp_path: Path, line: str) -> None:
@@ -289,7 +297,7 @@ def _stored_attempts(kb: KnowledgeBase) -> list[tuple[object, ...]]:
             tuple(r)
             for r in conn.execute(
                 text(
-                    "SELECT record_key, context, at, duration, strategy, outcome "
+                    "SELECT record_key, context, at, duration, strategy, outcome, encounter "
                     "FROM recovery_attempts ORDER BY record_key"
                 )
             )
@@ -297,7 +305,9 @@ def _stored_attempts(kb: KnowledgeBase) -> list[tuple[object, ...]]:
 
 
 DEPLOYMENT_COLUMNS = "id, profile, host, plan, status, started_at, ended_at FROM deployments"
-SIGNATURE_COLUMNS = "text, hash, error_class, count, first_seen, last_seen FROM error_signatures"
+SIGNATURE_COLUMNS = (
+    "text, hash, error_class, count, first_seen, last_seen, encounters FROM error_signatures"
+)
 
 
 def _stored(kb: KnowledgeBase, columns: str) -> list[tuple[object, ...]]:
@@ -364,3 +374,99 @@ def test_a_failed_bulk_import_leaves_rows_and_indexes_as_they_were(
         assert target.counts() == counts
         after = {ix["name"] for ix in inspect(target.engine).get_indexes("recovery_attempts")}
         assert after == indexes and len(indexes) == 5
+
+
+def _write_file(path: Path, records: list[dict[str, object]]) -> Path:
+    path.write_text(
+        json.dumps({"format": "aideploy-kb", "version": 1, "records": len(records)})
+        + "\n"
+        + "".join(json.dumps(r) + "\n" for r in records)
+    )
+    return path
+
+
+def _attempt(key: str, dep: str | None, outcome: str, **more: object) -> dict[str, object]:
+    record = {"type": "attempt", "id": key, "signature": "E: lock held <path>"}
+    record.update(strategy="wait_for_apt_lock", outcome=outcome, deployment=dep, **more)
+    return record
+
+
+def _numbers(kb: KnowledgeBase) -> tuple[dict[str, int | None], int]:
+    from sqlalchemy import text
+
+    with kb.reading() as conn:
+        keys = dict(conn.execute(text("SELECT record_key, encounter FROM recovery_attempts")).all())
+        highest = conn.execute(
+            text("SELECT encounters FROM error_signatures WHERE text = 'E: lock held <path>'")
+        ).scalar_one()
+    return keys, highest
+
+
+def test_import_keeps_encounters_and_numbers_the_failures_that_have_none(
+    kb_url: str, tmp_path: Path
+) -> None:
+    deployments = [{"type": "deployment", "id": d} for d in ("d1", "d2", "d3", "d4", "d5")]
+    path = _write_file(
+        tmp_path / "f.jsonl",
+        [
+            *deployments,
+            _attempt("in-1", "d1", "failed", encounter=7),  # kept
+            _attempt("in-2", "d1", "recovered"),  # a second attempt on d1's failure
+            _attempt("in-3", "d2", "skipped"),  # skipped: not a first attempt
+            _attempt("in-4", "d2", "failed"),  # d2's first attempt: after 7 (the file's highest)
+            _attempt("in-5", None, "failed", encounter=9),  # no deployment: not kept
+            _attempt("in-6", "elsewhere", "failed", encounter=9),  # unknown deployment: not kept
+            _attempt("in-7", "d3", "recovered", encounter=4),  # kept, below the highest
+            _attempt("in-8", "mine", "failed"),  # the KB has a decided attempt on it already
+            _attempt("in-9", "gone", "failed"),  # on a deployment the KB does not have: none
+            _attempt("in-10", "d4", "failed"),  # 9
+            _attempt("in-11", "d5", "skipped"),  # a failure with only skipped attempts: none
+        ],
+    )
+    with KnowledgeBase.open(kb_url) as kb:
+        kb.start_deployment("mine", "p", "h", "plan")
+        kb.record_attempt("mine", "E: lock held <path>", "apt_lock", "retry", "s", "failed", 1.0)
+        kb.record_attempt("mine", "E: lock held <path>", "apt_lock", "retry", "s", "failed", 1.0)
+        import_kb(kb, path)
+        numbers, highest = _numbers(kb)
+        imported = {k: v for k, v in numbers.items() if k.startswith("in-")}
+        assert imported == {
+            "in-1": 7,
+            "in-2": None,
+            "in-3": None,
+            "in-4": 8,
+            "in-5": None,
+            "in-6": None,
+            "in-7": 4,
+            "in-8": None,
+            "in-9": None,
+            "in-10": 9,
+            "in-11": None,
+        }
+        assert highest == 9
+        # idempotent: the same file again changes nothing, numbers included
+        assert import_kb(kb, path).total_added == 0
+        assert _numbers(kb) == (numbers, highest)
+        # and the next failure recorded here continues after the imported numbers
+        kb.start_deployment("next", "p", "h", "plan")
+        kb.record_attempt("next", "E: lock held <path>", "apt_lock", "retry", "s", "failed", 1.0)
+        assert _numbers(kb)[1] == 10
+
+
+def test_a_bad_encounter_rejects_the_file_with_its_line(tmp_path: Path) -> None:
+    for value, line in [(0, 3), (True, 3), (1.5, 3), ("1", 3), (-2, 3)]:
+        path = _write_file(
+            tmp_path / "f.jsonl",
+            [
+                {"type": "deployment", "id": "d1"},
+                _attempt("a1", "d1", "failed", encounter=value),
+                _attempt("a2", "d1", "failed", encounter=1),
+            ],
+        )
+        with KnowledgeBase.open(tmp_path / "kb.db") as kb:
+            with pytest.raises(
+                ImportRejected,
+                match=rf'^line {line}: attempt: "encounter" must be an integer between 1 and',
+            ):
+                import_kb(kb, path)
+            assert kb.counts()["attempts"] == 0

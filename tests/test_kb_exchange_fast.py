@@ -31,6 +31,7 @@ GOOD: dict[str, Any] = {
     "duration": 2.5,
     "decided_by": "ranker",
     "at": "2025-03-03T09:00:00",
+    "encounter": 3,
 }
 
 

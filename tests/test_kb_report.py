@@ -1,9 +1,10 @@
 """The report's aggregate queries agree with a plain Python reading of the same rows.
 
-The report answers its strategy, best-strategy and first-try sections from grouped passes and an
-anti-join; this test recomputes every section from the raw attempts, by their definitions, on a
-random KB with skipped outcomes, imported weights, attempts outside any deployment, several
-attempts per failure and attempts spread over weeks, with and without filters, on both backends.
+The report answers its strategy, best-strategy and first-try sections from grouped passes and the
+encounter numbers stored on failures' first attempts; this test recomputes every section from the
+raw attempts, by their definitions, on a random KB with skipped outcomes, imported weights,
+attempts outside any deployment, several attempts per failure and attempts spread over weeks,
+with and without filters, on both backends.
 """
 
 from __future__ import annotations
@@ -58,17 +59,28 @@ def _fill(kb: KnowledgeBase, seed: int = 3) -> None:
         conn.execute(insert(SIGNATURES), sigs)
         sig_ids = [sid for (sid,) in conn.execute(select(SIGNATURES.c.id))]
         rows: list[dict[str, Any]] = []
+        # the encounter numbers as record_attempt hands them out, attempt by attempt
+        decided: set[tuple[str, int]] = set()
+        encounters: dict[int, int] = defaultdict(int)
         for i in range(600):
             dep = rng.choice(deps) if rng.random() < 0.9 else None
             start = dep["started_at"] if dep else T0 + timedelta(hours=rng.randrange(400))
+            sid = rng.choice(sig_ids[: 4 + i % 8])
+            strategy = rng.choice(STRATEGIES)
+            outcome = rng.choices(OUTCOMES, weights=[5, 4, 1])[0]
+            encounter = None
+            if dep and outcome != "skipped" and (dep["id"], sid) not in decided:
+                decided.add((dep["id"], sid))
+                encounters[sid] += 1
+                encounter = encounters[sid]
             rows.append(
                 {
-                    "signature_id": rng.choice(sig_ids[: 4 + i % 8]),
-                    "strategy": rng.choice(STRATEGIES),
+                    "signature_id": sid,
+                    "strategy": strategy,
                     "step": "install",
                     "deployment_id": dep["id"] if dep else None,
                     "context": {},
-                    "outcome": rng.choices(OUTCOMES, weights=[5, 4, 1])[0],
+                    "outcome": outcome,
                     "duration": round(rng.uniform(0.1, 20.0), 2),
                     "decided_by": "ranker",
                     "weight": rng.choice([1.0, 1.0, 0.5, 0.25]),
@@ -76,6 +88,7 @@ def _fill(kb: KnowledgeBase, seed: int = 3) -> None:
                     "record_key": f"k{i}",
                     # some failures straddle a week boundary (the first attempt decides the week)
                     "at": start + timedelta(minutes=rng.randrange(0, 3000)),
+                    "encounter": encounter,
                 }
             )
         conn.execute(insert(ATTEMPTS), rows)
@@ -93,6 +106,7 @@ def _rows(kb: KnowledgeBase) -> list[dict[str, Any]]:
             a.duration,
             a.weight,
             a.at,
+            a.encounter,
             s.error_class,
             d.profile,
             d.host,
@@ -116,7 +130,24 @@ def _rate(rec: float, decided: float) -> float | None:
     return round(rec / decided, 4) if decided else None
 
 
+def _numbered(rows: list[dict[str, Any]]) -> dict[int, int]:
+    """Attempt id -> encounter, by the definition: a failure (a signature in a deployment) has
+    its first not skipped attempt, and its encounter is 1 + the failures of the same signature
+    whose first attempt came earlier. Over every row of the KB, whatever the filters."""
+    firsts: dict[tuple[str, int], dict[str, Any]] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        if r["deployment_id"] is not None and r["outcome"] != "skipped":
+            firsts.setdefault((r["deployment_id"], r["signature_id"]), r)
+    seen: dict[int, int] = defaultdict(int)
+    numbers = {}
+    for r in sorted(firsts.values(), key=lambda r: r["id"]):
+        seen[r["signature_id"]] += 1
+        numbers[r["id"]] = seen[r["signature_id"]]
+    return numbers
+
+
 def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
+    numbers = _numbered(rows)
     rows = [r for r in rows if _keep(r, f)]
     per_strategy: dict[str, list[dict[str, Any]]] = defaultdict(list)
     per_class: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -161,13 +192,10 @@ def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
                 "success_rate": rate,
             }
 
-    firsts: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in rows:  # ordered by id
-        if r["deployment_id"] is None or r["outcome"] == "skipped":
-            continue
-        firsts.setdefault((r["deployment_id"], r["signature_id"]), r)
+    # the failures whose first attempt passes the filters
+    firsts = [r for r in rows if r["id"] in numbers]
     weeks: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in firsts.values():
+    for r in firsts:
         monday = (r["at"] - timedelta(days=r["at"].weekday())).date().isoformat()
         weeks[monday].append(r)
     first_try = [
@@ -185,19 +213,19 @@ def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
         "strategies": strategies,
         "best_strategy": [best[c] for c in sorted(best)],
         "first_try": first_try,
-        "first_try_by_encounter": _by_encounter(rows, list(firsts.values())),
+        "first_try_by_encounter": _by_encounter(rows, firsts, numbers),
     }
 
 
-def _by_encounter(rows: list[dict[str, Any]], firsts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _by_encounter(
+    rows: list[dict[str, Any]], firsts: list[dict[str, Any]], numbers: dict[int, int]
+) -> list[dict[str, Any]]:
     """Per class: strategies with a not skipped attempt (most attempts first, then by name), and
     per encounter bucket the failures and the weighted first-try rate; a failure's encounter is
-    1 + the failures of the same signature whose first attempt came earlier."""
-    seen: dict[int, int] = defaultdict(int)
+    its number over the whole KB (the filters choose failures, they do not number them again)."""
     buckets: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
-    for r in sorted(firsts, key=lambda r: r["id"]):
-        seen[r["signature_id"]] += 1
-        n = seen[r["signature_id"]]
+    for r in firsts:
+        n = numbers[r["id"]]
         buckets[r["error_class"]]["1st" if n == 1 else "2nd" if n == 2 else "3rd_plus"].append(r)
     tried: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     decided: dict[str, set[str]] = defaultdict(set)
@@ -245,6 +273,7 @@ def test_report_sections_match_their_definitions(kb_url: str, filters: Filters) 
     with KnowledgeBase.open(kb_url) as kb:
         _fill(kb)
         rows = _rows(kb)
+        assert {r["id"]: r["encounter"] for r in rows if r["encounter"]} == _numbered(rows)
         report = build_report(kb, filters)
         expected = _expected(rows, filters)
         assert report.sections["first_try"], "the data set must give a learning curve"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -190,18 +191,102 @@ def _writer(path: str, n: int, worker: int) -> None:
     kb.close()
 
 
-def test_concurrent_writers_lose_nothing(tmp_path: Path) -> None:
-    path = str(tmp_path / "shared.db")
-    with KnowledgeBase.open(path) as kb:
-        for w in range(WRITERS):
-            kb.start_deployment(f"w{w}", "p", "h", "plan")
+def _run_writers(target: Callable[[str, int, int], None], url: str, n: int) -> None:
+    """WRITERS processes run ``target(url, n, worker)`` at the same time; all must succeed."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_writer, args=(path, PER_WRITER, w)) for w in range(WRITERS)]
+    procs = [ctx.Process(target=target, args=(url, n, w)) for w in range(WRITERS)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=240)
     assert [p.exitcode for p in procs] == [0] * WRITERS
-    with KnowledgeBase.open(path) as kb:
+
+
+def test_concurrent_writers_lose_nothing(kb_url: str) -> None:
+    with KnowledgeBase.open(kb_url) as kb:
+        for w in range(WRITERS):
+            kb.start_deployment(f"w{w}", "p", "h", "plan")
+    _run_writers(_writer, kb_url, PER_WRITER)
+    with KnowledgeBase.open(kb_url) as kb:
         assert kb.counts()["attempts"] == WRITERS * PER_WRITER
         assert sum(s.attempts for s in kb.strategy_stats()) == WRITERS * PER_WRITER
+        with kb.reading() as conn:
+            numbers = conn.execute(
+                text(
+                    "SELECT s.text, a.encounter, s.encounters FROM recovery_attempts a "
+                    "JOIN error_signatures s ON s.id = a.signature_id "
+                    "WHERE a.encounter IS NOT NULL ORDER BY s.text, a.encounter"
+                )
+            ).all()
+    per_signature: dict[str, list[int]] = {}
+    for signature, n, highest in numbers:
+        per_signature.setdefault(signature, []).append(n)
+        assert highest == WRITERS
+    # one signature (the number is masked), met once in each writer's deployment
+    assert list(per_signature.values()) == [list(range(1, WRITERS + 1))]
+
+
+def _deployer(url: str, deployments: int, worker: int) -> None:
+    with KnowledgeBase.open(url) as kb:
+        for d in range(deployments):
+            dep = f"w{worker}-d{d}"
+            kb.start_deployment(dep, "p", "h", "plan")
+            for outcome in ("failed", "recovered"):
+                kb.record_attempt(dep, "E: the same error", "unknown", "s", "step", outcome, 0.1)
+
+
+def test_concurrent_deployments_meeting_one_signature_get_numbers_1_to_n(kb_url: str) -> None:
+    deployments = 25
+    KnowledgeBase.open(kb_url).close()
+    _run_writers(_deployer, kb_url, deployments)
+    with KnowledgeBase.open(kb_url) as kb, kb.reading() as conn:
+        numbers = conn.execute(
+            text("SELECT deployment_id, encounter FROM recovery_attempts ORDER BY id")
+        ).all()
+        highest = conn.execute(text("SELECT encounters FROM error_signatures")).scalar_one()
+    firsts = [n for _, n in numbers if n is not None]
+    assert sorted(firsts) == list(range(1, WRITERS * deployments + 1))
+    assert highest == WRITERS * deployments
+    # in the order they were recorded, and only on each deployment's first attempt
+    assert firsts == sorted(firsts)
+    assert len({d for d, n in numbers if n is not None}) == WRITERS * deployments
+
+
+def _encounters(kb: KnowledgeBase) -> list[tuple[str | None, str, int | None]]:
+    with kb.reading() as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                text("SELECT deployment_id, outcome, encounter FROM recovery_attempts ORDER BY id")
+            )
+        ]
+
+
+def test_a_failures_first_attempt_gets_the_signatures_next_encounter(kb_url: str) -> None:
+    error = "E: Could not get lock /var/lib/dpkg/lock"
+    with KnowledgeBase.open(kb_url) as kb:
+        for dep in ("d1", "d2", "d3"):
+            kb.start_deployment(dep, "p", "h", "plan")
+
+        def attempt(dep: str | None, outcome: str) -> None:
+            kb.record_attempt(dep, error, "apt_lock", "wait_for_apt_lock", "install", outcome, 1.0)
+
+        attempt("d1", "failed")  # the first deployment that meets it: 1
+        attempt("d1", "recovered")  # a second attempt in the same deployment: none
+        attempt("d2", "skipped")  # skipped: not the failure's first attempt
+        attempt("d2", "failed")  # the failure's first attempt: 2
+        attempt(None, "failed")  # outside any deployment: not a failure
+        attempt("d3", "recovered")  # 3
+        assert _encounters(kb) == [
+            ("d1", "failed", 1),
+            ("d1", "recovered", None),
+            ("d2", "skipped", None),
+            ("d2", "failed", 2),
+            (None, "failed", None),
+            ("d3", "recovered", 3),
+        ]
+        (info,) = kb.signatures()
+        # occurrences as before: the first attempt in each deployment, and each one outside any
+        assert info.count == 4
+        with kb.reading() as conn:
+            assert conn.execute(text("SELECT encounters FROM error_signatures")).scalar_one() == 3
