@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    String,
     case,
     distinct,
     func,
     select,
+    type_coerce,
 )
 from tabulate import tabulate
 
@@ -344,25 +346,65 @@ def _monday(day: str) -> str:
 
 def _first_try(conn: Connection, f: Filters) -> list[dict[str, Any]]:
     """Per week: the failures whose first attempt is in that week, and how many of them (by
-    weight) it recovered.
-
-    A failure's first attempt is the one that carries its encounter number. The attempts are
-    grouped by day (a cheaper key than the week on SQLite), the days summed into weeks here.
+    weight) it recovered. A failure's first attempt is the one that carries its encounter.
     """
+    totals = _first_try_by_range if _by_range(conn, f) else _first_try_by_day
+    return [
+        {"week": w, "failures": int(n), "first_try_rate": _rate(r, wt)}
+        for w, (n, wt, r) in sorted(totals(conn, f).items())
+    ]
+
+
+def _by_range(conn: Connection, f: Filters) -> bool:
+    """Whether ``first_try`` takes the weeks one by one (SQLite, no deployment filter)."""
+    return conn.dialect.name == "sqlite" and not f.by_deployment
+
+
+def _failure_totals(f: Filters, *columns: Any) -> Any:
+    """``columns`` and the failures' count, weight and recovered weight, filtered."""
+    query = select(*columns, func.count(), func.sum(_A.weight), _recovered_w())
+    return _attempt_filters(query.select_from(ATTEMPTS), f).where(_A.encounter.is_not(None))
+
+
+def _first_try_by_day(conn: Connection, f: Filters) -> dict[str, tuple[Any, ...]]:
+    """Week -> failures, weight, recovered weight: grouped by day (a cheaper key than the week on
+    SQLite), the days summed into weeks here."""
     day = _day_text(conn, _A.at).label("day")
-    query = _attempt_filters(
-        select(day, func.count(), func.sum(_A.weight), _recovered_w()).select_from(ATTEMPTS), f
-    ).where(_A.encounter.is_not(None))
     totals: dict[str, list[float]] = {}
-    for d, n, weight, rec in conn.execute(query.group_by(day)):
+    for d, n, weight, rec in conn.execute(_failure_totals(f, day).group_by(day)):
         total = totals.setdefault(_monday(d), [0, 0.0, 0.0])
         total[0] += int(n)
         total[1] += float(weight or 0.0)
         total[2] += float(rec or 0.0)
-    return [
-        {"week": w, "failures": int(n), "first_try_rate": _rate(r, wt)}
-        for w, (n, wt, r) in sorted(totals.items())
-    ]
+    return {week: tuple(total) for week, total in totals.items()}
+
+
+def _first_try_by_range(conn: Connection, f: Filters) -> dict[str, tuple[Any, ...]]:
+    """``_first_try_by_day`` as one aggregate per week over a range of the attempts' time index.
+
+    SQLite answers a GROUP BY by sorting every failure first, which costs more than the scan;
+    each week here reads its range of the index in order. SQLite keeps a time as ISO text, with
+    or without microseconds (rows written by other tools): the weeks' bounds are compared as text
+    with bare dates, so every time of a day falls on or after that day's date; ``since`` is the
+    text the DATETIME type makes of it, as in the other sections. It is folded into the first
+    week's bound: given as a second lower bound, SQLite would scan every week from ``since``.
+    """
+    at = type_coerce(_A.at, String)
+    lower: str | None = None
+    if f.since is not None:
+        stored = _A.at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        lower = stored(f.since) if stored is not None else f.since.isoformat(" ")
+    earliest = select(func.min(_A.at)).where(_A.encounter.is_not(None))
+    totals: dict[str, tuple[Any, ...]] = {}
+    while True:
+        start = conn.scalar(earliest if lower is None else earliest.where(at >= lower))
+        if start is None:
+            return totals
+        monday = start.date() - timedelta(days=start.weekday())
+        low, high = monday.isoformat(), (monday + timedelta(days=7)).isoformat()
+        week = _failure_totals(Filters()).where(at >= max(low, lower or low), at < high)
+        totals[low] = tuple(conn.execute(week).one())
+        lower = high
 
 
 def _early_encounters(conn: Connection, f: Filters) -> dict[tuple[str, int], tuple[Any, ...]]:

@@ -307,3 +307,24 @@ def test_first_try_by_encounter_in_every_format(tmp_path: Path) -> None:
         csv_block = render(report, "csv").split("# first_try_by_encounter\n")[1]
         assert csv_block.splitlines()[0] == ",".join(columns)
         assert 'id="section-first_try_by_encounter"' in build_html(kb)
+
+
+def test_weeks_by_range_and_by_day_agree_on_times_without_microseconds(tmp_path: Path) -> None:
+    """Rows written by other tools may store times without microseconds; the weekly curve puts
+    an attempt at Monday midnight in that Monday's week either way."""
+    from aideploy.knowledge.report import _first_try_by_day, _first_try_by_range
+
+    with KnowledgeBase.open(str(tmp_path / "kb.sqlite")) as kb:
+        _fill(kb)
+        with kb.writing() as conn:
+            conn.exec_driver_sql(
+                "UPDATE recovery_attempts SET at = '2025-03-03 00:00:00' "
+                "WHERE encounter IS NOT NULL AND id % 5 = 0"
+            )
+        with kb.reading() as conn:
+            for f in (Filters(), Filters(since=datetime(2025, 3, 3)), Filters(since=T0)):
+                by_range, by_day = _first_try_by_range(conn, f), _first_try_by_day(conn, f)
+                assert by_range.keys() == by_day.keys() and "2025-03-03" in by_range
+                for week, (n, weight, rec) in by_day.items():
+                    assert by_range[week][0] == n, week
+                    assert by_range[week][1:] == pytest.approx((weight, rec)), week
