@@ -3,9 +3,13 @@
 Run: ``python benchmarks/learning.py [--failures 1000] [--seed 7]``
 
 Simulation. Failures are drawn (Zipf-like, so errors recur as they do across real deployments)
-from the real error texts of the corpus' train split, with their variable parts (PIDs, ports,
-sizes) re-rolled so the same error looks different on each "machine". Each failure has a hidden
-set of strategies that fix it: the record's ``strategy`` field or its class default, except that
+from the real error texts of the corpus' train split, with their masked parts (PIDs, ports,
+sizes, times: the numbers the signature masks) re-filled with other digits so the same error
+looks different on each "machine"; numbers that name the error (exit codes, errnos, HTTP
+statuses, ``id_ed25519``) stay. Records whose texts have the same signature are one error: they
+share their fixes, and "seen" means that error met before in that step. Each failure has a
+hidden set of strategies that fix it: the record's ``strategy`` field or its class default,
+except that
 
 * a quarter of the errors need the class's *second* strategy (the rules' first guess is wrong);
 * a fifth of the errors are context-dependent: in one deployment step one fix works, in another
@@ -21,7 +25,7 @@ the budget), the guide table drops them. Reported per window of 50 failures: mea
 recovery, first-try rate, recovery within 3 attempts, cumulative regret against the oracle, for
 (a) the learning Ranker, (b) the guide's fixed first-match ten-regex table, (c) an oracle.
 After the first 200 failures the summary also shows (d) a perfect memory: it knows which error
-each failure is (the record and the step, not a signature guessed from the text) and tries first
+each failure is (the error and the step, not a signature guessed from the text) and tries first
 the strategy that last recovered it there, the class's defaults for an error it has not seen
 recover, under the same retry rule as the ranker. It measures what remembering each error
 exactly is worth in this simulation (first encounters, noise and drift cost it too); it does not
@@ -48,6 +52,7 @@ from aideploy.knowledge.corpus import Example, heldout_examples, load_bundled, t
 from aideploy.knowledge.history import ListHistory
 from aideploy.knowledge.ranker import Ranker, _train_classifier
 from aideploy.knowledge.rules import GuideTable
+from aideploy.knowledge.signature import signature_of
 
 MAX_ATTEMPTS = 5
 UNRECOVERED = MAX_ATTEMPTS + 1
@@ -63,6 +68,8 @@ class Fault:
     example: Example
     fixes: dict[str, str]  # step -> strategy that fixes it
     default_step: str
+    key: str  # the error: the first record with this signature
+    spans: list[tuple[int, int]] = field(default_factory=list)  # the parts re-filled per draw
 
     def fix_for(self, step: str) -> str:
         return self.fixes.get(step, self.fixes[self.default_step])
@@ -80,16 +87,50 @@ class Track:
     attempts: list[int] = field(default_factory=list)
     first: list[bool] = field(default_factory=list)
     seen: list[bool] = field(default_factory=list)
+    usual: list[bool] = field(default_factory=list)  # the fix is the class's first default
 
 
-def _reroll(text: str, rng: random.Random) -> str:
-    """Same error, another machine: PIDs, ports, sizes and times differ."""
-    return re.sub(r"(?<![\d.])\d{3,6}(?![\d.])", lambda m: str(rng.randint(100, 99999)), text)
+_NUMBER = re.compile(r"(?<![\d.])\d{3,6}(?![\d.])")
+
+
+def variable_spans(text: str, rng: random.Random) -> list[tuple[int, int]]:
+    """Where ``text`` has a number the signature masks (a PID, port, size or time): numbers it
+    keeps (exit codes, errnos, HTTP statuses, years in dates, ``id_ed25519``) name the error."""
+    sig = signature_of(text)
+    spans = []
+    for m in _NUMBER.finditer(text):
+        probes = [_digits(len(m.group()), rng) for _ in range(2)]
+        if all(
+            signature_of(text[: m.start()] + p + text[m.end() :]) == sig
+            for p in probes
+            if p != m.group()
+        ):
+            spans.append(m.span())
+    return spans
+
+
+def _digits(n: int, rng: random.Random) -> str:
+    return str(rng.randint(1, 9)) + "".join(str(rng.randint(0, 9)) for _ in range(n - 1))
+
+
+def _reroll(text: str, spans: Sequence[tuple[int, int]], rng: random.Random) -> str:
+    """Same error, another machine: the masked parts re-filled with other digits."""
+    out, last = [], 0
+    for start, end in spans:
+        out += [text[last:start], _digits(end - start, rng)]
+        last = end
+    return "".join([*out, text[last:]])
 
 
 def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]:
     faults = []
+    by_signature: dict[str, Fault] = {}
     for ex in examples:
+        # texts with the same signature are one error to whoever reads them: they share a fix
+        same = by_signature.get(signature_of(ex.text))
+        if same is not None:
+            faults.append(Fault(ex, same.fixes, same.default_step, key=same.key))
+            continue
         defaults = [s for s in strategies_for(ex.error_class) if s != MANUAL]
         base = ex.strategy if ex.strategy in STRATEGIES else ""
         if not base:
@@ -102,7 +143,8 @@ def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]
             others = [s for s in defaults if s != base] or ["retry_with_backoff"]
             other_step = rng.choice([s for s in STEPS if s != step])
             fixes[other_step] = rng.choice(others)
-        faults.append(Fault(ex, fixes, step))
+        faults.append(Fault(ex, fixes, step, key=ex.id))
+        by_signature[signature_of(ex.text)] = faults[-1]
     return faults
 
 
@@ -114,7 +156,7 @@ def build_stream(faults: list[Fault], n: int, rng: random.Random) -> list[Event]
     for _ in range(n):
         fault = faults[rng.choices(order, weights)[0]]
         step = rng.choice(list(fault.fixes))
-        events.append(Event(fault, step, _reroll(fault.example.text, rng)))
+        events.append(Event(fault, step, _reroll(fault.example.text, fault.spans, rng)))
     return events
 
 
@@ -125,6 +167,11 @@ def drift(faults: list[Fault], rng: random.Random) -> None:
         new = options[0]
         for step in fault.fixes:
             fault.fixes[step] = new
+
+
+def _first_default(fault: Fault) -> str:
+    defaults = [s for s in strategies_for(fault.example.error_class) if s != MANUAL]
+    return defaults[0] if defaults else MANUAL
 
 
 def works(strategy: str, right: str, rng: random.Random) -> bool:
@@ -184,7 +231,7 @@ def memory_plan(event: Event, known: str | None) -> list[str]:
 
 
 def run_memory(memory: dict[str, str], event: Event, rng: random.Random) -> int:
-    key = event.fault.example.id + "|" + event.step
+    key = event.fault.key + "|" + event.step
     right = event.fault.fix_for(event.step)
     for attempt, choice in enumerate(memory_plan(event, memory.get(key))[:MAX_ATTEMPTS], 1):
         if works(choice, right, rng):
@@ -201,6 +248,9 @@ def simulate(
     rng = random.Random(seed)
     examples = [e for e in (pool or train_examples(load_bundled())) if not e.synthetic]
     faults = build_faults(examples, rng)
+    probe_rng = random.Random(seed + 2)
+    for fault in faults:
+        fault.spans = variable_spans(fault.example.text, probe_rng)
     first_half = build_stream(faults, n // 2, rng)
     events_rng = random.Random(seed + 1)
     tracks = {"ranker": Track(), "guide": Track(), "oracle": Track(), "memory": Track()}
@@ -214,8 +264,9 @@ def simulate(
         if half == 1:
             drift(faults, rng)
         for event in events:
-            key = event.fault.example.id + "|" + event.step
+            key = event.fault.key + "|" + event.step
             was_seen = key in seen
+            usual = event.fault.fix_for(event.step) == _first_default(event.fault)
             seen.add(key)
             for name, advisor in (("ranker", ranker), ("guide", guide)):
                 a = run_advisor(advisor, event, outcome_rngs[name])  # type: ignore[arg-type]
@@ -223,6 +274,7 @@ def simulate(
                 t.attempts.append(a)
                 t.first.append(a == 1)
                 t.seen.append(was_seen)
+                t.usual.append(usual)
             for name, a in (
                 ("oracle", run_oracle(event, outcome_rngs["oracle"])),
                 ("memory", run_memory(memory, event, outcome_rngs["memory"])),
@@ -231,6 +283,7 @@ def simulate(
                 t.attempts.append(a)
                 t.first.append(a == 1)
                 t.seen.append(was_seen)
+                t.usual.append(usual)
     return tracks
 
 
@@ -279,6 +332,21 @@ def report(tracks: dict[str, Track]) -> list[str]:
             f"within 3 {_mean([float(a <= 3) for a in att]):.3f}; "
             f"unrecovered {_mean([float(a == UNRECOVERED) for a in att]):.3f}"
         )
+    t = tracks["oracle"]
+    new = [not s for s in t.seen[200:]]
+    unusual = [not u for u, n in zip(t.usual[200:], new, strict=True) if n]
+    lines.append(
+        f"  first encounters (an error met for the first time in its step): {sum(new)} of "
+        f"{len(new)}; {sum(unusual)} of them need another fix than their class's first default"
+    )
+    lines.append(
+        "  mean attempts on first encounters: "
+        + ", ".join(
+            f"{name} "
+            + f"{_mean([a for a, n in zip(tracks[name].attempts[200:], new, strict=True) if n]):.3f}"
+            for name in ("ranker", "memory", "oracle")
+        )
+    )
     return lines
 
 

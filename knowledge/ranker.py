@@ -17,7 +17,8 @@ level, each Beta-smoothed towards the one before it:
 * last, the outcomes on this signature in this step: one strategy is taken to be the fix, so
   every strategy's successes and failures here move probability between the candidates (a
   favourite that keeps failing hands its share to the untried ones, manual intervention
-  included).
+  included), and failures of the strategy that last recovered it here raise the chance that
+  its fix has changed, after which its older record no longer counts.
 
 Every candidate carries a readable ``why``; :meth:`Ranker.explain` returns it all structured.
 """
@@ -73,6 +74,7 @@ OTHER_STEPS_STRENGTH = 1.5
 STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
+CHANGE_HAZARD = 0.03  # prior chance that a signature's fix in a step has changed since it worked
 MODEL_WEIGHT = 0.1
 CLASS_CUTOFF = 0.12  # classes under this normalised score bring no default strategies
 MANUAL_SCORE = 0.02
@@ -109,6 +111,7 @@ class CandidateDetail:
     decided_by: str
     why: str
     signature_recovered: float = 0.0  # recoveries on this very signature (any step), weighted
+    failed_since_it_worked: float = 0.0  # its failures here since it last recovered this error
 
 
 @dataclass(frozen=True)
@@ -157,6 +160,8 @@ class _SignatureStats:
     by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
     # step -> the strategy whose outcome was the last recovery of this signature in that step
     last_win: dict[str, str] = field(default_factory=dict)
+    # step -> (the strategy that last recovered it there, how often it has failed there since)
+    since_win: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def split(
         self, step: str
@@ -241,6 +246,30 @@ def _one_fix_posterior(
     return {k: w / norm for k, w in weights.items()}
 
 
+def _change_chance(failed: float) -> float:
+    """P(the fix has changed) after ``failed`` failures of the strategy that last recovered it."""
+    changed = CHANGE_HAZARD * math.pow(1.0 - WRONG_WORKS, failed)
+    return changed / (changed + (1.0 - CHANGE_HAZARD) * math.pow(FIX_FAILS, failed))
+
+
+def _allow_change(
+    posterior: Mapping[str, float], prior: Mapping[str, float], fix: str, failed: float
+) -> dict[str, float]:
+    """Blend in the chance that the fix has changed since ``fix`` last recovered the error here.
+
+    ``failed`` (weighted) failures of ``fix`` since then are chance (``FIX_FAILS`` each) or a
+    change (``CHANGE_HAZARD`` a priori, after which it fails like any wrong strategy); given a
+    change, only those failures count against the prior, not the record from before it. Two
+    failures since it last worked make a change about three times likelier than chance, so a fix that worked
+    many times stops being tried first without waiting for its old successes to decay. When
+    another strategy then recovers it, :meth:`Ranker._learn` discounts the older record the same
+    way, so the new fix stays first.
+    """
+    c = _change_chance(failed)
+    since = _one_fix_posterior(prior, {fix: (0.0, failed)})
+    return {n: (1.0 - c) * v + c * since[n] for n, v in posterior.items()}
+
+
 class Ranker:
     """RecoveryAdvisor that learns from every recorded outcome."""
 
@@ -300,6 +329,18 @@ class Ranker:
         tallies = stats.by_step.get(step)
         if tallies is None:
             tallies = stats.by_step[step] = {}
+        won = stats.since_win.get(step)
+        if ok and w >= 0.5:
+            if won is not None and won[0] != o.strategy and won[1] > 0:
+                # another strategy works where the last fix has failed since: what came before
+                # the likely change counts only as much as no change is still likely
+                keep = 1.0 - _change_chance(won[1])
+                for old in tallies.values():
+                    old.recovered *= keep
+                    old.failed *= keep
+            stats.since_win[step] = (o.strategy, 0.0)
+        elif not ok and won is not None and won[0] == o.strategy:
+            stats.since_win[step] = (won[0], won[1] + w)
         t = tallies.get(o.strategy)
         if t is None:
             t = tallies[o.strategy] = _Tally()
@@ -549,8 +590,12 @@ class Ranker:
                 post = (1.0 - lam) * post + lam * m
             rows.append((name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, post))
         scores = {r[0]: r[-1] for r in rows}
+        won = exact.since_win.get(step) if exact is not None else None
         if here:
-            scores = _one_fix_posterior(scores, here)
+            prior_scores = scores
+            scores = _one_fix_posterior(prior_scores, here)
+            if won is not None and won[1] > 0:
+                scores = _allow_change(scores, prior_scores, *won)
         if stuck:
             stuck_source = f"automatic strategies keep failing on this signature in step {step}"
         for name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, _ in rows:
@@ -579,6 +624,7 @@ class Ranker:
                     decided_by=decided,
                     why="",
                     signature_recovered=round(orec + hrec, 3),
+                    failed_since_it_worked=won[1] if won is not None and won[0] == name else 0.0,
                 )
             )
         risk_order = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
@@ -605,6 +651,11 @@ class Ranker:
                     seen.append(f"{label}: {rec:.1f} recovered / {fail:.1f} failed")
             if seen:
                 parts.append("neighbours: " + "; ".join(seen[:4]))
+            if d.failed_since_it_worked > 0:
+                parts.append(
+                    f"failed {d.failed_since_it_worked:.1f} here since it last recovered this "
+                    f"error: {_change_chance(d.failed_since_it_worked):.0%} chance its fix changed"
+                )
             if d.model_probability is not None:
                 parts.append(f"model p(recovered)={d.model_probability:.2f}")
             parts.append(f"risk {d.risk}")

@@ -85,6 +85,32 @@ def test_right_fix_that_failed_by_chance_is_tried_again(ranker: Ranker) -> None:
     assert names.index("wait_for_apt_lock") < names.index("manual_intervention")
 
 
+def test_a_fix_that_worked_many_times_then_fails_twice_is_no_longer_first(
+    ranker: Ranker,
+) -> None:
+    failure = ranker.detect("install", _result(APT_LOCK))
+
+    def record(strategy: str, ok: bool) -> None:
+        outcome = Outcome.RECOVERED if ok else Outcome.FAILED
+        ranker.record(failure, strategy, outcome, duration=1, decided_by="x")
+
+    for _ in range(6):
+        record("wait_for_apt_lock", True)
+    # one failure is taken for chance: still first at the next encounter
+    record("wait_for_apt_lock", False)
+    record("dpkg_repair", False)
+    assert ranker.candidates(failure)[0].strategy == "wait_for_apt_lock"
+    # a second failure since it last worked: the fix has likely changed
+    record("wait_for_apt_lock", False)
+    cands = ranker.candidates(failure)
+    assert cands[0].strategy != "wait_for_apt_lock"
+    demoted = next(c for c in cands if c.strategy == "wait_for_apt_lock")
+    assert "failed 2.0 here since it last recovered this error: 74% chance" in demoted.why
+    # whatever works now starts a new record
+    record("dpkg_repair", True)
+    assert ranker.candidates(failure)[0].strategy == "dpkg_repair"
+
+
 def test_record_changes_next_ranking(ranker: Ranker) -> None:
     failure = ranker.detect("collectstatic", _result(PERM))
     first = ranker.candidates(failure)[0].strategy
