@@ -5,9 +5,9 @@
     .venv/bin/python benchmarks/kb_scale.py --open-only      # just the cost of opening a KB
 
 Builds a SQLite KB through the migrations, bulk-loads it (executemany on the core tables), then
-times opening it (the check every CLI call makes), ``learn report``, an export of the whole base
-and an import of that file into an empty base, and N writer processes recording through the
-normal ``record_attempt`` API into one file.
+times opening it (the check every CLI call makes), ``learn report`` (the whole base, one host of
+20, one profile of two), an export of the whole base and an import of that file into an empty
+base, and N writer processes recording through the normal ``record_attempt`` API into one file.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from aideploy.knowledge.exchange import export_kb, import_kb
-from aideploy.knowledge.report import build_report, render
+from aideploy.knowledge.report import Filters, build_report, render
 from aideploy.knowledge.store import KnowledgeBase, signature_hash
 
 CLASSES = [
@@ -243,6 +243,13 @@ def main() -> None:
             text = render(build_report(kb))
             report_s = time.perf_counter() - started
             print(f"learn report: {report_s:.2f} s ({len(text.splitlines())} lines)")
+            for label, filters in (
+                ("--host web3", Filters(host="web3")),
+                ("--profile staging", Filters(profile="staging")),
+            ):
+                started = time.perf_counter()
+                render(build_report(kb, filters))
+                print(f"learn report {label}: {time.perf_counter() - started:.2f} s")
 
             export = base / "kb.jsonl"
             started = time.perf_counter()

@@ -118,11 +118,14 @@ def _attempt_filters(query: Any, filters: Filters) -> Any:
     if filters.since is not None:
         query = query.where(_A.at >= filters.since)
     if filters.by_deployment:
-        query = query.join(DEPLOYMENTS, _D.id == _A.deployment_id)
+        # a list of deployment ids, not a join: SQLite then reads the chosen deployments'
+        # attempts through the deployment index instead of checking every attempt's deployment
+        chosen = select(_D.id)
         if filters.profile is not None:
-            query = query.where(_D.profile == filters.profile)
+            chosen = chosen.where(_D.profile == filters.profile)
         if filters.host is not None:
-            query = query.where(_D.host == filters.host)
+            chosen = chosen.where(_D.host == filters.host)
+        query = query.where(_A.deployment_id.in_(chosen))
     return query
 
 
