@@ -260,10 +260,10 @@ def _allow_change(
     ``failed`` (weighted) failures of ``fix`` since then are chance (``FIX_FAILS`` each) or a
     change (``CHANGE_HAZARD`` a priori, after which it fails like any wrong strategy); given a
     change, only those failures count against the prior, not the record from before it. Two
-    failures since it last worked make a change about three times likelier than chance, so a fix that worked
-    many times stops being tried first without waiting for its old successes to decay. When
-    another strategy then recovers it, :meth:`Ranker._learn` discounts the older record the same
-    way, so the new fix stays first.
+    failures since it last worked make a change about three times likelier than chance, so a fix
+    that worked many times stops being tried first without waiting for its old successes to
+    decay. When another strategy then recovers it, :meth:`Ranker._learn` discounts the older
+    record the same way, so the new fix stays first.
     """
     c = _change_chance(failed)
     since = _one_fix_posterior(prior, {fix: (0.0, failed)})
