@@ -1143,8 +1143,9 @@ def _number_failures(
 ) -> tuple[Sequence[int | None], dict[int, int]]:
     """The encounter of each attempt to insert, and each signature's highest encounter.
 
-    An attempt keeps the encounter it came with when its deployment is kept. One that came
-    without (a file from another tool) and is a failure's first attempt (it has a kept
+    An attempt keeps the encounter it came with when its deployment is kept, unless the KB has
+    a decided attempt on its signature in that deployment (the failure is counted already). One
+    that came without (a file from another tool) and is a failure's first attempt (it has a kept
     deployment, is not skipped, and no attempt on the same signature in the same deployment that
     is not skipped comes before it, in the KB or earlier in the file) gets the signature's next
     number, in file order, after the highest one in the KB and in the file. Returns the
@@ -1157,6 +1158,23 @@ def _number_failures(
         return encounters, {}
     if None in deps:
         encounters = [None if d is None else e for e, d in zip(encounters, deps, strict=True)]
+    decided: set[tuple[str, int]] = set()
+    asked: set[str | None] = set()
+    if old_deps:
+        # a number that came for a failure the KB counts already (it has a decided attempt on
+        # that signature in that deployment) would count it twice: it is dropped
+        old = [
+            i
+            for i, (e, d) in enumerate(zip(encounters, deps, strict=True))
+            if e is not None and d in old_deps
+        ]
+        asked = {deps[i] for i in old}
+        decided = _decided_pairs(conn, asked)
+        if old and decided:
+            encounters = list(encounters)
+            for i in old:
+                if (deps[i], sids[i]) in decided:
+                    encounters[i] = None
     given = np.array(encounters, dtype=np.float64)  # None -> NaN
     missing = np.isnan(given)
     ids = np.fromiter(sids, dtype=np.int64, count=len(sids))
@@ -1178,17 +1196,7 @@ def _number_failures(
     for i in itertools.compress(range(len(deps)), map(where.__contains__, deps)):
         if outcomes[i] != "skipped":
             first.setdefault((deps[i], sids[i]), i)
-    at = ATTEMPTS.c
-    decided: set[tuple[str, int]] = set()
-    for chunk in _chunks(sorted(where & old_deps)):
-        decided.update(
-            (dep, sid)
-            for dep, sid in conn.execute(
-                select(at.deployment_id, at.signature_id)
-                .where(at.deployment_id.in_(chunk), at.outcome != "skipped")
-                .distinct()
-            )
-        )
+    decided |= _decided_pairs(conn, (where & old_deps) - asked)
     numbered = list(encounters)
     for i in candidates:
         dep, sid = deps[i], sids[i]
@@ -1197,6 +1205,22 @@ def _number_failures(
         n = highest[sid] = max(highest.get(sid, 0), stored.get(sid, 0)) + 1
         numbered[i] = n
     return numbered, highest
+
+
+def _decided_pairs(conn: Connection, deployments: set[Any]) -> set[tuple[str, int]]:
+    """(deployment, signature id) of the KB's attempts that are not skipped, in ``deployments``."""
+    at = ATTEMPTS.c
+    pairs: set[tuple[str, int]] = set()
+    for chunk in _chunks(sorted(deployments)):
+        pairs.update(
+            (dep, sid)
+            for dep, sid in conn.execute(
+                select(at.deployment_id, at.signature_id)
+                .where(at.deployment_id.in_(chunk), at.outcome != "skipped")
+                .distinct()
+            )
+        )
+    return pairs
 
 
 def _insert_records(conn: Connection, table: Table, records: list[dict[str, Any]]) -> None:

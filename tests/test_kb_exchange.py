@@ -421,6 +421,8 @@ def test_import_keeps_encounters_and_numbers_the_failures_that_have_none(
             _attempt("in-9", "gone", "failed"),  # on a deployment the KB does not have: none
             _attempt("in-10", "d4", "failed"),  # 9
             _attempt("in-11", "d5", "skipped"),  # a failure with only skipped attempts: none
+            # a number for a failure the KB counts already (it has a decided attempt on it)
+            _attempt("in-12", "mine", "failed", encounter=12),
         ],
     )
     with KnowledgeBase.open(kb_url) as kb:
@@ -442,6 +444,7 @@ def test_import_keeps_encounters_and_numbers_the_failures_that_have_none(
             "in-9": None,
             "in-10": 9,
             "in-11": None,
+            "in-12": None,
         }
         assert highest == 9
         # idempotent: the same file again changes nothing, numbers included
