@@ -91,6 +91,15 @@ _PROBES = (
 )
 
 
+def _with_step(context: Mapping[str, Any] | None, step: str | None) -> dict[str, str]:
+    """An attempt's context for the ranker, with the step it was recorded in (a column of its
+    own, which the recorded context does not repeat)."""
+    out = {str(k): str(v) for k, v in (context or {}).items()}
+    if step and "step" not in out:
+        out["step"] = step
+    return out
+
+
 def check_regex(pattern: str) -> None:
     """Raise ConfigError if ``pattern`` does not compile or could hang the matcher.
 
@@ -499,6 +508,7 @@ class KnowledgeBase:
                 a.context,
                 a.at,
                 a.deployment_id,
+                a.step,
             )
             .select_from(ATTEMPTS.join(SIGNATURES))
             .order_by(a.id)
@@ -512,7 +522,7 @@ class KnowledgeBase:
                 strategy=r[2],
                 outcome=r[3],
                 weight=float(r[4]),
-                context={str(k): str(v) for k, v in (r[5] or {}).items()},
+                context=_with_step(r[5], r[8]),
                 at=r[6],
                 deployment_id=r[7],
             )

@@ -144,3 +144,29 @@ def test_patterns_add_and_list(tmp_path: Path) -> None:
     assert listed.exit_code == 0 and "cdn" in listed.output
     row = json.loads(runner.invoke(learn, ["classify", *kb], input="CDN edge 7 down").output)
     assert row["error_class"] == "network_timeout"
+
+
+def test_explain_from_a_kb_shows_a_fix_that_stopped_working(tmp_path: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from aideploy.knowledge.signature import signature_of
+    from aideploy.knowledge.store import KnowledgeBase
+
+    sig = signature_of(TEXTS[0])
+    at = datetime(2026, 1, 1)
+    with KnowledgeBase.open(tmp_path / "kb.sqlite") as kb:
+        outcomes = ["recovered"] * 6 + ["failed"] * 2
+        for i, outcome in enumerate(outcomes):
+            kb.start_deployment(f"d{i}", "p", "h", "plan")
+            kb.record_attempt(
+                f"d{i}", sig, "apt_lock", "wait_for_apt_lock", "install", outcome, 1.0,
+                at=at + timedelta(hours=i),
+            )  # fmt: skip
+    src = tmp_path / "err.txt"
+    src.write_text(TEXTS[0])
+    args = ["explain", str(src), "--step", "install", "--kb", str(tmp_path / "kb.sqlite")]
+    result = CliRunner().invoke(learn, args)
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "1. wait_for_apt_lock" not in out
+    assert "failed 2.0 here since it last recovered this error: 74% chance its fix changed" in out

@@ -86,7 +86,7 @@ def test_revision_1_database_upgrades_with_its_data(kb_url: str) -> None:
             ("strategy0", "failed", 1.0),
             ("strategy1", "recovered", 1.0),
         ]
-        assert outcomes[0].context == {"os": "ubuntu"}
+        assert outcomes[0].context == {"os": "ubuntu", "step": "install"}
         assert outcomes[0].deployment_id == "d1"
         assert kb.signatures()[0].count == 3
         assert kb.kb_id()

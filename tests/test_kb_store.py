@@ -56,7 +56,9 @@ def test_recording_round_trip(kb_url: str) -> None:
             (sig, "retry_with_backoff", "failed"),
             (sig, "apt_update", "recovered"),
         ]
-        assert outcomes[0].context == {"os": "ubuntu-24.04"}
+        # the step (a column of its own) reaches the ranker with the recorded context
+        assert outcomes[0].context == {"os": "ubuntu-24.04", "step": "install_node"}
+        assert outcomes[1].context == {"step": "install_node"}
         assert all(o.weight == 1.0 and o.deployment_id == "d1" for o in outcomes)
 
         [info] = kb.signatures()
