@@ -131,7 +131,7 @@ def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]
         if same is not None:
             faults.append(Fault(ex, same.fixes, same.default_step, key=same.key))
             continue
-        defaults = [s for s in strategies_for(ex.error_class) if s != MANUAL]
+        defaults = _automatic(ex.error_class)
         base = ex.strategy if ex.strategy in STRATEGIES else ""
         if not base:
             base = defaults[0] if defaults else MANUAL
@@ -169,8 +169,13 @@ def drift(faults: list[Fault], rng: random.Random) -> None:
             fault.fixes[step] = new
 
 
+def _automatic(error_class: str) -> list[str]:
+    """The class's default strategies, manual intervention left out."""
+    return [s for s in strategies_for(error_class) if s != MANUAL]
+
+
 def _first_default(fault: Fault) -> str:
-    defaults = [s for s in strategies_for(fault.example.error_class) if s != MANUAL]
+    defaults = _automatic(fault.example.error_class)
     return defaults[0] if defaults else MANUAL
 
 
@@ -221,7 +226,7 @@ def memory_plan(event: Event, known: str | None) -> list[str]:
     """What a perfect memory tries, in order: the strategy that last recovered this very error
     in this step (its identity known, not guessed from text), else the class's defaults; a fix
     that failed comes back only after one other strategy, as the ranker's does; manual last."""
-    defaults = [s for s in strategies_for(event.fault.example.error_class) if s != MANUAL]
+    defaults = _automatic(event.fault.example.error_class)
     others = [s for s in [*defaults, "retry_with_backoff"] if s != known]
     if known == MANUAL:
         return [MANUAL]

@@ -154,14 +154,26 @@ class _Tally:
 
 
 @dataclass
+class _LastFix:
+    """The strategy that last recovered a signature in a step, and its failures there since."""
+
+    strategy: str
+    failed: float = 0.0  # weighted
+    failures: int = 0
+
+    @property
+    def holds(self) -> bool:
+        """Nothing has failed it since: it counts as the signature's fix in its class's votes."""
+        return self.failures == 0
+
+
+@dataclass
 class _SignatureStats:
     error_class: str
     # step -> strategy -> tally ("" = step unknown)
     by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
-    # step -> the strategy whose outcome was the last recovery of this signature in that step
-    last_win: dict[str, str] = field(default_factory=dict)
-    # step -> (the strategy that last recovered it there, how often it has failed there since)
-    since_win: dict[str, tuple[str, float]] = field(default_factory=dict)
+    # step -> the strategy that last recovered this signature in that step
+    last_fix: dict[str, _LastFix] = field(default_factory=dict)
 
     def split(
         self, step: str
@@ -329,28 +341,25 @@ class Ranker:
         tallies = stats.by_step.get(step)
         if tallies is None:
             tallies = stats.by_step[step] = {}
-        won = stats.since_win.get(step)
+        last = stats.last_fix.get(step)
+        before = last.strategy if last is not None and last.holds else None
         if ok and w >= 0.5:
-            if won is not None and won[0] != o.strategy and won[1] > 0:
+            if last is not None and last.strategy != o.strategy and last.failed > 0:
                 # another strategy works where the last fix has failed since: what came before
                 # the likely change counts only as much as no change is still likely
-                keep = 1.0 - _change_chance(won[1])
+                keep = 1.0 - _change_chance(last.failed)
                 for old in tallies.values():
                     old.recovered *= keep
                     old.failed *= keep
-            stats.since_win[step] = (o.strategy, 0.0)
-        elif not ok and won is not None and won[0] == o.strategy:
-            stats.since_win[step] = (won[0], won[1] + w)
+            last = stats.last_fix[step] = _LastFix(o.strategy)
+        elif not ok and last is not None and last.strategy == o.strategy:
+            last.failed += w
+            last.failures += 1
         t = tallies.get(o.strategy)
         if t is None:
             t = tallies[o.strategy] = _Tally()
         t.add(ok, w, FORGET)
-        before = stats.last_win.get(step)
-        if ok and w >= 0.5:
-            stats.last_win[step] = o.strategy
-        elif not ok and before == o.strategy:
-            del stats.last_win[step]
-        after = stats.last_win.get(step)
+        after = last.strategy if last is not None and last.holds else None
         if after != before:
             for key in ((stats.error_class, step), (stats.error_class, "*")):
                 votes = self._votes.setdefault(key, {})
@@ -590,12 +599,12 @@ class Ranker:
                 post = (1.0 - lam) * post + lam * m
             rows.append((name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, post))
         scores = {r[0]: r[-1] for r in rows}
-        won = exact.since_win.get(step) if exact is not None else None
+        last = exact.last_fix.get(step) if exact is not None else None
         if here:
             prior_scores = scores
             scores = _one_fix_posterior(prior_scores, here)
-            if won is not None and won[1] > 0:
-                scores = _allow_change(scores, prior_scores, *won)
+            if last is not None and last.failed > 0:
+                scores = _allow_change(scores, prior_scores, last.strategy, last.failed)
         if stuck:
             stuck_source = f"automatic strategies keep failing on this signature in step {step}"
         for name, p0, source, crec, cfail, frec, ffail, orec, ofail, m, _ in rows:
@@ -624,7 +633,9 @@ class Ranker:
                     decided_by=decided,
                     why="",
                     signature_recovered=round(orec + hrec, 3),
-                    failed_since_it_worked=won[1] if won is not None and won[0] == name else 0.0,
+                    failed_since_it_worked=(
+                        last.failed if last is not None and last.strategy == name else 0.0
+                    ),
                 )
             )
         risk_order = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
