@@ -74,6 +74,8 @@ _NOISE = re.compile(
 )
 
 _TRACEBACK = re.compile(r"^Traceback \(most recent call last\)")
+# the marker line under a frame's source (Python 3.11+): carets and tildes only
+_FRAME_MARKERS = re.compile(r"[~^]+")
 
 
 def error_lines(text: str) -> list[str]:
@@ -94,7 +96,8 @@ def error_lines(text: str) -> list[str]:
             continue
         if in_traceback:
             # frames are indented or start with 'File "'; the first other line ends the traceback
-            if line.startswith(("File ", "^", "~")) or _is_indented_frame(text, line):
+            frame = line.startswith("File ") or _FRAME_MARKERS.fullmatch(line)
+            if frame or _is_indented_frame(text, line):
                 continue
             in_traceback = False
             picked.append(i)
