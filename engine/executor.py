@@ -33,6 +33,7 @@ from aideploy.engine.recovery import (
     Risk,
     Strategy,
     StrategyContext,
+    outcome_context,
 )
 from aideploy.engine.result import Result
 from aideploy.engine.runner import Runner
@@ -445,7 +446,7 @@ class Executor:
             outcome.value,
             duration,
             candidate.decided_by,
-            dict(self.context),
+            {**self.context, **outcome_context(failure)},  # the step is also its own column
         )
 
     def _record(self, method: str, *args: Any) -> None:

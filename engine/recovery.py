@@ -43,6 +43,15 @@ class Failure:
     details: Mapping[str, str] = field(default_factory=dict)
 
 
+def outcome_context(failure: Failure) -> dict[str, str]:
+    """What an outcome is learnt and predicted under: the failure's step, and the tool that
+    printed the error when detection named one (a rule's ``tool`` group)."""
+    context = {"step": failure.step}
+    if failure.details.get("tool"):
+        context["tool"] = failure.details["tool"]
+    return context
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A strategy proposed for a failure, with its score and why."""

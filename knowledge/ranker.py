@@ -37,7 +37,7 @@ from pathlib import Path
 import platformdirs
 from rapidfuzz import fuzz, process
 
-from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk
+from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk, outcome_context
 from aideploy.engine.result import Result
 from aideploy.knowledge.classes import (
     ERROR_CLASSES,
@@ -391,9 +391,7 @@ class Ranker:
         decided_by: str,
         deployment_id: str | None = None,
     ) -> None:
-        context = {"step": failure.step}
-        if failure.details.get("tool"):
-            context["tool"] = failure.details["tool"]
+        context = outcome_context(failure)
         past = PastOutcome(
             signature=failure.signature,
             error_class=failure.error_class,
@@ -574,7 +572,7 @@ class Ranker:
 
         propose(MANUAL, MANUAL_SCORE, "always available")
         names = list(prior)
-        model_p = self.model.predict(signature, main_class, names, {"step": step})
+        model_p = self.model.predict(signature, main_class, names, outcome_context(failure))
 
         details: list[CandidateDetail] = []
         rows = []

@@ -18,7 +18,10 @@ from aideploy.engine.executor import Executor
 from aideploy.engine.plan import Plan, Step
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
-from aideploy.knowledge.rules import GuideTable
+from aideploy.knowledge.history import ListHistory
+from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.rules import ErrorPattern, GuideTable, RuleSet
+from aideploy.knowledge.store import KnowledgeBase
 from aideploy.steps.strategies import registry
 
 
@@ -172,6 +175,43 @@ def test_step_that_recovers_after_a_marker_appears(tmp_path: Path) -> None:
     state = executor.run()
     assert state.status is DeploymentStatus.COMPLETED
     assert state.steps[0].recoveries == ["retry_with_backoff"]
+
+
+def test_a_recovery_is_recorded_with_the_tool_detection_named(tmp_path: Path) -> None:
+    """The knowledge base keeps the context the ranker learns under: the executor's context and
+    the tool a rule's ``tool`` group named, so a ranker built from the KB sees what it saw."""
+    marker = tmp_path / "ready"
+    rules = RuleSet()
+    rules.add(
+        ErrorPattern(
+            "curl_timeout",
+            r"(?P<tool>curl): \(28\) Operation timed out",
+            "network_timeout",
+            "retry_with_backoff",
+        )
+    )
+    plan = Plan(
+        "flaky",
+        (
+            Step(
+                "download",
+                commands=(
+                    f'test -e {marker} || {{ touch {marker}; echo "curl: (28) Operation timed '
+                    'out after 15001 milliseconds" >&2; exit 1; }',
+                ),
+            ),
+        ),
+    )
+    with KnowledgeBase.open(tmp_path / "kb.sqlite") as kb:
+        kb.start_deployment("test-1", None, "localhost", "flaky")
+        executor, _clock = _executor(plan)
+        executor.advisor = Ranker(ListHistory(), rules, explore=0.0)
+        executor.recorder = kb
+        executor.context = {"host": "localhost"}
+        assert executor.run().status is DeploymentStatus.COMPLETED
+        [past] = kb.past_outcomes()
+    assert (past.strategy, past.outcome) == ("retry_with_backoff", "recovered")
+    assert past.context == {"host": "localhost", "step": "download", "tool": "curl"}
 
 
 def test_done_steps_are_skipped_by_their_check(tmp_path: Path) -> None:

@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from aideploy.engine.recovery import Outcome, RecoveryAdvisor, Risk
+from aideploy.engine.recovery import Failure, Outcome, RecoveryAdvisor, Risk
 from aideploy.engine.result import Result
 from aideploy.knowledge.classes import risk_of
 from aideploy.knowledge.history import ListHistory, PastOutcome
@@ -185,6 +186,25 @@ def test_explanation_names_rule_neighbours_model() -> None:
     assert "same signature" in top.why
     assert "model p(recovered)" in top.why
     assert len(e.class_scores) >= 3
+
+
+def test_the_model_predicts_under_the_tool_it_learnt_from() -> None:
+    """The same error from two tools (a custom rule's ``tool`` group): the model is asked under
+    the tool of the failure at hand, as it learnt, so each tool gets its own probability."""
+    r = Ranker(ListHistory(), explore=0.0, refit_every=0)
+    base = r.detect("build", _result("the frobnicator exploded"))
+    npm = dataclasses.replace(base, details={**base.details, "tool": "npm"})
+    pip = dataclasses.replace(base, details={**base.details, "tool": "pip"})
+    for _ in range(15):
+        r.record(npm, "retry_with_backoff", Outcome.RECOVERED, duration=1.0, decided_by="rule")
+        r.record(pip, "retry_with_backoff", Outcome.FAILED, duration=1.0, decided_by="rule")
+    r.refit()
+
+    def model_p(failure: Failure) -> float:
+        why = next(c.why for c in r.candidates(failure) if c.strategy == "retry_with_backoff")
+        return float(why.split("model p(recovered)=")[1].split(";")[0])
+
+    assert model_p(npm) > 0.6 > 0.4 > model_p(pip)
 
 
 def test_follows_when_the_winning_strategy_changes() -> None:
