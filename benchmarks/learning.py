@@ -1,6 +1,8 @@
 """Learning benchmark: fault-injection simulation + held-out classification.
 
-Run: ``python benchmarks/learning.py [--failures 1000] [--seed 7]``
+Run: ``python benchmarks/learning.py [--failures 1000] [--seed 7]``; the shares below can be
+changed with ``--second-fix``, ``--context``, ``--drift`` and ``--fix-fails`` (see ``--help``) to
+see how each sets the difficulty; the figures in the README use the defaults.
 
 Simulation. Failures are drawn (Zipf-like, so errors recur as they do across real deployments)
 from the real error texts of the corpus' train split, with their masked parts (PIDs, ports,
@@ -58,9 +60,27 @@ MAX_ATTEMPTS = 5
 UNRECOVERED = MAX_ATTEMPTS + 1
 MANUAL = "manual_intervention"
 WINDOW = 50
-P_RIGHT = 0.96
 P_WRONG = 0.02
 STEPS = ("install_packages", "build_frontend", "setup_backend", "configure_web", "start_app")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How hard the simulated world is: the shares the module docstring describes."""
+
+    second_fix: float = 0.25  # errors whose fix is the class's second strategy
+    context: float = 0.2  # errors with another fix in a second step
+    drift: float = 0.1  # errors whose fix changes at the middle of the stream
+    fix_fails: float = 0.04  # how often a right fix fails anyway
+
+    def describe(self) -> str:
+        return (
+            f"second fix {self.second_fix:g}, context-dependent {self.context:g}, "
+            f"drift {self.drift:g}, right fix fails {self.fix_fails:g}"
+        )
+
+
+DEFAULT = Scenario()
 
 
 @dataclass
@@ -122,7 +142,9 @@ def _reroll(text: str, spans: Sequence[tuple[int, int]], rng: random.Random) -> 
     return "".join([*out, text[last:]])
 
 
-def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]:
+def build_faults(
+    examples: Sequence[Example], rng: random.Random, scenario: Scenario = DEFAULT
+) -> list[Fault]:
     faults = []
     by_signature: dict[str, Fault] = {}
     for ex in examples:
@@ -135,11 +157,11 @@ def build_faults(examples: Sequence[Example], rng: random.Random) -> list[Fault]
         base = ex.strategy if ex.strategy in STRATEGIES else ""
         if not base:
             base = defaults[0] if defaults else MANUAL
-        if len(defaults) > 1 and rng.random() < 0.25:
+        if len(defaults) > 1 and rng.random() < scenario.second_fix:
             base = defaults[1] if base == defaults[0] else defaults[0]
         step = rng.choice(STEPS)
         fixes = {step: base}
-        if rng.random() < 0.2:
+        if rng.random() < scenario.context:
             others = [s for s in defaults if s != base] or ["retry_with_backoff"]
             other_step = rng.choice([s for s in STEPS if s != step])
             fixes[other_step] = rng.choice(others)
@@ -160,8 +182,8 @@ def build_stream(faults: list[Fault], n: int, rng: random.Random) -> list[Event]
     return events
 
 
-def drift(faults: list[Fault], rng: random.Random) -> None:
-    for fault in rng.sample(faults, max(1, len(faults) // 10)):
+def drift(faults: list[Fault], rng: random.Random, share: float = DEFAULT.drift) -> None:
+    for fault in rng.sample(faults, round(len(faults) * share)):
         defaults = [s for s in strategies_for(fault.example.error_class)]
         options = [s for s in defaults if s not in fault.fixes.values()] + ["retry_with_backoff"]
         new = options[0]
@@ -179,14 +201,16 @@ def _first_default(fault: Fault) -> str:
     return defaults[0] if defaults else MANUAL
 
 
-def works(strategy: str, right: str, rng: random.Random) -> bool:
+def works(strategy: str, right: str, rng: random.Random, scenario: Scenario = DEFAULT) -> bool:
     if strategy == MANUAL:
         # pausing for a person is the right call only for errors nothing automatic fixes
         return right == MANUAL
-    return rng.random() < (P_RIGHT if strategy == right else P_WRONG)
+    return rng.random() < (1.0 - scenario.fix_fails if strategy == right else P_WRONG)
 
 
-def run_advisor(advisor: RecoveryAdvisor, event: Event, rng: random.Random) -> int:
+def run_advisor(
+    advisor: RecoveryAdvisor, event: Event, rng: random.Random, scenario: Scenario = DEFAULT
+) -> int:
     result = Result(
         command="step", host="sim", exit_code=1, stdout="", stderr=event.text, duration=0.0
     )
@@ -198,7 +222,7 @@ def run_advisor(advisor: RecoveryAdvisor, event: Event, rng: random.Random) -> i
         if not cands:
             return UNRECOVERED
         choice = cands[0]  # the advisor orders fresh and demoted (already failed) strategies
-        ok = works(choice.strategy, right, rng)
+        ok = works(choice.strategy, right, rng, scenario)
         advisor.record(
             failure,
             choice.strategy,
@@ -214,10 +238,10 @@ def run_advisor(advisor: RecoveryAdvisor, event: Event, rng: random.Random) -> i
     return UNRECOVERED
 
 
-def run_oracle(event: Event, rng: random.Random) -> int:
+def run_oracle(event: Event, rng: random.Random, scenario: Scenario = DEFAULT) -> int:
     right = event.fault.fix_for(event.step)
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        if works(right, right, rng):
+        if works(right, right, rng, scenario):
             return attempt
     return UNRECOVERED
 
@@ -235,11 +259,13 @@ def memory_plan(event: Event, known: str | None) -> list[str]:
     return [known, *others[:1], known, *others[1:], MANUAL]
 
 
-def run_memory(memory: dict[str, str], event: Event, rng: random.Random) -> int:
+def run_memory(
+    memory: dict[str, str], event: Event, rng: random.Random, scenario: Scenario = DEFAULT
+) -> int:
     key = event.fault.key + "|" + event.step
     right = event.fault.fix_for(event.step)
     for attempt, choice in enumerate(memory_plan(event, memory.get(key))[:MAX_ATTEMPTS], 1):
-        if works(choice, right, rng):
+        if works(choice, right, rng, scenario):
             memory[key] = choice
             return attempt
         if choice == MANUAL:
@@ -248,11 +274,14 @@ def run_memory(memory: dict[str, str], event: Event, rng: random.Random) -> int:
 
 
 def simulate(
-    n: int = 1000, seed: int = 7, pool: Sequence[Example] | None = None
+    n: int = 1000,
+    seed: int = 7,
+    pool: Sequence[Example] | None = None,
+    scenario: Scenario = DEFAULT,
 ) -> dict[str, Track]:
     rng = random.Random(seed)
     examples = [e for e in (pool or train_examples(load_bundled())) if not e.synthetic]
-    faults = build_faults(examples, rng)
+    faults = build_faults(examples, rng, scenario)
     probe_rng = random.Random(seed + 2)
     for fault in faults:
         fault.spans = variable_spans(fault.example.text, probe_rng)
@@ -267,22 +296,22 @@ def simulate(
     for half in (0, 1):
         events = first_half if half == 0 else build_stream(faults, n - n // 2, events_rng)
         if half == 1:
-            drift(faults, rng)
+            drift(faults, rng, scenario.drift)
         for event in events:
             key = event.fault.key + "|" + event.step
             was_seen = key in seen
             usual = event.fault.fix_for(event.step) == _first_default(event.fault)
             seen.add(key)
             for name, advisor in (("ranker", ranker), ("guide", guide)):
-                a = run_advisor(advisor, event, outcome_rngs[name])  # type: ignore[arg-type]
+                a = run_advisor(advisor, event, outcome_rngs[name], scenario)  # type: ignore[arg-type]
                 t = tracks[name]
                 t.attempts.append(a)
                 t.first.append(a == 1)
                 t.seen.append(was_seen)
                 t.usual.append(usual)
             for name, a in (
-                ("oracle", run_oracle(event, outcome_rngs["oracle"])),
-                ("memory", run_memory(memory, event, outcome_rngs["memory"])),
+                ("oracle", run_oracle(event, outcome_rngs["oracle"], scenario)),
+                ("memory", run_memory(memory, event, outcome_rngs["memory"], scenario)),
             ):
                 t = tracks[name]
                 t.attempts.append(a)
@@ -391,16 +420,40 @@ def classification() -> list[str]:
     ]
 
 
+def _share(value: str) -> float:
+    try:
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not 0.0 <= share <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {value}")
+    return share
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--failures", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=7)
+    for name, text in (
+        ("second_fix", "share of errors fixed by their class's second strategy"),
+        ("context", "share of errors with another fix in a second step"),
+        ("drift", "share of errors whose fix changes at the middle"),
+        ("fix_fails", "how often a right fix fails anyway"),
+    ):
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=_share,
+            default=getattr(DEFAULT, name),
+            help=text + " (default %(default)s)",
+        )
     args = parser.parse_args(argv)
+    scenario = Scenario(args.second_fix, args.context, args.drift, args.fix_fails)
     start = time.perf_counter()
     for line in classification():
         print(line)
     print()
-    tracks = simulate(args.failures, args.seed)
+    print(f"simulated world: {scenario.describe()}")
+    tracks = simulate(args.failures, args.seed, scenario=scenario)
     for line in report(tracks):
         print(line)
     print(f"\n({time.perf_counter() - start:.1f} s, seed {args.seed})")

@@ -73,3 +73,32 @@ def test_records_with_one_signature_are_one_error(
         assert len({f.key for f in fs}) == 1
         assert all(f.fixes is fs[0].fixes for f in fs)  # drift moves them together too
     assert len({f.key for f in faults}) == len(by_signature)
+
+
+def test_the_scenario_sets_each_share(learning: ModuleType, examples: list[Example]) -> None:
+    plain = learning.Scenario(second_fix=0.0, context=0.0, drift=0.0, fix_fails=0.0)
+    faults = learning.build_faults(examples, random.Random(7), plain)
+    for f in faults:
+        if f.key != f.example.id:
+            continue  # shares the fixes of the first record with its signature
+        defaults = learning._automatic(f.example.error_class)
+        labelled = f.example.strategy if f.example.strategy in learning.STRATEGIES else ""
+        assert list(f.fixes.values()) == [
+            labelled or (defaults[0] if defaults else "manual_intervention")
+        ]
+    before = [dict(f.fixes) for f in faults]
+    learning.drift(faults, random.Random(1), plain.drift)
+    assert [f.fixes for f in faults] == before
+    rng = random.Random(2)
+    assert all(learning.works("x", "x", rng, plain) for _ in range(200))
+
+    hard = learning.Scenario(second_fix=1.0, context=1.0, drift=1.0, fix_fails=1.0)
+    faults = learning.build_faults(examples, random.Random(7), hard)
+    assert all(len(f.fixes) == 2 for f in faults if f.key == f.example.id)
+    two_defaults = [f for f in faults if len(learning._automatic(f.example.error_class)) > 1]
+    assert all(
+        f.fixes[f.default_step] != learning._automatic(f.example.error_class)[0]
+        for f in two_defaults
+        if not f.example.strategy and f.key == f.example.id
+    )
+    assert not any(learning.works("x", "x", rng, hard) for _ in range(200))
