@@ -103,6 +103,12 @@ class KnowledgeBaseError(AideployError):
     """The knowledge base cannot be opened, read or written."""
 
 
+class NoKnowledgeBase(KnowledgeBaseError):
+    """A command that only reads a knowledge base was given a file that does not exist."""
+
+    exit_code = 2
+
+
 class ImportRejected(KnowledgeBaseError):
     """An import file was rejected; nothing was imported."""
 

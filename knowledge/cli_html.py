@@ -67,7 +67,7 @@ def report_html_cmd(
     """Write the report to FILE as one self-contained HTML page with plots: success rate per
     strategy, first-try recovery rate per week (the learning curve), top error classes and
     deployment durations, then the report's tables. Images are embedded; it opens offline."""
-    with KnowledgeBase.open(kb_url) as kb:
+    with KnowledgeBase.open(kb_url, existing=True) as kb:
         written = write_html_report(kb, file, since=since, profile=profile, host=host, top=top)
     click.echo(f"wrote {written}", err=True)
 

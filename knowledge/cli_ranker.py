@@ -22,8 +22,9 @@ if TYPE_CHECKING:
 MIN_CLASSES = 3
 
 
-def open_kb(url: str | None, *, required: bool = False) -> Any:
-    """The knowledge base at ``url`` (default location when None); None if there is no store."""
+def open_kb(url: str | None, *, required: bool = False, existing: bool = False) -> Any:
+    """The knowledge base at ``url`` (default location when None); None if there is no store.
+    With ``existing`` a file named by ``url`` must exist (see ``KnowledgeBase.open``)."""
     try:
         from aideploy.knowledge.store import KnowledgeBase  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -31,7 +32,7 @@ def open_kb(url: str | None, *, required: bool = False) -> Any:
             raise KnowledgeBaseError("the knowledge base store is not available") from None
         return None
     try:
-        return KnowledgeBase.open(url)
+        return KnowledgeBase.open(url, existing=existing)
     except KnowledgeBaseError:
         raise
     except Exception as exc:  # a bad URL or file: one line, not a traceback
@@ -229,7 +230,7 @@ def patterns_add(
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 def patterns_list(kb_url: str | None) -> None:
     """List the custom patterns of the knowledge base."""
-    kb = open_kb(kb_url, required=True)
+    kb = open_kb(kb_url, required=True, existing=True)
     rows_of = getattr(kb, "patterns", None)
     rows = list(rows_of(trusted_only=False)) if rows_of is not None else []
     if not rows:

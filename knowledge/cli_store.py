@@ -47,8 +47,9 @@ def format_option(func: F) -> F:
     )(func)
 
 
-def _open(kb_url: str | None) -> KnowledgeBase:
-    return KnowledgeBase.open(kb_url)
+def _open(kb_url: str | None, *, existing: bool = True) -> KnowledgeBase:
+    """The KB of ``--kb``; commands that only read it (``existing``) refuse a missing file."""
+    return KnowledgeBase.open(kb_url, existing=existing)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -218,7 +219,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     """Import an export FILE: every line is checked first and a bad line rejects the whole file
     (exit 2, nothing imported); importing the same file again adds nothing. Imported strategies
     with shell commands stay untrusted until `aideploy learn trust NAME`."""
-    with _open(kb_url) as kb:
+    with _open(kb_url, existing=False) as kb:
         if file == "-":
             summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)
         else:

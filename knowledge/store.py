@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import regex
@@ -23,10 +24,10 @@ from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from aideploy.engine.errors import ConfigError, KnowledgeBaseError
+from aideploy.engine.errors import ConfigError, KnowledgeBaseError, NoKnowledgeBase
 from aideploy.engine.recovery import Outcome
 from aideploy.engine.redact import redact, redact_obj
-from aideploy.knowledge.db import make_engine, resolve_url, safe_url, upgrade
+from aideploy.knowledge.db import ENV_VAR, make_engine, resolve_url, safe_url, upgrade
 from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.models import (
     ATTEMPTS,
@@ -177,6 +178,20 @@ class StrategyStats:
 # --- the store ---------------------------------------------------------------------------------
 
 
+def _names_a_missing_file(given: object, url: URL) -> bool:
+    """Whether ``given`` (or ``$AIDEPLOY_KB`` when nothing is given) names a SQLite file that
+    does not exist."""
+    if (given is None or str(given) == "") and not os.environ.get(ENV_VAR):
+        return False  # the default location
+    database = url.database or ""
+    return (
+        url.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not Path(database).exists()
+    )
+
+
 class KnowledgeBase:
     """A knowledge base on SQLite or PostgreSQL, migrated to the current schema on open."""
 
@@ -189,10 +204,24 @@ class KnowledgeBase:
 
     @classmethod
     def open(
-        cls, url_or_path: str | os.PathLike[str] | URL | None = None, *, migrate: bool = True
+        cls,
+        url_or_path: str | os.PathLike[str] | URL | None = None,
+        *,
+        migrate: bool = True,
+        existing: bool = False,
     ) -> KnowledgeBase:
-        """Open (and create or upgrade, unless ``migrate=False``) the KB at a path or URL."""
+        """Open (and create or upgrade, unless ``migrate=False``) the KB at a path or URL.
+
+        With ``existing``, a SQLite file named by the caller (a path, a URL or ``$AIDEPLOY_KB``)
+        must already exist: commands that only read refuse a mistyped path instead of creating
+        an empty base there. The default location is still created on first use.
+        """
         url = resolve_url(url_or_path)
+        if existing and _names_a_missing_file(url_or_path, url):
+            raise NoKnowledgeBase(
+                f"no knowledge base at {url.database} (a deployment with --kb, or learn "
+                "import, creates one)"
+            )
         engine = make_engine(url)
         try:
             if migrate:

@@ -114,3 +114,48 @@ def test_errors_are_one_line_with_exit_codes(
         main(["learn", "report", "--kb", "postgresql+psycopg://me:pa55word-x@127.0.0.1:9/kb"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 1 and "pa55word-x" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report"],
+        ["report", "--html", "{out}"],
+        ["signatures"],
+        ["strategies"],
+        ["export", "{out}"],
+        ["trust", "some_strategy"],
+        ["report-html", "{out}"],
+        ["patterns", "list"],
+    ],
+)
+def test_reading_a_mistyped_kb_path_is_refused_and_creates_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    missing = tmp_path / "typo" / "kb.db"
+    out = str(tmp_path / "out")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["learn", *[a.replace("{out}", out) for a in args], "--kb", str(missing)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert (
+        err
+        == f"error: no knowledge base at {missing} (a deployment with --kb, or learn import, creates one)\n"
+    )
+    assert not (tmp_path / "typo").exists() and not Path(out).exists()
+
+
+def test_a_missing_kb_named_by_the_environment_is_refused_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("AIDEPLOY_KB", str(tmp_path / "kb.db"))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["learn", "report"])
+    assert exit_info.value.code == 2 and "no knowledge base at" in capsys.readouterr().err
+    # writing commands create it
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"format": "aideploy-kb", "version": 1, "records": 0}\n')
+    code, out = _run("import", str(empty))
+    assert code == 0 and (tmp_path / "kb.db").exists()
+    code, out = _run("report")
+    assert code == 0 and "Deployments per week" in out
