@@ -107,13 +107,42 @@ class ServerProfile:
     )
 
 
+def _check_pattern(value: str) -> str | None:
+    """A regular expression that compiles and cannot backtrack catastrophically."""
+    from aideploy.knowledge.rules import UnsafePatternError, check_pattern_safe
+
+    try:
+        check_pattern_safe(value)
+    except UnsafePatternError as exc:
+        return str(exc)
+    return None
+
+
+def _check_error_class(value: str) -> str | None:
+    from aideploy.knowledge.classes import ERROR_CLASSES
+
+    if value not in ERROR_CLASSES:
+        return f"unknown error class {value!r} (one of: {', '.join(ERROR_CLASSES)})"
+    return None
+
+
+def _check_severity(value: str) -> str | None:
+    from aideploy.knowledge.rules import SEVERITIES
+
+    if value.lower() not in SEVERITIES:
+        return f"must be one of {', '.join(SEVERITIES)}, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class PatternSpec:
     name: str = spec("Unique name of the custom error pattern.", check=check_name)
-    pattern: str = spec("Regular expression matched against the failed command's output.")
+    pattern: str = spec(
+        "Regular expression matched against the failed command's output.", check=_check_pattern
+    )
     recovery: str = spec("Name of the recovery strategy to run.", check=check_name)
-    error_class: str = spec("Error class the pattern detects.", "unknown", check_name)
-    severity: str = spec("low, medium, high or critical.", "medium")
+    error_class: str = spec("Error class the pattern detects.", "unknown", _check_error_class)
+    severity: str = spec("low, medium, high or critical.", "medium", _check_severity)
     description: str = spec("What the error means.", "")
     retry_count: int = spec("Attempts with this recovery.", 3, _range(0, 20))
 
@@ -279,6 +308,14 @@ def parse_config(data: Any, source: str = "config") -> Config:
             f"{source}: version: unsupported version {config.version!r} "
             f"(supported: {', '.join(SUPPORTED_VERSIONS)})"
         )
+    seen: set[str] = set()
+    for i, pattern in enumerate(config.custom_patterns):
+        if pattern.name in seen:
+            raise ConfigError(
+                f"{source}: custom_patterns[{i}].name: {pattern.name!r} is already the name of "
+                "an earlier pattern"
+            )
+        seen.add(pattern.name)
     return config
 
 

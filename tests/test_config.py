@@ -116,6 +116,40 @@ BAD = [
         _with("server_profiles.production.specs.cpu_cores", "many"),
         "expected an integer",
     ),
+    (
+        "pattern does not compile",
+        _with("custom_patterns", [{"name": "x", "pattern": "([", "recovery": "r"}]),
+        "custom_patterns[0].pattern: pattern does not compile",
+    ),
+    (
+        "pattern backtracks",
+        _with("custom_patterns", [{"name": "x", "pattern": "(a+)+$", "recovery": "r"}]),
+        "custom_patterns[0].pattern: pattern could backtrack catastrophically",
+    ),
+    (
+        "pattern of an unknown class",
+        _with(
+            "custom_patterns",
+            [{"name": "x", "pattern": "a", "recovery": "r", "error_class": "bogus"}],
+        ),
+        "custom_patterns[0].error_class: unknown error class 'bogus'",
+    ),
+    (
+        "pattern of an unknown severity",
+        _with(
+            "custom_patterns",
+            [{"name": "x", "pattern": "a", "recovery": "r", "severity": "urgent"}],
+        ),
+        "custom_patterns[0].severity: must be one of low, medium, high, critical",
+    ),
+    (
+        "two patterns of one name",
+        _with(
+            "custom_patterns",
+            [{"name": "x", "pattern": "a", "recovery": "r"}] * 2,
+        ),
+        "custom_patterns[1].name: 'x' is already the name of an earlier pattern",
+    ),
 ]
 
 
