@@ -301,6 +301,7 @@ def deploy(
         _print_dry_run(plan, target)
         return
     plan = deploy_mod.prepare_plan(plan_spec, env, "dry")  # validates the plan before any state
+    request.secrets()  # and every --secret-env is set
     state = deploy_mod.new_state(request, plan)
     state.save()
     _run(request, state, mode)

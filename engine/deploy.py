@@ -57,7 +57,7 @@ class DeployRequest:
         for name in self.secret_env:
             value = os.environ.get(name)
             if value is None:
-                raise ConfigError(f"--secret-env {name}: not set in the environment")
+                raise ConfigError(f"--secret-env {name} is not set in the environment")
             register_secret(value)
             found[name] = value
         return found

@@ -14,7 +14,7 @@ from typing import Any
 from aideploy.engine.config import Config
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.errors import ConfigError
-from aideploy.engine.schema import check_hostname, check_username
+from aideploy.engine.schema import check_domain, check_hostname, check_username
 
 Ask = Callable[[str], str]
 
@@ -66,6 +66,10 @@ def resolve_target(
     accept_new_host_key: bool = False,
 ) -> Target:
     """Combine command-line options with a profile and the config's ssh defaults."""
+    if domain:
+        problem = check_domain(domain)
+        if problem:
+            raise ConfigError(f"--domain: {problem}")
     ssh = config.ssh
     base: dict[str, Any] = {
         "known_hosts": str(ssh.known_hosts),

@@ -176,3 +176,22 @@ def test_quiet_and_verbose_change_the_detail(tmp_path: Path) -> None:
     assert all(line[:2].isdigit() and line[2] == ":" for line in normal.stdout.splitlines())
     verbose = run_cli(tmp_path, "-vv", "deploy", "--local", "--kb", str(tmp_path / "kb.sqlite"))
     assert "DEBUG run on" in verbose.stderr
+
+
+def test_bad_deploy_options_are_refused_before_any_state_exists(tmp_path: Path) -> None:
+    for args, message in (
+        (
+            ("--secret-env", "AIDEPLOY_TEST_UNSET_SECRET"),
+            # a secret-looking name followed by ": value" would be masked; this names it whole
+            "error: --secret-env AIDEPLOY_TEST_UNSET_SECRET is not set in the environment\n",
+        ),
+        (
+            ("--domain", "x.com;reboot"),
+            "error: --domain: malformed domain 'x.com;reboot' (expected a name like example.com)\n",
+        ),
+    ):
+        proc = run_cli(tmp_path, "deploy", "--local", *args)
+        assert (proc.returncode, proc.stderr) == (2, message)
+        assert "Deployment" not in proc.stdout
+        listed = run_cli(tmp_path, "list")
+        assert listed.returncode == 0 and "example" not in listed.stdout, listed.stdout
