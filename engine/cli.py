@@ -472,13 +472,7 @@ def _notify_rollback(config: Config, target: str, ok: bool, to: str | None, tail
 @click.option("--json", "as_json", is_flag=True, help="Print the raw state as JSON.")
 def status(deployment_id: str | None, as_json: bool) -> None:
     """Show one deployment (default: the newest)."""
-    if deployment_id is None:
-        states = list_states()
-        if not states:
-            raise StateError("no deployments yet")
-        state = states[0]
-    else:
-        state = DeploymentState.load(deployment_id)
+    state = _state_or_newest(deployment_id)
     if as_json:
         click.echo(state.path.read_text(encoding="utf-8"), nl=False)
         return
@@ -520,32 +514,47 @@ def list_cmd() -> None:
     )
 
 
+def _state_or_newest(deployment_id: str | None) -> DeploymentState:
+    if deployment_id is not None:
+        return DeploymentState.load(deployment_id)
+    states = list_states()
+    if not states:
+        raise StateError("no deployments yet")
+    return states[0]
+
+
 @cli.command()
-@click.argument("deployment_id")
+@click.argument("deployment_id", required=False)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON lines as they are.")
-def logs(deployment_id: str, follow: bool, as_json: bool) -> None:
-    """Show a deployment's log."""
-    DeploymentState.load(deployment_id)  # validates the id, clear error if unknown
+def logs(deployment_id: str | None, follow: bool, as_json: bool) -> None:
+    """Show a deployment's log (default: the newest deployment's)."""
+    deployment_id = _state_or_newest(deployment_id).deployment_id  # a clear error if unknown
     path = paths.logs_dir() / f"{deployment_id}.jsonl"
     if not path.exists():
         raise StateError(f"no log for deployment {deployment_id}")
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="replace") as handle:
         while True:
+            start = handle.tell()
             line = handle.readline()
-            if not line:
-                if not follow:
-                    return
+            if follow and not line.endswith("\n"):
+                handle.seek(start)  # nothing new, or a line still being written
                 time.sleep(0.5)
                 continue
-            if as_json:
-                click.echo(line, nl=False)
-                continue
-            event = json.loads(line)
-            click.echo(
-                f"{event['time']} {event['level']:<7} [{event.get('step') or '-'}] "
-                f"{event['message']}"
-            )
+            if not line:
+                return
+            click.echo(line.rstrip("\n") if as_json else _log_line(line))
+
+
+def _log_line(line: str) -> str:
+    """One JSON log event as a readable line; a line that is not one is shown as it is."""
+    try:
+        event = json.loads(line)
+        return (
+            f"{event['time']} {event['level']:<7} [{event.get('step') or '-'}] {event['message']}"
+        )
+    except (ValueError, TypeError, KeyError):
+        return line.rstrip("\n")
 
 
 # -- connection / config -----------------------------------------------------------------------

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from tests.support.cli import run_cli
@@ -195,3 +199,41 @@ def test_bad_deploy_options_are_refused_before_any_state_exists(tmp_path: Path) 
         assert "Deployment" not in proc.stdout
         listed = run_cli(tmp_path, "list")
         assert listed.returncode == 0 and "example" not in listed.stdout, listed.stdout
+
+
+def test_logs_show_the_newest_deployment_and_survive_odd_lines(tmp_path: Path) -> None:
+    assert run_cli(tmp_path, "deploy", "--local").returncode == 0
+    newest = run_cli(tmp_path, "status", "--json")
+    deployment_id = json.loads(newest.stdout)["deployment_id"]
+    proc = run_cli(tmp_path, "logs")
+    assert proc.returncode == 0 and f"deployment {deployment_id} finished" in proc.stdout
+
+    log = tmp_path / "home" / "logs" / f"{deployment_id}.jsonl"
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write('not json at all\n{"time": "t", "level": "INFO", "message": "half')
+    proc = run_cli(tmp_path, "logs", deployment_id)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.splitlines()[-2:] == [
+        "not json at all",
+        '{"time": "t", "level": "INFO", "message": "half',
+    ]
+
+    # following: a line still being written is shown once it is complete
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "aideploy", "logs", "--follow", deployment_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
+    )
+    try:
+        time.sleep(2.0)
+        with log.open("a", encoding="utf-8") as handle:
+            handle.write(' and whole"}\n')
+        time.sleep(1.5)
+    finally:
+        follow.terminate()
+        out, err = follow.communicate(timeout=30)
+    assert "Traceback" not in err, err
+    assert out.splitlines()[-1] == "t INFO    [-] half and whole"
