@@ -237,3 +237,13 @@ def test_logs_show_the_newest_deployment_and_survive_odd_lines(tmp_path: Path) -
         out, err = follow.communicate(timeout=30)
     assert "Traceback" not in err, err
     assert out.splitlines()[-1] == "t INFO    [-] half and whole"
+
+
+def test_rollback_where_nothing_was_deployed_says_so(tmp_path: Path) -> None:
+    root = tmp_path / "app"
+    proc = run_cli(tmp_path, "rollback", "--local", "--set", f"APP_ROOT={root}")
+    assert (proc.returncode, proc.stderr) == (
+        1,
+        f"error: rollback failed: no releases under {root}: nothing has been deployed there\n",
+    )
+    assert not root.exists()

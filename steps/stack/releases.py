@@ -46,6 +46,8 @@ done
 ROLLBACK = (
     SWITCH
     + r"""
+[ -d "$APP_ROOT/releases" ] || {
+  echo "no releases under $APP_ROOT: nothing has been deployed there" >&2; exit 1; }
 live=$(basename "$(readlink "$APP_ROOT/current")")
 if [ -n "$TO" ]; then target="$TO"
 else
