@@ -32,7 +32,7 @@ from aideploy.engine.errors import (
 )
 from aideploy.engine.logs import configure_console
 from aideploy.engine.progress import ConsoleProgress, say
-from aideploy.engine.redact import is_secret_key, redact, register_secret
+from aideploy.engine.redact import MASK, is_secret_key, redact, register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.engine.target import Target, resolve_target
 
@@ -325,7 +325,7 @@ def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool 
 def _print_dry_run(plan: Any, target: Target) -> None:
     click.echo(f"Dry run: plan {plan.name} -> {target.describe()} (nothing is run)")
     for key, value in sorted(plan.env.items()):
-        click.echo(f"  env {key}={redact(value)}")
+        click.echo(f"  env {key}={MASK if is_secret_key(key) else redact(value)}")
     for index, step in enumerate(plan.steps, 1):
         click.echo(f"[{index}/{len(plan.steps)}] {step.name}: {step.description}")
         if isinstance(step.check, str):

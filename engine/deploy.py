@@ -18,7 +18,7 @@ from aideploy.engine.executor import Executor, Progress, Recorder
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
 from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
-from aideploy.engine.redact import register_secret
+from aideploy.engine.redact import is_secret_key, register_secret
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
@@ -107,7 +107,12 @@ def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
 
 
 def prepare_plan(plan_spec: str, env: Mapping[str, str], deployment_id: str) -> Plan:
+    """The plan with its variables; values of secret-looking names (``DB_PASSWORD``, ``*_TOKEN``)
+    a plan file sets are registered, so they are masked wherever they would be shown."""
     plan = load_plan(plan_spec)
+    for key, value in plan.env.items():
+        if is_secret_key(key):
+            register_secret(value)
     return with_env(plan, {**env, "DEPLOYMENT_ID": deployment_id})
 
 

@@ -247,3 +247,26 @@ def test_rollback_where_nothing_was_deployed_says_so(tmp_path: Path) -> None:
         f"error: rollback failed: no releases under {root}: nothing has been deployed there\n",
     )
     assert not root.exists()
+
+
+def test_a_secret_a_plan_file_sets_is_masked_in_the_dry_run_and_the_output(
+    tmp_path: Path,
+) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        """
+name = "secretive"
+[env]
+SMTP_PASSWORD = "plan-file-Pw-42"
+[[steps]]
+name = "leak"
+commands = ['echo "mail with $SMTP_PASSWORD"']
+"""
+    )
+    dry = run_cli(tmp_path, "deploy", "--local", "--plan", str(plan), "--dry-run")
+    assert dry.returncode == 0 and "env SMTP_PASSWORD=***" in dry.stdout
+    proc = run_cli(tmp_path, "-v", "deploy", "--local", "--plan", str(plan))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "mail with ***" in proc.stdout
+    everything = dry.stdout + proc.stdout + proc.stderr + _all_files_text(tmp_path / "home")
+    assert "plan-file-Pw-42" not in everything
