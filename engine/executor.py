@@ -436,6 +436,8 @@ class Executor:
             decided_by=candidate.decided_by,
             deployment_id=self.state.deployment_id,
         )
+        context = {**self.context, **outcome_context(failure)}
+        del context["step"]  # stored in a column of its own
         self._record(
             "record_attempt",
             self.state.deployment_id,
@@ -446,7 +448,7 @@ class Executor:
             outcome.value,
             duration,
             candidate.decided_by,
-            {**self.context, **outcome_context(failure)},  # the step is also its own column
+            context,
         )
 
     def _record(self, method: str, *args: Any) -> None:

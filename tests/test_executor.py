@@ -18,6 +18,7 @@ from aideploy.engine.executor import Executor
 from aideploy.engine.plan import Plan, Step
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
+from aideploy.knowledge.exchange import iter_export
 from aideploy.knowledge.history import ListHistory
 from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.rules import ErrorPattern, GuideTable, RuleSet
@@ -210,6 +211,9 @@ def test_a_recovery_is_recorded_with_the_tool_detection_named(tmp_path: Path) ->
         executor.context = {"host": "localhost"}
         assert executor.run().status is DeploymentStatus.COMPLETED
         [past] = kb.past_outcomes()
+        [exported] = [r for r in iter_export(kb, keep_hosts=True) if r["type"] == "attempt"]
+    assert exported["context"] == {"host": "localhost", "tool": "curl"}  # the step is a field
+    assert exported["step"] == "download"
     assert (past.strategy, past.outcome) == ("retry_with_backoff", "recovered")
     assert past.context == {"host": "localhost", "step": "download", "tool": "curl"}
 
