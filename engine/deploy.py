@@ -167,7 +167,7 @@ def run(
                 connector=connector,
                 runner=runner,
                 advisor=advisor,
-                strategies=_strategies(config),
+                strategies=_strategies(knowledge),
                 state=state,
                 settings=config.deployment,
                 clock=clock,
@@ -234,7 +234,10 @@ def _after_failure(plan: Plan, ctx: StepContext) -> None:
         log.warning("after the failure, %s could not clean up: %s", plan.name, result.tail(2))
 
 
-def _strategies(config: Config) -> dict[str, Any]:
-    from aideploy.steps.strategies import registry
+def _strategies(knowledge: Any) -> dict[str, Any]:
+    """Built-in and plugin strategies, and the command strategies the KB has that are trusted."""
+    from aideploy.steps.strategies import from_knowledge, registry
 
-    return dict(registry())
+    found = registry()
+    found.update((s.name, s) for s in from_knowledge(knowledge.strategies(), known=found))
+    return found

@@ -270,3 +270,42 @@ commands = ['echo "mail with $SMTP_PASSWORD"']
     assert "mail with ***" in proc.stdout
     everything = dry.stdout + proc.stdout + proc.stderr + _all_files_text(tmp_path / "home")
     assert "plan-file-Pw-42" not in everything
+
+
+def test_a_kb_strategy_with_commands_runs_only_once_trusted(tmp_path: Path) -> None:
+    from aideploy.knowledge.store import KnowledgeBase
+
+    marker = tmp_path / "fixed"
+    kb = tmp_path / "kb.sqlite"
+    with KnowledgeBase.open(kb) as store:
+        store.add_strategy(
+            "make_marker",
+            "create the marker file",
+            "low",
+            commands=[f"touch {marker}"],
+            origin="import:team.jsonl",
+            trusted=False,
+        )
+        store.add_pattern("marker_missing", r"the marker is missing", "unknown", "make_marker")
+    plan = tmp_path / "plan.toml"
+    plan.write_text(
+        f"""
+name = "needs_marker"
+[[steps]]
+name = "check_marker"
+commands = ['test -e {marker} || {{ echo "the marker is missing" >&2; exit 1; }}']
+"""
+    )
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"deployment": {"retry_delay": 0.1, "max_retries": 2}}))
+    deploy = ("--config", str(config), "deploy", "--local", "--plan", str(plan), "--kb", str(kb))
+
+    untrusted = run_cli(tmp_path, *deploy, "--auto")
+    assert untrusted.returncode != 0 and not marker.exists(), untrusted.stdout
+    assert run_cli(tmp_path, "learn", "trust", "make_marker", "--kb", str(kb)).returncode == 0
+
+    trusted = run_cli(tmp_path, *deploy, "--auto")
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    assert marker.exists()
+    state = json.loads(run_cli(tmp_path, "status", "--json").stdout)
+    assert state["steps"][0]["recoveries"] == ["make_marker"]

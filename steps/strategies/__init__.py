@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from importlib.metadata import entry_points
+from typing import Any
 
 from aideploy.engine.errors import ConfigError
-from aideploy.engine.recovery import Strategy
+from aideploy.engine.recovery import Risk, Strategy
+from aideploy.steps.strategies.base import CommandStrategy
 from aideploy.steps.strategies.catalogue import BUILTIN
 
 log = logging.getLogger("aideploy.recovery")
@@ -37,6 +39,41 @@ def registry(extra: Iterable[Strategy] = (), *, plugins: bool = True) -> dict[st
     for strategy in extra:
         found[strategy.name] = strategy
     return found
+
+
+def from_knowledge(infos: Iterable[Any], known: Iterable[str] = ()) -> list[Strategy]:
+    """Command strategies the knowledge base defines, for those a person trusts.
+
+    ``infos`` are the KB's strategy rows (``name``, ``description``, ``risk``, ``trusted``,
+    ``commands``). A row without commands only names a strategy for the statistics; an
+    untrusted one (imported, not yet reviewed with ``aideploy learn trust``) never runs; a row
+    named like a built-in or plugin strategy in ``known`` does not replace it.
+    """
+    taken = set(known)
+    out: list[Strategy] = []
+    for info in infos:
+        if not info.commands:
+            continue
+        if not info.trusted:
+            log.info("strategy %s from the knowledge base is not trusted; not run", info.name)
+            continue
+        if info.name in taken:
+            log.warning(
+                "strategy %s from the knowledge base has the name of a built-in or plugin "
+                "strategy; the built-in one is kept",
+                info.name,
+            )
+            continue
+        out.append(
+            CommandStrategy(
+                name=info.name,
+                risk=Risk(info.risk),
+                description=info.description or f"commands from the knowledge base ({info.name})",
+                classes=(),
+                commands=tuple(info.commands),
+            )
+        )
+    return out
 
 
 def get(name: str, strategies: dict[str, Strategy]) -> Strategy:
