@@ -525,7 +525,12 @@ def _state_or_newest(deployment_id: str | None) -> DeploymentState:
 
 @cli.command()
 @click.argument("deployment_id", required=False)
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines.")
+@click.option(
+    "--follow",
+    "-f",
+    is_flag=True,
+    help="Keep printing new lines until the deployment completes, fails or pauses.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON lines as they are.")
 def logs(deployment_id: str | None, follow: bool, as_json: bool) -> None:
     """Show a deployment's log (default: the newest deployment's)."""
@@ -533,17 +538,23 @@ def logs(deployment_id: str | None, follow: bool, as_json: bool) -> None:
     path = paths.logs_dir() / f"{deployment_id}.jsonl"
     if not path.exists():
         raise StateError(f"no log for deployment {deployment_id}")
+    ended = False
     with path.open(encoding="utf-8", errors="replace") as handle:
         while True:
             start = handle.tell()
             line = handle.readline()
-            if follow and not line.endswith("\n"):
+            if follow and not ended and not line.endswith("\n"):
                 handle.seek(start)  # nothing new, or a line still being written
+                # once the deployment has ended, read what it wrote last, then stop
+                ended = DeploymentState.load(deployment_id).status in _ENDED
                 time.sleep(0.5)
                 continue
             if not line:
                 return
             click.echo(line.rstrip("\n") if as_json else _log_line(line))
+
+
+_ENDED = (DeploymentStatus.COMPLETED, DeploymentStatus.FAILED, DeploymentStatus.PAUSED)
 
 
 def _log_line(line: str) -> str:

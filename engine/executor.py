@@ -197,6 +197,14 @@ class Executor:
             step_state.status = StepStatus.RUNNING
             step_state.started_at = step_state.started_at or now_iso()
             state.save()
+            log.info(
+                "step %d/%d %s started: %s",
+                index + 1,
+                len(self.plan.steps),
+                step.name,
+                step.description,
+                extra={"event": "step_start"},
+            )
             self.progress(
                 "step_start",
                 index=index + 1,
@@ -211,6 +219,13 @@ class Executor:
                 return
             self._attempt_until_done(step, step_state)
             self._step_done(step_state, StepStatus.DONE)
+            log.info(
+                "step %s done (%d attempt%s)",
+                step.name,
+                step_state.attempts,
+                "" if step_state.attempts == 1 else "s",
+                extra={"event": "step_done"},
+            )
             self.progress("step_done", name=step.name, attempts=step_state.attempts)
         finally:
             current_step.reset(token)

@@ -27,6 +27,7 @@ log = logging.getLogger("aideploy.runner")
 LineSink = Callable[[Stream, str], None]
 PromptAsker = Callable[[str], str | None]
 
+LOGGED_COMMAND_CHARS = 400  # a command longer than this (a whole script) is cut in the log
 DEFAULT_ENV = {"DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
 
 
@@ -165,6 +166,14 @@ class Runner:
         finally:
             process.close()
         duration = self.clock.now() - started
+        log.info(
+            "ran on %s: %s -> %s in %.1fs",
+            self.connector.host,
+            shown if len(shown) <= LOGGED_COMMAND_CHARS else shown[:LOGGED_COMMAND_CHARS] + "…",
+            "timed out" if code is None else f"exit {code}",
+            duration,
+            extra={"event": "command"},
+        )
         out, err = streams["stdout"].tail, streams["stderr"].tail
         return Result(
             command=shown,

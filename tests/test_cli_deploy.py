@@ -218,25 +218,56 @@ def test_logs_show_the_newest_deployment_and_survive_odd_lines(tmp_path: Path) -
         '{"time": "t", "level": "INFO", "message": "half',
     ]
 
-    # following: a line still being written is shown once it is complete
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "aideploy", "logs", "--follow", deployment_id],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env={**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"},
-    )
+    # following a completed deployment prints its log and stops
+    done = run_cli(tmp_path, "logs", "--follow", deployment_id, timeout=60)
+    assert done.returncode == 0 and done.stdout == proc.stdout
+
+
+def test_logs_follow_a_running_deployment_until_it_ends(tmp_path: Path) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text('name = "slow"\n[[steps]]\nname = "wait"\ncommands = ["sleep 6"]\n')
+    env = {**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
+
+    def aideploy(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aideploy", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+            env=env,
+        )
+
+    deploy = aideploy("deploy", "--local", "--plan", str(plan))
+    home = tmp_path / "home"
+
+    def running() -> bool:  # the step has started (and logged so): it sleeps from then on
+        return any('"step_start"' in p.read_text() for p in home.glob("logs/*.jsonl"))
+
+    deadline = time.monotonic() + 60
+    while not running():
+        assert time.monotonic() < deadline and deploy.poll() is None, "the step never started"
+        time.sleep(0.1)
+    [log] = home.glob("logs/*.jsonl")
+    follow = aideploy("logs", "--follow")
+    # a line still being written is shown once it is complete, and only then
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write('{"time": "t", "level": "INFO", "message": "half')
+    time.sleep(1.0)
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write(' and whole"}\n')
     try:
-        time.sleep(2.0)
-        with log.open("a", encoding="utf-8") as handle:
-            handle.write(' and whole"}\n')
-        time.sleep(1.5)
+        out, err = follow.communicate(timeout=90)  # it ends by itself when the deployment does
     finally:
-        follow.terminate()
-        out, err = follow.communicate(timeout=30)
-    assert "Traceback" not in err, err
-    assert out.splitlines()[-1] == "t INFO    [-] half and whole"
+        follow.kill()
+        deploy.communicate(timeout=90)
+    assert follow.returncode == 0 and "Traceback" not in err, err
+    lines = out.splitlines()
+    assert lines.count("t INFO    [-] half and whole") == 1
+    assert not any("half" in line and "whole" not in line for line in lines)
+    assert "finished in" in lines[-1] and deploy.returncode == 0
+    assert any("step 1/1 wait started" in line for line in lines)
+    assert any("sleep 6 -> exit 0 in " in line for line in lines)
 
 
 def test_rollback_where_nothing_was_deployed_says_so(tmp_path: Path) -> None:
