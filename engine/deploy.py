@@ -162,12 +162,21 @@ def run(
                 "plan": plan.name,
                 "keep_releases": str(config.deployment.keep_releases),
             }
+            strategies = _strategies(knowledge)
+            for pattern in config.custom_patterns:
+                if pattern.recovery not in strategies:
+                    log.warning(
+                        "custom pattern %s names recovery %s, which no built-in, plugin or "
+                        "trusted knowledge-base strategy provides: it is never run",
+                        pattern.name,
+                        pattern.recovery,
+                    )
             executor = Executor(
                 plan=plan,
                 connector=connector,
                 runner=runner,
                 advisor=advisor,
-                strategies=_strategies(knowledge),
+                strategies=strategies,
                 state=state,
                 settings=config.deployment,
                 clock=clock,

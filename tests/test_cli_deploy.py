@@ -340,3 +340,24 @@ commands = ['test -e {marker} || {{ echo "the marker is missing" >&2; exit 1; }}
     assert marker.exists()
     state = json.loads(run_cli(tmp_path, "status", "--json").stdout)
     assert state["steps"][0]["recoveries"] == ["make_marker"]
+
+
+def test_a_custom_pattern_naming_no_strategy_is_reported_when_deploying(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(
+        json.dumps(
+            {
+                "custom_patterns": [
+                    {"name": "typo", "pattern": "boom", "recovery": "restart_the_thing"},
+                    {"name": "fine", "pattern": "bang", "recovery": "retry_with_backoff"},
+                ]
+            }
+        )
+    )
+    proc = run_cli(tmp_path, "--config", str(config), "deploy", "--local")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "custom pattern" in line]
+    assert warnings == [
+        "WARNING custom pattern typo names recovery restart_the_thing, which no built-in, "
+        "plugin or trusted knowledge-base strategy provides: it is never run"
+    ]
