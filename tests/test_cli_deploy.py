@@ -313,7 +313,7 @@ def test_a_kb_strategy_with_commands_runs_only_once_trusted(tmp_path: Path) -> N
             "make_marker",
             "create the marker file",
             "low",
-            commands=[f"touch {marker}"],
+            commands=['touch "$MARKER"'],  # a plan variable
             origin="import:team.jsonl",
             trusted=False,
         )
@@ -322,6 +322,8 @@ def test_a_kb_strategy_with_commands_runs_only_once_trusted(tmp_path: Path) -> N
     plan.write_text(
         f"""
 name = "needs_marker"
+[env]
+MARKER = "{marker}"
 [[steps]]
 name = "check_marker"
 commands = ['test -e {marker} || {{ echo "the marker is missing" >&2; exit 1; }}']

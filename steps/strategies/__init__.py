@@ -9,8 +9,7 @@ from typing import Any
 
 from aideploy.engine.errors import ConfigError
 from aideploy.engine.recovery import Risk, Strategy
-from aideploy.steps.strategies.base import CommandStrategy
-from aideploy.steps.strategies.catalogue import BUILTIN
+from aideploy.steps.strategies.catalogue import BUILTIN, PlanCommandStrategy
 
 log = logging.getLogger("aideploy.recovery")
 
@@ -65,7 +64,7 @@ def from_knowledge(infos: Iterable[Any], known: Iterable[str] = ()) -> list[Stra
             )
             continue
         out.append(
-            CommandStrategy(
+            PlanCommandStrategy(
                 name=info.name,
                 risk=Risk(info.risk),
                 description=info.description or f"commands from the knowledge base ({info.name})",
