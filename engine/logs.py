@@ -84,6 +84,14 @@ def level_from_env(default: int = logging.INFO) -> int:
     return logging.getLevelNamesMapping().get(name, default)
 
 
+#: events the console's progress display shows itself; they are logged for the files only
+PROGRESS_EVENTS = frozenset({"step_start", "step_done", "command"})
+
+
+def _not_progress(record: logging.LogRecord) -> bool:
+    return getattr(record, "event", None) not in PROGRESS_EVENTS
+
+
 def configure_console(verbosity: int = 0, stream: TextIO | None = None) -> None:
     """Console logging for the CLI: warnings by default, info with -v, debug with -vv/LOG_LEVEL."""
     logger = logging.getLogger(ROOT)
@@ -101,6 +109,7 @@ def configure_console(verbosity: int = 0, stream: TextIO | None = None) -> None:
     handler.setLevel(level)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.addFilter(_ContextFilter())
+    handler.addFilter(_not_progress)
     handler._aideploy_console = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
 

@@ -202,11 +202,16 @@ def test_bad_deploy_options_are_refused_before_any_state_exists(tmp_path: Path) 
 
 
 def test_logs_show_the_newest_deployment_and_survive_odd_lines(tmp_path: Path) -> None:
-    assert run_cli(tmp_path, "deploy", "--local").returncode == 0
+    deployed = run_cli(tmp_path, "-v", "deploy", "--local")
+    assert deployed.returncode == 0
+    # the console's progress display shows steps and commands; -v does not repeat them
+    assert "ran on" not in deployed.stdout + deployed.stderr
     newest = run_cli(tmp_path, "status", "--json")
     deployment_id = json.loads(newest.stdout)["deployment_id"]
     proc = run_cli(tmp_path, "logs")
     assert proc.returncode == 0 and f"deployment {deployment_id} finished" in proc.stdout
+    assert "step 1/6 validate_host started" in proc.stdout
+    assert "[write_site] ran on " in proc.stdout and "-> exit 0 in " in proc.stdout
 
     log = tmp_path / "home" / "logs" / f"{deployment_id}.jsonl"
     with log.open("a", encoding="utf-8") as handle:
