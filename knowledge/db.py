@@ -81,13 +81,21 @@ def _sqlite_begin(conn: Connection) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_file(url: URL) -> Path | None:
+    """The file a SQLite URL names; None for another database, in-memory or a ``file:`` URI."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return None if database.startswith("file:") else Path(database)
+
+
 def make_engine(url: URL) -> Engine:
     """An engine for ``url`` with the SQLite settings described above."""
     try:
         if url.get_backend_name() == "sqlite":
-            database = url.database or ""
-            if database and database != ":memory:" and not database.startswith("file:"):
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            file = sqlite_file(url)
+            if file is not None:
+                file.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(
                 url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
             )

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from pathlib import Path
 from typing import Any
 
 import regex
@@ -27,7 +26,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from aideploy.engine.errors import ConfigError, KnowledgeBaseError, NoKnowledgeBase
 from aideploy.engine.recovery import Outcome
 from aideploy.engine.redact import redact, redact_obj
-from aideploy.knowledge.db import ENV_VAR, make_engine, resolve_url, safe_url, upgrade
+from aideploy.knowledge.db import (
+    ENV_VAR,
+    make_engine,
+    resolve_url,
+    safe_url,
+    sqlite_file,
+    upgrade,
+)
 from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.models import (
     ATTEMPTS,
@@ -183,13 +189,8 @@ def _names_a_missing_file(given: object, url: URL) -> bool:
     does not exist."""
     if (given is None or str(given) == "") and not os.environ.get(ENV_VAR):
         return False  # the default location
-    database = url.database or ""
-    return (
-        url.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-        and not Path(database).exists()
-    )
+    file = sqlite_file(url)
+    return file is not None and not file.exists()
 
 
 class KnowledgeBase:
