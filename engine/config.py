@@ -119,19 +119,15 @@ def _check_pattern(value: str) -> str | None:
 
 
 def _check_error_class(value: str) -> str | None:
-    from aideploy.knowledge.classes import ERROR_CLASSES
+    from aideploy.knowledge.rules import error_class_problem
 
-    if value not in ERROR_CLASSES:
-        return f"unknown error class {value!r} (one of: {', '.join(ERROR_CLASSES)})"
-    return None
+    return error_class_problem(value)
 
 
 def _check_severity(value: str) -> str | None:
-    from aideploy.knowledge.rules import SEVERITIES
+    from aideploy.knowledge.rules import severity_problem
 
-    if value.lower() not in SEVERITIES:
-        return f"must be one of {', '.join(SEVERITIES)}, got {value!r}"
-    return None
+    return severity_problem(value.lower())  # a file's severity is read in any case
 
 
 @dataclass(frozen=True)

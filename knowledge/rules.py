@@ -179,6 +179,20 @@ def _first_chars(seq: list[Any]) -> set[int] | None:
 # --- patterns and rules --------------------------------------------------------------------
 
 
+def error_class_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a pattern's error class, or None."""
+    if value not in ERROR_CLASSES:
+        return f"unknown error class {value!r} (one of: {', '.join(ERROR_CLASSES)})"
+    return None
+
+
+def severity_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as a pattern's severity, or None."""
+    if value not in SEVERITIES:
+        return f"must be one of {', '.join(SEVERITIES)}, got {value!r}"
+    return None
+
+
 @dataclass(frozen=True)
 class ErrorPattern:
     """A custom detection rule, in the shape of the guide's ErrorPattern."""
@@ -194,13 +208,12 @@ class ErrorPattern:
     def validate(self) -> None:
         if not self.name:
             raise ConfigError("a pattern needs a name")
-        if self.error_class not in ERROR_CLASSES:
-            raise ConfigError(
-                f"unknown error class {self.error_class!r}",
-                hint="one of: " + ", ".join(ERROR_CLASSES),
-            )
-        if self.severity not in SEVERITIES:
-            raise ConfigError(f"severity must be one of {', '.join(SEVERITIES)}")
+        problem = error_class_problem(self.error_class)
+        if problem:
+            raise ConfigError(problem)
+        problem = severity_problem(self.severity)
+        if problem:
+            raise ConfigError(f"severity {problem}")
         if not 0 <= self.retry_count <= 20:
             raise ConfigError("retry_count must be between 0 and 20")
         if not self.recovery:
