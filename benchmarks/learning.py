@@ -101,6 +101,11 @@ class Event:
     step: str
     text: str
 
+    @property
+    def key(self) -> str:
+        """The error met in its step (what "seen" and the perfect memory go by)."""
+        return self.fault.key + "|" + self.step
+
 
 @dataclass
 class Track:
@@ -108,6 +113,12 @@ class Track:
     first: list[bool] = field(default_factory=list)
     seen: list[bool] = field(default_factory=list)
     usual: list[bool] = field(default_factory=list)  # the fix is the class's first default
+
+    def add(self, attempts: int, *, seen: bool, usual: bool) -> None:
+        self.attempts.append(attempts)
+        self.first.append(attempts == 1)
+        self.seen.append(seen)
+        self.usual.append(usual)
 
 
 _NUMBER = re.compile(r"(?<![\d.])\d{3,6}(?![\d.])")
@@ -149,7 +160,8 @@ def build_faults(
     by_signature: dict[str, Fault] = {}
     for ex in examples:
         # texts with the same signature are one error to whoever reads them: they share a fix
-        same = by_signature.get(signature_of(ex.text))
+        sig = signature_of(ex.text)
+        same = by_signature.get(sig)
         if same is not None:
             faults.append(Fault(ex, same.fixes, same.default_step, key=same.key))
             continue
@@ -166,7 +178,7 @@ def build_faults(
             other_step = rng.choice([s for s in STEPS if s != step])
             fixes[other_step] = rng.choice(others)
         faults.append(Fault(ex, fixes, step, key=ex.id))
-        by_signature[signature_of(ex.text)] = faults[-1]
+        by_signature[sig] = faults[-1]
     return faults
 
 
@@ -262,7 +274,7 @@ def memory_plan(event: Event, known: str | None) -> list[str]:
 def run_memory(
     memory: dict[str, str], event: Event, rng: random.Random, scenario: Scenario = DEFAULT
 ) -> int:
-    key = event.fault.key + "|" + event.step
+    key = event.key
     right = event.fault.fix_for(event.step)
     for attempt, choice in enumerate(memory_plan(event, memory.get(key))[:MAX_ATTEMPTS], 1):
         if works(choice, right, rng, scenario):
@@ -298,26 +310,16 @@ def simulate(
         if half == 1:
             drift(faults, rng, scenario.drift)
         for event in events:
-            key = event.fault.key + "|" + event.step
-            was_seen = key in seen
+            was_seen = event.key in seen
             usual = event.fault.fix_for(event.step) == _first_default(event.fault)
-            seen.add(key)
+            seen.add(event.key)
             for name, advisor in (("ranker", ranker), ("guide", guide)):
                 a = run_advisor(advisor, event, outcome_rngs[name], scenario)  # type: ignore[arg-type]
-                t = tracks[name]
-                t.attempts.append(a)
-                t.first.append(a == 1)
-                t.seen.append(was_seen)
-                t.usual.append(usual)
-            for name, a in (
-                ("oracle", run_oracle(event, outcome_rngs["oracle"], scenario)),
-                ("memory", run_memory(memory, event, outcome_rngs["memory"], scenario)),
-            ):
-                t = tracks[name]
-                t.attempts.append(a)
-                t.first.append(a == 1)
-                t.seen.append(was_seen)
-                t.usual.append(usual)
+                tracks[name].add(a, seen=was_seen, usual=usual)
+            a = run_oracle(event, outcome_rngs["oracle"], scenario)
+            tracks["oracle"].add(a, seen=was_seen, usual=usual)
+            a = run_memory(memory, event, outcome_rngs["memory"], scenario)
+            tracks["memory"].add(a, seen=was_seen, usual=usual)
     return tracks
 
 
