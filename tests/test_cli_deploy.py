@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.support.cli import run_cli
+from tests.support.cli import run_cli, start_cli
 
 
 def _all_files_text(root: Path) -> str:
@@ -231,19 +228,7 @@ def test_logs_show_the_newest_deployment_and_survive_odd_lines(tmp_path: Path) -
 def test_logs_follow_a_running_deployment_until_it_ends(tmp_path: Path) -> None:
     plan = tmp_path / "plan.toml"
     plan.write_text('name = "slow"\n[[steps]]\nname = "wait"\ncommands = ["sleep 6"]\n')
-    env = {**os.environ, "AIDEPLOY_HOME": str(tmp_path / "home"), "NO_COLOR": "1"}
-
-    def aideploy(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            [sys.executable, "-m", "aideploy", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=tmp_path,
-            env=env,
-        )
-
-    deploy = aideploy("deploy", "--local", "--plan", str(plan))
+    deploy = start_cli(tmp_path, "deploy", "--local", "--plan", str(plan))
     home = tmp_path / "home"
 
     def running() -> bool:  # the step has started (and logged so): it sleeps from then on
@@ -254,7 +239,7 @@ def test_logs_follow_a_running_deployment_until_it_ends(tmp_path: Path) -> None:
         assert time.monotonic() < deadline and deploy.poll() is None, "the step never started"
         time.sleep(0.1)
     [log] = home.glob("logs/*.jsonl")
-    follow = aideploy("logs", "--follow")
+    follow = start_cli(tmp_path, "logs", "--follow")
     # a line still being written is shown once it is complete, and only then
     with log.open("a", encoding="utf-8") as handle:
         handle.write('{"time": "t", "level": "INFO", "message": "half')

@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from pathlib import Path
 
 
+def _env(cwd: Path, env: Mapping[str, str] | None) -> dict[str, str]:
+    return {**os.environ, "AIDEPLOY_HOME": str(cwd / "home"), "NO_COLOR": "1", **(env or {})}
+
+
 def run_cli(
     cwd: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
@@ -18,7 +22,20 @@ def run_cli(
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={**os.environ, "AIDEPLOY_HOME": str(cwd / "home"), "NO_COLOR": "1", **(env or {})},
+        env=_env(cwd, env),
         timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def start_cli(cwd: Path, *args: str, env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """:func:`run_cli`, started in the background (output piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "aideploy", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=_env(cwd, env),
         stdin=subprocess.DEVNULL,
     )
