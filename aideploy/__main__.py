@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from aideploy.engine.cli import main
+from aideploy.cli.main import main
 
 if __name__ == "__main__":
     main()

@@ -47,8 +47,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aideploy.engine.recovery import Failure, Outcome, RecoveryAdvisor
-from aideploy.engine.result import Result
+from aideploy.core.recovery import Failure, Outcome
+from aideploy.core.result import Result
+from aideploy.engine.recovery import RecoveryAdvisor
 from aideploy.knowledge.classes import STRATEGIES, strategies_for
 from aideploy.knowledge.corpus import Example, heldout_examples, load_bundled, train_examples
 from aideploy.knowledge.history import ListHistory

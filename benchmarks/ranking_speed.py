@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from aideploy.engine.recovery import Outcome
-from aideploy.engine.result import Result
+from aideploy.core.recovery import Outcome
+from aideploy.core.result import Result
 from aideploy.knowledge.classes import strategies_for
 from aideploy.knowledge.corpus import load_bundled, train_examples
 from aideploy.knowledge.history import ListHistory, PastOutcome

@@ -46,8 +46,7 @@ import paramiko
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aideploy.engine import deploy
-from aideploy.engine.cli_demo import (
+from aideploy.cli.demo import (
     REPO_INSIDE,
     SAMPLE_APP,
     DemoPaths,
@@ -56,10 +55,8 @@ from aideploy.engine.cli_demo import (
     stack_settings,
     write_config,
 )
-from aideploy.engine.config import load_config
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.logs import current_step
-from aideploy.engine.target import resolve_target
 from aideploy.engine.throwaway import (
     AppRepo,
     ThrowawayHost,
@@ -67,6 +64,9 @@ from aideploy.engine.throwaway import (
     http_get,
     throwaway_host,
 )
+from aideploy.services import deploy
+from aideploy.services.config import load_config
+from aideploy.services.target import resolve_target
 
 PIP_CACHE = "/root/.cache/pip"
 

@@ -30,9 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from aideploy.engine import paths
-from aideploy.engine.errors import AideployError
-from aideploy.engine.redact import redact_obj
+from aideploy.core import paths
+from aideploy.core.errors import AideployError
+from aideploy.core.redact import redact_obj
 
 log = logging.getLogger("aideploy.audit")
 

@@ -14,28 +14,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aideploy.engine.backoff import Backoff
-from aideploy.engine.clock import Clock, SystemClock
-from aideploy.engine.config import DeploymentSettings
-from aideploy.engine.connectors.base import Connector
-from aideploy.engine.errors import (
+from aideploy.core.backoff import Backoff
+from aideploy.core.clock import Clock, SystemClock
+from aideploy.core.errors import (
     ManualInterventionRequired,
     RecoveryExhausted,
     StepFailed,
 )
+from aideploy.core.recovery import Candidate, Failure, Outcome, Risk, outcome_context
+from aideploy.core.result import Result
+from aideploy.core.settings import DeploymentSettings
+from aideploy.engine.connectors.base import Connector
 from aideploy.engine.logs import current_step
 from aideploy.engine.plan import Check, Plan, Step, StepContext
-from aideploy.engine.recovery import (
-    Candidate,
-    Failure,
-    Outcome,
-    RecoveryAdvisor,
-    Risk,
-    Strategy,
-    StrategyContext,
-    outcome_context,
-)
-from aideploy.engine.result import Result
+from aideploy.engine.recovery import RecoveryAdvisor, Strategy, StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import (
     DeploymentState,

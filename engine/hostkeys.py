@@ -15,7 +15,7 @@ from pathlib import Path
 
 import paramiko
 
-from aideploy.engine.errors import ChangedHostKeyError, UnknownHostKeyError
+from aideploy.core.errors import ChangedHostKeyError, UnknownHostKeyError
 
 #: algorithm names paramiko negotiates for each key type found in known_hosts
 _ALGORITHMS = {

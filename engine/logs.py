@@ -2,7 +2,7 @@
 
 ``logs/deployment_YYYYMMDD_HHMMSS.log`` is for people; ``logs/<deployment id>.jsonl`` has one
 object per event (time, deployment id, step, level, message, host). Every record passes through
-:func:`aideploy.engine.redact.redact` before any handler sees it.
+:func:`aideploy.core.redact.redact` before any handler sees it.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from aideploy.engine import paths
-from aideploy.engine.redact import redact
+from aideploy.core import paths
+from aideploy.core.redact import redact
 
 current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
 

@@ -33,8 +33,8 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from aideploy.engine import paths
-from aideploy.engine.schema import _range, check_hostname, check_path, spec
+from aideploy.core import paths
+from aideploy.core.schema import _range, check_hostname, check_path, spec
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, list_states
 
 log = logging.getLogger("aideploy.metrics")

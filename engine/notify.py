@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from aideploy.engine.redact import redact, register_secret
-from aideploy.engine.schema import _range, spec
+from aideploy.core.redact import redact, register_secret
+from aideploy.core.schema import _range, spec
 from aideploy.engine.state import DeploymentState, DeploymentStatus
 
 log = logging.getLogger("aideploy.notify")

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    from aideploy.core.result import Result
     from aideploy.engine.connectors.base import Connector
-    from aideploy.engine.result import Result
     from aideploy.engine.runner import Runner
 
 _STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

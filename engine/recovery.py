@@ -1,6 +1,6 @@
-"""The recovery interface the executor talks to.
+"""The recovery protocols the executor talks to (values live in :mod:`aideploy.core.recovery`).
 
-A failed step's :class:`~aideploy.engine.result.Result` is turned into a :class:`Failure`
+A failed step's :class:`~aideploy.core.result.Result` is turned into a :class:`Failure`
 (error class + signature + details extracted from the text) by an advisor, which then proposes
 ranked :class:`Candidate` strategies and learns from each recorded outcome. The rule table in
 :mod:`aideploy.knowledge.rules` is the cold-start advisor; the learning ranker implements the same
@@ -11,55 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
+
 if TYPE_CHECKING:
-    from aideploy.engine.clock import Clock
-    from aideploy.engine.result import Result
+    from aideploy.core.clock import Clock
+    from aideploy.core.result import Result
     from aideploy.engine.runner import Runner
-
-
-class Outcome(StrEnum):
-    RECOVERED = "recovered"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-class Risk(StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """What detection made of a failed command."""
-
-    step: str
-    result: Result
-    error_class: str
-    signature: str
-    details: Mapping[str, str] = field(default_factory=dict)
-
-
-def outcome_context(failure: Failure) -> dict[str, str]:
-    """What an outcome is learnt and predicted under: the failure's step, and the tool that
-    printed the error when detection named one (a rule's ``tool`` group)."""
-    context = {"step": failure.step}
-    if failure.details.get("tool"):
-        context["tool"] = failure.details["tool"]
-    return context
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A strategy proposed for a failure, with its score and why."""
-
-    strategy: str
-    score: float
-    why: str
-    decided_by: str = "rule"
 
 
 class RecoveryAdvisor(Protocol):

@@ -15,12 +15,12 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from aideploy.engine.clock import Clock, SystemClock
+from aideploy.core.clock import Clock, SystemClock
+from aideploy.core.errors import CommandError
+from aideploy.core.redact import is_registered_secret, is_secret_key, redact
+from aideploy.core.result import Result
 from aideploy.engine.connectors.base import Connector, Process, Stream
-from aideploy.engine.errors import CommandError
-from aideploy.engine.redact import is_registered_secret, is_secret_key, redact
 from aideploy.engine.responders import PROMPT_LIKE, Responder
-from aideploy.engine.result import Result
 
 log = logging.getLogger("aideploy.runner")
 

@@ -16,10 +16,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from aideploy.engine import paths
-from aideploy.engine.atomic import write_atomic
-from aideploy.engine.errors import StateError
-from aideploy.engine.redact import redact_obj
+from aideploy.core import paths
+from aideploy.core.atomic import write_atomic
+from aideploy.core.errors import StateError
+from aideploy.core.redact import redact_obj
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 

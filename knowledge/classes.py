@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aideploy.engine.recovery import Risk
+from aideploy.core.recovery import Risk
 
 ERROR_CLASSES: tuple[str, ...] = (
     "nodejs_conflict",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
 from aideploy.knowledge.classes import ERROR_CLASSES
 
 BUNDLED_FILES = ("errors.jsonl", "synthetic.jsonl")

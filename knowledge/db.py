@@ -26,8 +26,8 @@ from sqlalchemy import URL, Connection, Engine, create_engine, event, make_url, 
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from aideploy.engine.errors import KnowledgeBaseError
-from aideploy.engine.redact import redact
+from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.redact import redact
 
 ENV_VAR = "AIDEPLOY_KB"
 BUSY_TIMEOUT_MS = 30_000

@@ -43,9 +43,9 @@ from sqlalchemy import (
     update,
 )
 
-from aideploy.engine.atomic import atomic_file
-from aideploy.engine.errors import ConfigError, ImportRejected, KnowledgeBaseError
-from aideploy.engine.redact import redact, redact_obj
+from aideploy.core.atomic import atomic_file
+from aideploy.core.errors import ConfigError, ImportRejected, KnowledgeBaseError
+from aideploy.core.redact import redact, redact_obj
 from aideploy.knowledge.models import (
     ATTEMPTS,
     DEPLOYMENTS,

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from aideploy import __version__
-from aideploy.engine.atomic import atomic_file
-from aideploy.engine.errors import UsageError
+from aideploy.core.atomic import atomic_file
+from aideploy.core.errors import UsageError
 from aideploy.knowledge.models import DEPLOYMENTS
 from aideploy.knowledge.report import (
     SECTIONS,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aideploy.engine.atomic import atomic_file
+from aideploy.core.atomic import atomic_file
 from aideploy.knowledge.history import PastOutcome
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ The schema is created and changed only by the Alembic revisions in ``aideploy.mi
 compares these models with a freshly migrated database so the two never drift apart.
 
 Times are naive UTC datetimes. Every text column is written through
-:func:`aideploy.engine.redact.redact` by :mod:`aideploy.knowledge.store` and the importer.
+:func:`aideploy.core.redact.redact` by :mod:`aideploy.knowledge.store` and the importer.
 """
 
 from __future__ import annotations

@@ -37,8 +37,8 @@ from pathlib import Path
 import platformdirs
 from rapidfuzz import fuzz, process
 
-from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk, outcome_context
-from aideploy.engine.result import Result
+from aideploy.core.recovery import Candidate, Failure, Outcome, Risk, outcome_context
+from aideploy.core.result import Result
 from aideploy.knowledge.classes import (
     ERROR_CLASSES,
     UNKNOWN,

@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from tabulate import tabulate
 
-from aideploy.engine.errors import UsageError
+from aideploy.core.errors import UsageError
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 
 if TYPE_CHECKING:

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import regex
 
-from aideploy.engine.errors import ConfigError
-from aideploy.engine.recovery import Candidate, Failure, Outcome
+from aideploy.core.errors import ConfigError
+from aideploy.core.recovery import Candidate, Failure, Outcome
 from aideploy.knowledge.classes import CATALOGUE, ERROR_CLASSES, UNKNOWN, strategies_for
 from aideploy.knowledge.signature import signature_of
 
 if TYPE_CHECKING:
-    from aideploy.engine.result import Result
+    from aideploy.core.result import Result
 
 MAX_PATTERN_CHARS = 1000
 MAX_TEXT_CHARS = 64 * 1024

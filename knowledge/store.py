@@ -3,7 +3,7 @@
 :class:`KnowledgeBase` is what the executor records into as things happen (each call is its own
 short transaction) and what the ranker reads (:meth:`KnowledgeBase.past_outcomes`, the
 :class:`~aideploy.knowledge.history.History` protocol). Every text is passed through
-:func:`~aideploy.engine.redact.redact` before it is stored.
+:func:`~aideploy.core.redact.redact` before it is stored.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, up
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
-from aideploy.engine.errors import ConfigError, KnowledgeBaseError, NoKnowledgeBase
-from aideploy.engine.recovery import Outcome
-from aideploy.engine.redact import redact, redact_obj
+from aideploy.core.errors import ConfigError, KnowledgeBaseError, NoKnowledgeBase
+from aideploy.core.recovery import Outcome
+from aideploy.core.redact import redact, redact_obj
 from aideploy.knowledge.db import (
     ENV_VAR,
     make_engine,

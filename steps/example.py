@@ -7,7 +7,7 @@ Values come in as environment variables: ``SITE_ROOT`` (where to publish), ``DEP
 
 from __future__ import annotations
 
-from aideploy.engine import paths
+from aideploy.core import paths
 from aideploy.engine.plan import Plan, Step
 
 

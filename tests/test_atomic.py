@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.atomic import atomic_file, write_atomic
+from aideploy.core.atomic import atomic_file, write_atomic
 
 
 def _mode(path: Path) -> int:

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from aideploy.cli.ops import audit_group
 from aideploy.engine import audit
-from aideploy.engine.cli_ops import audit_group
 
 
 @pytest.fixture

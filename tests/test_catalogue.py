@@ -16,7 +16,7 @@ def test_every_strategy_is_known_to_the_ranker_with_the_same_risk() -> None:
 
 
 def test_knowledge_base_strategies_join_only_when_trusted_and_never_replace_a_builtin() -> None:
-    from aideploy.engine.recovery import Risk
+    from aideploy.core.recovery import Risk
     from aideploy.knowledge.store import StrategyInfo
     from aideploy.steps.strategies import from_knowledge
 

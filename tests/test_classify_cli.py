@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aideploy.engine.errors import AideployError, UsageError
-from aideploy.knowledge import cli_ranker  # noqa: F401  (attaches the commands)
+from aideploy.cli import learn_ranker as cli_ranker  # noqa: F401  (attaches the commands)
+from aideploy.cli.learn import learn
+from aideploy.core.errors import AideployError, UsageError
 from aideploy.knowledge.classes import ERROR_CLASSES
-from aideploy.knowledge.cli_group import learn
 
 HAS_STORE = importlib.util.find_spec("aideploy.knowledge.store") is not None
 

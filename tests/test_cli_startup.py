@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "sklearn", "msgspec", "aideploy.knowledge.cli_store")
+HEAVY = ("sqlalchemy", "sklearn", "msgspec", "aideploy.cli.learn_store")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -15,12 +15,12 @@ def _loaded_after(code: str) -> list[str]:
 
 
 def test_importing_the_cli_loads_no_knowledge_base_machinery() -> None:
-    assert _loaded_after("import aideploy.engine.cli") == []
+    assert _loaded_after("import aideploy.cli.main") == []
 
 
 def test_a_learn_command_loads_its_modules_on_first_use() -> None:
     code = (
-        "from click.testing import CliRunner; from aideploy.engine.cli import cli; "
+        "from click.testing import CliRunner; from aideploy.cli.main import cli; "
         "r = CliRunner().invoke(cli, ['learn', 'report', '--help']); assert r.exit_code == 0, r.output"
     )
-    assert "aideploy.knowledge.cli_store" in _loaded_after(code)
+    assert "aideploy.cli.learn_store" in _loaded_after(code)

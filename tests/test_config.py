@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.config import load_config, parse_config, schema_docs
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.services.config import load_config, parse_config, schema_docs
 from tests.support.cli import run_cli
 
 GUIDE_CONFIG = {

@@ -16,9 +16,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from aideploy.engine.cli import cli
-from aideploy.engine.config import Config, schema_docs
-from aideploy.knowledge import cli_html  # noqa: F401  (registers `learn report-html`)
+from aideploy.cli import learn_html as cli_html  # noqa: F401  (registers `learn report-html`)
+from aideploy.cli.main import cli
+from aideploy.services.config import Config, schema_docs
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.clock import FakeClock
-from aideploy.engine.config import DeploymentSettings
+from aideploy.core.clock import FakeClock
+from aideploy.core.errors import ManualInterventionRequired, RecoveryExhausted
+from aideploy.core.settings import DeploymentSettings
 from aideploy.engine.connectors.local import LocalConnector
-from aideploy.engine.errors import ManualInterventionRequired, RecoveryExhausted
 from aideploy.engine.executor import Executor
 from aideploy.engine.plan import Plan, Step
 from aideploy.engine.runner import Runner
@@ -247,7 +247,8 @@ def test_verification_failure_is_a_failure(tmp_path: Path) -> None:
 def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
     """Noise: the right fix fails the first time; it is not retried first, but it is retried
     (after the others) within the attempt budget, and the deployment completes."""
-    from aideploy.engine.recovery import Risk, StrategyContext
+    from aideploy.core.recovery import Risk
+    from aideploy.engine.recovery import StrategyContext
     from aideploy.knowledge.rules import ErrorPattern
     from aideploy.steps.strategies.base import FunctionStrategy
 

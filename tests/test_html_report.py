@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 pytest.importorskip("matplotlib")
 
-from aideploy.engine.cli import cli
-from aideploy.knowledge import cli_html  # noqa: F401  (registers `learn report-html`)
-from aideploy.knowledge.cli_html import write_html_report
+from aideploy.cli import learn_html as cli_html  # noqa: F401  (registers `learn report-html`)
+from aideploy.cli.learn_html import write_html_report
+from aideploy.cli.main import cli
 from aideploy.knowledge.html_report import deployment_times, duration_summary
 from aideploy.knowledge.report import SECTIONS, Filters, build_report
 from aideploy.knowledge.store import KnowledgeBase

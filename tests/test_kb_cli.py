@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from aideploy.engine.cli import cli, main
-from aideploy.engine.errors import ImportRejected
+from aideploy.cli.main import cli, main
+from aideploy.core.errors import ImportRejected
 from aideploy.knowledge.store import KnowledgeBase
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.errors import ImportRejected
+from aideploy.core.errors import ImportRejected
 from aideploy.knowledge.exchange import export_kb, import_kb
 from aideploy.knowledge.report import build_report
 from aideploy.knowledge.store import KnowledgeBase

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aideploy.engine.errors import ImportRejected
+from aideploy.core.errors import ImportRejected
 from aideploy.knowledge import exchange
 from aideploy.knowledge.exchange import import_kb, parse_lines
 from aideploy.knowledge.store import DECIDERS, OUTCOMES, KnowledgeBase

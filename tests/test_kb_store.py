@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from aideploy.engine.errors import KnowledgeBaseError
+from aideploy.core.errors import KnowledgeBaseError
 from aideploy.knowledge.exchange import export_kb
 from aideploy.knowledge.history import History
 from aideploy.knowledge.store import KnowledgeBase

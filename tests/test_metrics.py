@@ -13,18 +13,20 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from aideploy.core.clock import FakeClock
+from aideploy.core.errors import StepFailed
+from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
+from aideploy.core.result import Result
+from aideploy.core.settings import DeploymentSettings
 from aideploy.engine import metrics
-from aideploy.engine.clock import FakeClock
-from aideploy.engine.config import DeploymentSettings, parse_config
 from aideploy.engine.connectors.local import LocalConnector
-from aideploy.engine.errors import StepFailed
 from aideploy.engine.executor import Executor
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, Step
-from aideploy.engine.recovery import Candidate, Failure, Outcome, Risk, StrategyContext
-from aideploy.engine.result import Result
+from aideploy.engine.recovery import StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.services.config import parse_config
 
 
 class Advisor:
@@ -193,7 +195,7 @@ def test_serve_is_off_without_a_port_and_survives_a_busy_one() -> None:
 
 
 def test_settings_section_validates_like_the_config() -> None:
-    from aideploy.engine.config import _build
+    from aideploy.services.config import _build
 
     settings = _build(metrics.MetricsSettings, {"http_port": 9108}, "metrics")
     assert settings.http_port == 9108 and settings.http_address == "127.0.0.1"

@@ -139,7 +139,7 @@ def test_classify_with_a_warm_cache_imports_no_scikit_learn(
     probe = (
         "import json, sys\n"
         "from click.testing import CliRunner\n"
-        "from aideploy.engine.cli import cli\n"
+        "from aideploy.cli.main import cli\n"
         "text = 'E: could not get lock /var/lib/dpkg/lock-frontend'\n"
         f"args = ['learn', 'classify', '--kb', {str(tmp_path / 'fresh.db')!r}]\n"
         "r = CliRunner().invoke(cli, args, input=text)\n"

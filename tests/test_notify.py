@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from aideploy.core.errors import ConfigError
+from aideploy.core.redact import register_secret
 from aideploy.engine import notify
-from aideploy.engine.config import _build
-from aideploy.engine.errors import ConfigError
-from aideploy.engine.redact import register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.services.config import _build
 
 
 class Recorder(ThreadingHTTPServer):
@@ -241,8 +241,8 @@ def test_settings_validate_like_config_sections() -> None:
 
 
 def test_the_rollback_command_notifies(server: Recorder) -> None:
-    from aideploy.engine.cli import _notify_rollback
-    from aideploy.engine.config import parse_config
+    from aideploy.cli.main import _notify_rollback
+    from aideploy.services.config import parse_config
 
     config = parse_config({"notifications": {"slack_webhook_url": server.url, "timeout": 2.0}})
     _notify_rollback(config, "root@app.example.com:22", True, "20250101-000000-abcdef", "")

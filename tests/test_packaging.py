@@ -57,7 +57,9 @@ def test_wheel_layout(wheel: Path) -> None:
     assert tops == {"aideploy"}, tops
     for required in (
         "aideploy/py.typed",
-        "aideploy/engine/cli.py",
+        "aideploy/cli/main.py",
+        "aideploy/core/errors.py",
+        "aideploy/services/deploy.py",
         "aideploy/engine/connectors/ssh.py",
         "aideploy/knowledge/signature.py",
         "aideploy/steps/example.py",
@@ -68,7 +70,7 @@ def test_wheel_layout(wheel: Path) -> None:
     assert any(n.startswith("aideploy/datasets/") and n.endswith(".jsonl") for n in names)
     entry = [n for n in names if n.endswith("entry_points.txt")]
     text = zipfile.ZipFile(wheel).read(entry[0]).decode()
-    assert "aideploy = aideploy.engine.cli:main" in text
+    assert "aideploy = aideploy.cli.main:main" in text
 
 
 def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:
@@ -90,7 +92,7 @@ def test_wheel_installs_and_runs(wheel: Path, tmp_path: Path) -> None:
         timeout=300,
     )
     code = (
-        "import aideploy, aideploy.engine.cli as c, aideploy.steps.example as e; "
+        "import aideploy, aideploy.cli.main as c, aideploy.steps.example as e; "
         "print(aideploy.__file__); print(len(e.plan().steps))"
     )
     proc = subprocess.run(

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine import deploy
-from aideploy.engine.config import load_config
-from aideploy.engine.errors import ManualInterventionRequired, StepFailed
+from aideploy.core.errors import ManualInterventionRequired, StepFailed
+from aideploy.core.result import Result
 from aideploy.engine.plan import Plan, Step, StepContext
-from aideploy.engine.result import Result
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
-from aideploy.engine.target import resolve_target
+from aideploy.services import deploy
+from aideploy.services.config import load_config
+from aideploy.services.target import resolve_target
 
 
 def _maybe_pause(ctx: StepContext) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.recovery import Failure, Outcome, RecoveryAdvisor, Risk
-from aideploy.engine.result import Result
+from aideploy.core.recovery import Failure, Outcome, Risk
+from aideploy.core.result import Result
+from aideploy.engine.recovery import RecoveryAdvisor
 from aideploy.knowledge.classes import risk_of
 from aideploy.knowledge.history import ListHistory, PastOutcome
 from aideploy.knowledge.ranker import Ranker

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aideploy.engine.redact import MASK, forget_secrets, redact, register_secret
+from aideploy.core.redact import MASK, forget_secrets, redact, register_secret
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ from collections import defaultdict
 
 import pytest
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
 from aideploy.knowledge.classes import CATALOGUE, CLASS_STRATEGIES, ERROR_CLASSES, UNKNOWN
 from aideploy.knowledge.corpus import load_bundled, train_examples
 from aideploy.knowledge.history import ListHistory

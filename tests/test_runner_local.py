@@ -7,8 +7,8 @@ import resource
 import time
 from pathlib import Path
 
+from aideploy.core.redact import forget_secrets, register_secret
 from aideploy.engine.connectors.local import LocalConnector
-from aideploy.engine.redact import forget_secrets, register_secret
 from aideploy.engine.responders import apt_yes, dpkg_conffile, sudo_password
 from aideploy.engine.runner import Runner
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.core.redact import forget_secrets, register_secret
 from aideploy.engine.connectors.session import SessionConnector
-from aideploy.engine.redact import forget_secrets, register_secret
 from aideploy.engine.runner import Runner
 from tests.support.sshd import SSHServer
 

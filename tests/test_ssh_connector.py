@@ -12,11 +12,9 @@ from pathlib import Path
 import paramiko
 import pytest
 
-from aideploy.engine.backoff import Backoff
-from aideploy.engine.clock import FakeClock
-from aideploy.engine.connectors.base import Stream
-from aideploy.engine.connectors.ssh import SSHConnector
-from aideploy.engine.errors import (
+from aideploy.core.backoff import Backoff
+from aideploy.core.clock import FakeClock
+from aideploy.core.errors import (
     AuthenticationError,
     ChangedHostKeyError,
     ConnectionRefusedError_,
@@ -24,6 +22,8 @@ from aideploy.engine.errors import (
     DNSError,
     UnknownHostKeyError,
 )
+from aideploy.engine.connectors.base import Stream
+from aideploy.engine.connectors.ssh import SSHConnector
 from aideploy.engine.responders import apt_yes
 from aideploy.engine.runner import Runner
 from tests.support.sshd import PASSPHRASE, SSHServer, free_port, public_fingerprint
@@ -345,7 +345,7 @@ def test_put_and_get_file(ssh_connector: SSHConnector, tmp_path: Path) -> None:
 
 
 def test_write_file_failure_is_a_command_error(ssh_connector: SSHConnector) -> None:
-    from aideploy.engine.errors import CommandError
+    from aideploy.core.errors import CommandError
 
     with pytest.raises(CommandError, match="cannot write"):
         ssh_connector.write_file("/nonexistent-dir/x/y", b"data")

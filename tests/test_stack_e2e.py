@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine.cli_demo import Ports, set_options, stack_settings
+from aideploy.cli.demo import Ports, set_options, stack_settings
 from aideploy.engine.plan import BUILTIN_PLANS
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.releases import list_releases, rollback

@@ -19,8 +19,8 @@ from typing import ClassVar
 
 import pytest
 
+from aideploy.core.errors import ConfigError
 from aideploy.engine.connectors.local import LocalConnector
-from aideploy.engine.errors import ConfigError
 from aideploy.engine.plan import StepContext
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack import download_application

@@ -11,10 +11,10 @@ import paramiko
 import pytest
 from click.testing import CliRunner
 
-from aideploy.engine import wizard
-from aideploy.engine.cli_ops import init
-from aideploy.engine.config import load_config
-from aideploy.engine.errors import ConfigError, UsageError
+from aideploy.cli import wizard
+from aideploy.cli.ops import init
+from aideploy.core.errors import ConfigError, UsageError
+from aideploy.services.config import load_config
 from tests.support.sshd import SSHServer
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.engine import wizard
+from aideploy.cli import wizard
 from tests.support.throwaway import PASSWORD_USER, ThrowawayHost, throwaway  # noqa: F401
 
 PASSWORD = "Corr3ct-Horse-Battery"

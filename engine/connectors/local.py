@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from aideploy.engine.atomic import write_atomic
+from aideploy.core.atomic import write_atomic
+from aideploy.core.errors import CommandError
 from aideploy.engine.connectors.base import Chunk, Connector, Process, Stream
-from aideploy.engine.errors import CommandError
 
 _SHELL = shutil.which("bash") or "/bin/sh"
 

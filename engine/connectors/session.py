@@ -32,8 +32,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from aideploy.core.errors import CommandError
 from aideploy.engine.connectors.base import Chunk, Connector, Process, Stream
-from aideploy.engine.errors import CommandError
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 

@@ -28,12 +28,10 @@ from typing import Any, BinaryIO
 
 import paramiko
 
-from aideploy.engine.atomic import atomic_file
-from aideploy.engine.backoff import Backoff
-from aideploy.engine.clock import Clock, SystemClock
-from aideploy.engine.connectors.base import Chunk, Connector, Process
-from aideploy.engine.connectors.session import export_prefix, group_kill_command
-from aideploy.engine.errors import (
+from aideploy.core.atomic import atomic_file
+from aideploy.core.backoff import Backoff
+from aideploy.core.clock import Clock, SystemClock
+from aideploy.core.errors import (
     AuthenticationError,
     CommandError,
     ConfigError,
@@ -42,6 +40,8 @@ from aideploy.engine.errors import (
     ConnectTimeoutError,
     DNSError,
 )
+from aideploy.engine.connectors.base import Chunk, Connector, Process
+from aideploy.engine.connectors.session import export_prefix, group_kill_command
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
 
 PassphraseCallback = Callable[[str], str | None]

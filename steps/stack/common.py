@@ -18,9 +18,9 @@ import shlex
 import textwrap
 from collections.abc import Mapping
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.core.result import Result
 from aideploy.engine.plan import StepContext
-from aideploy.engine.result import Result
 
 DEFAULTS: dict[str, str] = {
     "APP_NAME": "sampleapp",

@@ -19,10 +19,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.core.redact import register_secret
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.redact import register_secret
-from aideploy.engine.result import Result
 from aideploy.steps.stack.common import fail, run
 
 GIT = r"""

@@ -11,8 +11,8 @@ Without a new release (nothing changed) only the checks through nginx run.
 
 from __future__ import annotations
 
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.result import Result
 from aideploy.steps.stack import lock
 from aideploy.steps.stack.releases import PRUNE, SWITCH
 

@@ -17,9 +17,10 @@ import getpass
 import json
 import socket
 
-from aideploy.engine.errors import ConfigError, LockError
+from aideploy.core.errors import ConfigError, LockError
+from aideploy.core.result import Result
+from aideploy.engine import audit
 from aideploy.engine.plan import StepContext
-from aideploy.engine.result import Result
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.common import run, validate
 
@@ -59,8 +60,6 @@ def lock_info(deployment_id: str) -> str:
 def acquire(ctx: StepContext) -> Result:
     result = run(ctx, ACQUIRE, timeout=30, LOCK_INFO=lock_info(ctx.deployment_id))
     if "breaking the lock of deployment" in result.stderr:
-        from aideploy.engine import audit
-
         audit.try_record(
             "lock_break",
             result="ok" if result.ok else "failed",

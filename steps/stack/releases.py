@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aideploy.engine.result import Result
+from aideploy.core.result import Result
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.common import DEFAULTS, sh
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import secrets
 
+from aideploy.core.redact import register_secret
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.redact import register_secret
-from aideploy.engine.result import Result
 from aideploy.steps.stack.common import run, sh
 
 CLUSTER = r"""

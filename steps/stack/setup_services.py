@@ -23,9 +23,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.result import Result
 from aideploy.steps.stack.common import fail, q, run, validate
 
 CTL = r"""#!/bin/sh

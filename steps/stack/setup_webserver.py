@@ -13,9 +13,9 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.result import Result
 from aideploy.steps.stack.common import fail, run, validate
 
 _LOCATIONS = """\

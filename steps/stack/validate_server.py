@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from aideploy.engine.errors import ConfigError
+from aideploy.core.errors import ConfigError
+from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.engine.result import Result
 from aideploy.steps.stack import lock
 from aideploy.steps.stack.common import fail, run, validate
 

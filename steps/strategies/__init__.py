@@ -7,8 +7,9 @@ from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Any
 
-from aideploy.engine.errors import ConfigError
-from aideploy.engine.recovery import Risk, Strategy
+from aideploy.core.errors import ConfigError
+from aideploy.core.recovery import Risk
+from aideploy.engine.recovery import Strategy
 from aideploy.steps.strategies.catalogue import BUILTIN, PlanCommandStrategy
 
 log = logging.getLogger("aideploy.recovery")

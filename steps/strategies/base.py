@@ -7,8 +7,9 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aideploy.engine.recovery import Risk, StrategyContext
-from aideploy.engine.result import Result
+from aideploy.core.recovery import Risk
+from aideploy.core.result import Result
+from aideploy.engine.recovery import StrategyContext
 
 log = logging.getLogger("aideploy.recovery")
 

@@ -12,8 +12,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from aideploy.engine.errors import ManualInterventionRequired
-from aideploy.engine.recovery import Risk, StrategyContext
+from aideploy.core.errors import ManualInterventionRequired
+from aideploy.core.recovery import Risk
+from aideploy.engine.recovery import StrategyContext
 from aideploy.steps.strategies.base import BaseStrategy, CommandStrategy, log
 
 _PLAN_VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*$")

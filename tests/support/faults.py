@@ -22,9 +22,10 @@ from typing import Any
 
 from sqlalchemy import select
 
-from aideploy.engine.clock import SystemClock
-from aideploy.engine.recovery import Failure, StrategyContext
-from aideploy.engine.result import Result
+from aideploy.core.clock import SystemClock
+from aideploy.core.recovery import Failure
+from aideploy.core.result import Result
+from aideploy.engine.recovery import StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.models import STEP_RUNS

@@ -14,11 +14,12 @@ from typing import Any
 
 import click
 
-from aideploy.engine import audit, wizard
-from aideploy.engine.config import parse_config
-from aideploy.engine.errors import AideployError, UsageError
-from aideploy.engine.redact import register_secret
-from aideploy.engine.schema import check_domain, check_hostname, check_name, check_username
+from aideploy.cli import wizard
+from aideploy.core.errors import AideployError, UsageError
+from aideploy.core.redact import register_secret
+from aideploy.core.schema import check_domain, check_hostname, check_name, check_username
+from aideploy.engine import audit
+from aideploy.services.config import parse_config
 
 # -- audit -------------------------------------------------------------------------------------
 

@@ -15,9 +15,9 @@ import click
 log = logging.getLogger(__name__)
 
 COMMAND_MODULES = (
-    "aideploy.knowledge.cli_store",
-    "aideploy.knowledge.cli_ranker",
-    "aideploy.knowledge.cli_html",
+    "aideploy.cli.learn_store",
+    "aideploy.cli.learn_ranker",
+    "aideploy.cli.learn_html",
 )
 
 

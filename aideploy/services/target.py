@@ -11,10 +11,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from aideploy.engine.config import Config
+from aideploy.core.errors import ConfigError
+from aideploy.core.schema import check_domain, check_hostname, check_username
 from aideploy.engine.connectors.base import Connector
-from aideploy.engine.errors import ConfigError
-from aideploy.engine.schema import check_domain, check_hostname, check_username
+from aideploy.engine.connectors.local import LocalConnector
+from aideploy.engine.connectors.session import SessionConnector
+from aideploy.engine.connectors.ssh import SSHConnector
+from aideploy.services.config import Config
 
 Ask = Callable[[str], str]
 
@@ -124,12 +127,8 @@ def build_connector(
     """The connector for ``target`` (not yet connected); wrapped in a session when asked."""
     inner: Connector
     if target.kind == "local":
-        from aideploy.engine.connectors.local import LocalConnector
-
         inner = LocalConnector()
     else:
-        from aideploy.engine.connectors.ssh import SSHConnector
-
         password = None
         if target.use_password:
             if ask_secret is None:
@@ -154,7 +153,5 @@ def build_connector(
         )
     use_session = target.session_mode if session is None else session
     if use_session:
-        from aideploy.engine.connectors.session import SessionConnector
-
         return SessionConnector(inner)
     return inner

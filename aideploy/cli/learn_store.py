@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import click
 from tabulate import tabulate
 
+from aideploy.cli.learn import learn
+from aideploy.core.errors import UsageError
 from aideploy.engine import audit
-from aideploy.engine.errors import UsageError
-from aideploy.knowledge.cli_group import learn
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
 from aideploy.knowledge.store import KnowledgeBase
@@ -112,7 +112,7 @@ def report_cmd(
     class, and the first-try recovery rate per week (the learning curve)."""
     with _open(kb_url) as kb:
         if html_file:
-            from aideploy.knowledge.cli_html import write_html_report
+            from aideploy.cli.learn_html import write_html_report
 
             written = write_html_report(
                 kb, html_file, since=_since(since), profile=profile, host=host, top=top

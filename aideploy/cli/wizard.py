@@ -4,7 +4,7 @@ Each piece is a plain function so that ``aideploy init`` (interactive or ``--aut
 order in which they are called and how answers are obtained. Keys are generated with
 ``cryptography`` (paramiko's own dependency) in OpenSSH format and loaded back with paramiko to
 prove they work; private keys are created 0600 with ``O_EXCL``, so an existing key is never
-overwritten. The config is validated by :func:`aideploy.engine.config.parse_config` before it is
+overwritten. The config is validated by :func:`aideploy.services.config.parse_config` before it is
 written atomically, 0600.
 """
 
@@ -25,9 +25,10 @@ import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from aideploy.engine.atomic import write_atomic
-from aideploy.engine.config import Config, default_config, parse_config
-from aideploy.engine.errors import AideployError, ConfigError, UsageError
+from aideploy.core.atomic import write_atomic
+from aideploy.core.errors import AideployError, ConfigError, UsageError
+from aideploy.engine.connectors.ssh import SSHConnector
+from aideploy.services.config import Config, default_config, parse_config
 
 KEY_TYPES = ("ed25519", "rsa")
 RSA_BITS = 4096
@@ -223,7 +224,6 @@ def _connector(
     accept_new_host_key: bool = False,
     timeout: float = 15.0,
 ) -> Any:
-    from aideploy.engine.connectors.ssh import SSHConnector
 
     return SSHConnector(
         hostname,

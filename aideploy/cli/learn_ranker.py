@@ -5,32 +5,24 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 import click
 
-from aideploy.engine.errors import ConfigError, KnowledgeBaseError, UsageError
-from aideploy.engine.redact import redact
+from aideploy.cli.learn import learn
+from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
+from aideploy.core.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES
-from aideploy.knowledge.cli_group import learn
-from aideploy.knowledge.history import History, ListHistory
+from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.rules import SEVERITIES, ErrorPattern, RuleSet
-
-if TYPE_CHECKING:
-    from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.store import KnowledgeBase
 
 MIN_CLASSES = 3
 
 
-def open_kb(url: str | None, *, required: bool = False, existing: bool = False) -> Any:
-    """The knowledge base at ``url`` (default location when None); None if there is no store.
+def open_kb(url: str | None, *, existing: bool = False) -> KnowledgeBase:
+    """The knowledge base at ``url`` (default location when None).
     With ``existing`` a file named by ``url`` must exist (see ``KnowledgeBase.open``)."""
-    try:
-        from aideploy.knowledge.store import KnowledgeBase  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        if url is not None or required:
-            raise KnowledgeBaseError("the knowledge base store is not available") from None
-        return None
     try:
         return KnowledgeBase.open(url, existing=existing)
     except KnowledgeBaseError:
@@ -42,12 +34,8 @@ def open_kb(url: str | None, *, required: bool = False, existing: bool = False) 
 
 
 def build_ranker(url: str | None) -> Ranker:
-    from aideploy.knowledge.ranker import Ranker
-
     kb = open_kb(url)
-    history: History = kb if kb is not None else ListHistory()
-    rules = RuleSet.from_kb(kb) if kb is not None else RuleSet()
-    return Ranker(history, rules, explore=0.0)
+    return Ranker(kb, RuleSet.from_kb(kb), explore=0.0)
 
 
 def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
@@ -205,7 +193,7 @@ def patterns_add(
         retry_count=retry_count,
     )
     pattern.validate()
-    kb = open_kb(kb_url, required=True)
+    kb = open_kb(kb_url)
     add = getattr(kb, "add_pattern", None)
     if add is None:
         raise KnowledgeBaseError("this knowledge base cannot store patterns")
@@ -230,7 +218,7 @@ def patterns_add(
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 def patterns_list(kb_url: str | None) -> None:
     """List the custom patterns of the knowledge base."""
-    kb = open_kb(kb_url, required=True, existing=True)
+    kb = open_kb(kb_url, existing=True)
     rows_of = getattr(kb, "patterns", None)
     rows = list(rows_of(trusted_only=False)) if rows_of is not None else []
     if not rows:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from aideploy.engine.errors import UsageError
-from aideploy.knowledge.cli_group import learn
+from aideploy.cli.learn import learn
+from aideploy.core.errors import UsageError
+from aideploy.knowledge import html_report
 from aideploy.knowledge.report import TOP_SIGNATURES
 from aideploy.knowledge.store import KnowledgeBase
 
@@ -35,10 +36,6 @@ def write_html_report(
 
     Raises UsageError when matplotlib is not installed.
     """
-    try:
-        from aideploy.knowledge import html_report
-    except ImportError as exc:  # pragma: no cover - a partial install
-        raise UsageError(f"the HTML report needs matplotlib ({exc})") from None
     try:
         return html_report.write_html_report(
             kb, path, since=since, profile=profile, host=host, top=top

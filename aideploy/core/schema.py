@@ -1,7 +1,7 @@
 """Schema building blocks: declared fields (description, default, check) and value checks.
 
 Sections of the configuration are frozen dataclasses whose fields are declared with
-:func:`spec`; :mod:`aideploy.engine.config` validates a file against them and generates the docs.
+:func:`spec`; :mod:`aideploy.services.config` validates a file against them and generates the docs.
 """
 
 from __future__ import annotations

@@ -15,10 +15,8 @@ from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aideploy.engine.errors import ConfigError
-from aideploy.engine.metrics import MetricsSettings
-from aideploy.engine.notify import NotificationSettings
-from aideploy.engine.schema import (
+from aideploy.core.errors import ConfigError
+from aideploy.core.schema import (
     _range,
     check_domain,
     check_hostname,
@@ -27,46 +25,19 @@ from aideploy.engine.schema import (
     check_username,
     spec,
 )
+from aideploy.core.settings import DeploymentSettings, SSHSettings
+from aideploy.engine.metrics import MetricsSettings
+from aideploy.engine.notify import NotificationSettings
+from aideploy.knowledge.rules import (
+    UnsafePatternError,
+    check_pattern_safe,
+    error_class_problem,
+    severity_problem,
+)
 
 T = TypeVar("T")
 
 # -- the schema ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SSHSettings:
-    key_file: Path | None = spec("Private key used when a profile names none.", None, check_path)
-    port: int = spec("SSH port when a profile names none.", 22, _range(1, 65535))
-    timeout: float = spec(
-        "Seconds to wait for the TCP connection and handshake.", 30.0, _range(0.1, 3600)
-    )
-    known_hosts: Path = spec(
-        "known_hosts file used to verify host keys.", Path("~/.ssh/known_hosts"), check_path
-    )
-    accept_new_host_key: bool = spec(
-        "Record the key of a host seen for the first time (like accept-new); changed keys are "
-        "always refused.",
-        False,
-    )
-    keepalive: int = spec("Seconds between keepalive packets (0 = off).", 30, _range(0, 3600))
-    connect_retries: int = spec("Connection attempts before giving up.", 3, _range(1, 20))
-    session_mode: bool = spec(
-        "Keep one remote shell open for the whole deployment instead of a channel per command.",
-        True,
-    )
-
-
-@dataclass(frozen=True)
-class DeploymentSettings:
-    max_retries: int = spec("Recovery attempts per failing step.", 3, _range(0, 20))
-    retry_delay: float = spec(
-        "Base delay (s) of the exponential backoff between attempts.", 5.0, _range(0, 3600)
-    )
-    command_timeout: float = spec("Seconds before a command is stopped.", 300.0, _range(1, 86400))
-    auto_approve: bool = spec("Run high-risk recoveries without asking.", False)
-    auto_recovery: bool = spec("Try recoveries at all (off: the first failure stops).", True)
-    backup_on_failure: bool = spec("Back up files a recovery rewrites before changing them.", True)
-    keep_releases: int = spec("Releases kept on the host.", 5, _range(1, 100))
 
 
 @dataclass(frozen=True)
@@ -109,7 +80,6 @@ class ServerProfile:
 
 def _check_pattern(value: str) -> str | None:
     """A regular expression that compiles and cannot backtrack catastrophically."""
-    from aideploy.knowledge.rules import UnsafePatternError, check_pattern_safe
 
     try:
         check_pattern_safe(value)
@@ -119,13 +89,11 @@ def _check_pattern(value: str) -> str | None:
 
 
 def _check_error_class(value: str) -> str | None:
-    from aideploy.knowledge.rules import error_class_problem
 
     return error_class_problem(value)
 
 
 def _check_severity(value: str) -> str | None:
-    from aideploy.knowledge.rules import severity_problem
 
     return severity_problem(value.lower())  # a file's severity is read in any case
 

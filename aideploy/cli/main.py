@@ -21,20 +21,20 @@ from typing import Any
 import click
 
 from aideploy import __version__
-from aideploy.engine import paths
-from aideploy.engine.config import Config, default_config, load_config, schema_docs
-from aideploy.engine.errors import (
+from aideploy.cli.progress import ConsoleProgress, say
+from aideploy.core import paths
+from aideploy.core.errors import (
     AideployError,
     ConfigError,
     StateError,
     StepFailed,
     UsageError,
 )
+from aideploy.core.redact import MASK, is_secret_key, redact, register_secret
 from aideploy.engine.logs import configure_console
-from aideploy.engine.progress import ConsoleProgress, say
-from aideploy.engine.redact import MASK, is_secret_key, redact, register_secret
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
-from aideploy.engine.target import Target, resolve_target
+from aideploy.services.config import Config, default_config, load_config, schema_docs
+from aideploy.services.target import Target, resolve_target
 
 log = logging.getLogger("aideploy.cli")
 
@@ -147,7 +147,7 @@ def _secret_prompt() -> Callable[[str], str] | None:
 
 
 def _operator(mode: str, progress: ConsoleProgress) -> Any:
-    from aideploy.engine.deploy import Operator
+    from aideploy.services.deploy import Operator
 
     tty = sys.stdin.isatty()
 
@@ -194,7 +194,7 @@ def _finish(state: DeploymentState) -> None:
 
 
 def _run(request: Any, state: DeploymentState, mode: str) -> None:
-    from aideploy.engine import deploy
+    from aideploy.services import deploy
 
     progress = ConsoleProgress(_settings().verbosity)
     if progress.verbosity >= 0:
@@ -276,7 +276,7 @@ def deploy(
         return
     if interactive and auto:
         raise UsageError("--interactive and --auto cannot be used together")
-    from aideploy.engine import deploy as deploy_mod
+    from aideploy.services import deploy as deploy_mod
 
     config = _settings().config()
     target = resolve_target(config, domain=domain, **target_opts)
@@ -339,7 +339,7 @@ def _print_dry_run(plan: Any, target: Target) -> None:
 
 
 def _resume(deployment_id: str, kb: str | None) -> None:
-    from aideploy.engine import deploy as deploy_mod
+    from aideploy.services import deploy as deploy_mod
 
     state = DeploymentState.load(deployment_id)
     if state.status is DeploymentStatus.COMPLETED:
@@ -404,7 +404,7 @@ def rollback(
     """Switch the stack app back to an earlier release and restart it."""
     from aideploy.engine import audit
     from aideploy.engine.runner import Runner
-    from aideploy.engine.target import build_connector
+    from aideploy.services.target import build_connector
     from aideploy.steps.stack.releases import list_releases
     from aideploy.steps.stack.releases import rollback as do_rollback
 
@@ -576,7 +576,7 @@ def _log_line(line: str) -> str:
 def test_connection(target_opts: dict[str, Any]) -> None:
     """Connect, run a trivial command, report latency and the host key fingerprint."""
     from aideploy.engine.runner import Runner
-    from aideploy.engine.target import build_connector
+    from aideploy.services.target import build_connector
 
     config = _settings().config()
     target = resolve_target(config, **target_opts)
@@ -630,7 +630,7 @@ def config_docs() -> None:
 
 
 def _register_learn() -> None:
-    from aideploy.knowledge import cli_group  # its command modules load on first use
+    from aideploy.cli import learn as cli_group  # its command modules load on first use
 
     cli.add_command(cli_group.learn)
 
@@ -639,7 +639,7 @@ _register_learn()
 
 
 def _register_ops() -> None:
-    from aideploy.engine.cli_ops import audit_group, init
+    from aideploy.cli.ops import audit_group, init
 
     cli.add_command(audit_group)
     cli.add_command(init)
@@ -649,7 +649,7 @@ _register_ops()
 
 
 def _register_demo() -> None:
-    from aideploy.engine.cli_demo import demo
+    from aideploy.cli.demo import demo
 
     cli.add_command(demo)
 

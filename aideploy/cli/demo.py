@@ -23,7 +23,7 @@ from pathlib import Path
 import click
 import platformdirs
 
-from aideploy.engine.errors import AideployError, UsageError
+from aideploy.core.errors import AideployError, UsageError
 from aideploy.engine.throwaway import (
     AppRepo,
     ThrowawayHost,
@@ -34,7 +34,7 @@ from aideploy.engine.throwaway import (
 )
 
 #: where the sample app's source sits in a checkout of aideploy
-SAMPLE_APP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
+SAMPLE_APP = Path(__file__).resolve().parents[2] / "examples" / "sampleapp"
 REPO_INSIDE = "/srv/git/sampleapp.git"
 APP_NAME = "sampleapp"
 DOMAIN = "localhost"

@@ -9,20 +9,24 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from aideploy.core.clock import Clock, SystemClock
+from aideploy.core.errors import ConfigError, StepFailed
+from aideploy.core.redact import is_secret_key, register_secret
 from aideploy.engine import audit, metrics, notify
-from aideploy.engine.clock import Clock, SystemClock
-from aideploy.engine.config import Config
 from aideploy.engine.connectors.base import Connector
-from aideploy.engine.errors import ConfigError, StepFailed
 from aideploy.engine.executor import Executor, Progress, Recorder
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
 from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
-from aideploy.engine.redact import is_secret_key, register_secret
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
-from aideploy.engine.target import Target, build_connector
+from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.rules import ErrorPattern, RuleSet
+from aideploy.knowledge.store import KnowledgeBase
+from aideploy.services.config import Config
+from aideploy.services.target import Target, build_connector
+from aideploy.steps.strategies import from_knowledge, registry
 
 log = logging.getLogger("aideploy.deploy")
 
@@ -64,14 +68,11 @@ class DeployRequest:
 
 
 def open_knowledge(kb: str | None) -> Any:
-    from aideploy.knowledge.store import KnowledgeBase
 
     return KnowledgeBase.open(kb)
 
 
 def build_advisor(config: Config, knowledge: Any) -> RecoveryAdvisor:
-    from aideploy.knowledge.ranker import Ranker
-    from aideploy.knowledge.rules import ErrorPattern, RuleSet
 
     rules = RuleSet.from_kb(knowledge)
     for pattern in config.custom_patterns:
@@ -245,7 +246,6 @@ def _after_failure(plan: Plan, ctx: StepContext) -> None:
 
 def _strategies(knowledge: Any) -> dict[str, Any]:
     """Built-in and plugin strategies, and the command strategies the KB has that are trusted."""
-    from aideploy.steps.strategies import from_knowledge, registry
 
     found = registry()
     found.update((s.name, s) for s in from_knowledge(knowledge.strategies(), known=found))

@@ -1,0 +1,1 @@
+"""The command line: one click group, a module per command group."""

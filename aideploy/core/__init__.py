@@ -1,0 +1,1 @@
+"""Core values: results, failures, settings, errors, time and redaction (the lowest floor)."""

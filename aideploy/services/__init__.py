@@ -1,0 +1,1 @@
+"""Application services: deploy, resume, rollback, configuration and target resolution."""
