@@ -241,7 +241,7 @@ def test_settings_validate_like_config_sections() -> None:
 
 
 def test_the_rollback_command_notifies(server: Recorder) -> None:
-    from aideploy.cli.main import _notify_rollback
+    from aideploy.cli.deploy import _notify_rollback
     from aideploy.services.config import parse_config
 
     config = parse_config({"notifications": {"slack_webhook_url": server.url, "timeout": 2.0}})

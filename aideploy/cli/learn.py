@@ -1,50 +1,29 @@
-"""The ``aideploy learn`` command group; command modules attach themselves to it.
+"""The ``aideploy learn`` command group: the knowledge base, the ranker, reports.
 
-The modules holding the commands (and SQLAlchemy, scikit-learn behind them) are imported only
-when a ``learn`` command is looked up, so ``aideploy deploy``/``status``/``list`` do not pay for
-them at start-up.
+Its commands live in :mod:`aideploy.cli.learn_store`, :mod:`aideploy.cli.learn_ranker` and
+:mod:`aideploy.cli.learn_html`, imported the first time one is looked up.
 """
 
 from __future__ import annotations
 
-import importlib
-import logging
-
 import click
 
-log = logging.getLogger(__name__)
+from aideploy.cli.lazy import LazyGroup
 
-COMMAND_MODULES = (
-    "aideploy.cli.learn_store",
-    "aideploy.cli.learn_ranker",
-    "aideploy.cli.learn_html",
-)
-
-
-class _LazyGroup(click.Group):
-    """A group whose command modules are imported the first time a command is looked up."""
-
-    _loaded = False
-
-    def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
-        for module in COMMAND_MODULES:
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:  # a partial install must still run deploys
-                log.debug("learn commands from %s unavailable: %s", module, exc)
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        self._load()
-        return super().list_commands(ctx)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        self._load()
-        return super().get_command(ctx, cmd_name)
+COMMANDS = {
+    "report": "aideploy.cli.learn_store:report_cmd",
+    "signatures": "aideploy.cli.learn_store:signatures_cmd",
+    "strategies": "aideploy.cli.learn_store:strategies_cmd",
+    "export": "aideploy.cli.learn_store:export_cmd",
+    "import": "aideploy.cli.learn_store:import_cmd",
+    "trust": "aideploy.cli.learn_store:trust_cmd",
+    "classify": "aideploy.cli.learn_ranker:classify",
+    "explain": "aideploy.cli.learn_ranker:explain",
+    "patterns": "aideploy.cli.learn_ranker:patterns",
+    "report-html": "aideploy.cli.learn_html:report_html_cmd",
+}
 
 
-@click.group("learn", cls=_LazyGroup)
+@click.group("learn", cls=LazyGroup, lazy=COMMANDS)
 def learn() -> None:
     """The knowledge base: what failed, what fixed it, and what to try next."""

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import click
 
-from aideploy.cli.learn import learn
 from aideploy.core.errors import UsageError
 from aideploy.knowledge import html_report
 from aideploy.knowledge.report import TOP_SIGNATURES
@@ -46,7 +45,7 @@ def write_html_report(
         ) from None
 
 
-@learn.command("report-html")
+@click.command("report-html")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
 @click.option("--kb", "kb_url", metavar="PATH_OR_URL", default=None, help=KB_HELP)
 @click.option("--since", metavar="DATE", help="Only what happened on or after DATE (YYYY-MM-DD).")

@@ -9,7 +9,6 @@ from typing import Any, TextIO
 
 import click
 
-from aideploy.cli.learn import learn
 from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
 from aideploy.core.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES
@@ -51,7 +50,7 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
         yield str(item.get("id", n)), item["text"]
 
 
-@learn.command("classify")
+@click.command("classify")
 @click.option(
     "--input",
     "input_file",
@@ -111,7 +110,7 @@ def classify(input_file: TextIO | None, fmt: str, kb_url: str | None) -> None:
     click.echo(tabulate(table, headers=["id", "class", "score", "first strategy", "signature"]))
 
 
-@learn.command("explain")
+@click.command("explain")
 @click.argument("source", default="-", type=click.File("r", encoding="utf-8", errors="replace"))
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 @click.option("--step", default="", help="Deployment step the error came from (context).")
@@ -158,7 +157,7 @@ def explain(source: TextIO, kb_url: str | None, step: str) -> None:
     click.echo("\n".join(out))
 
 
-@learn.group("patterns")
+@click.group("patterns")
 def patterns() -> None:
     """Custom error patterns (regex -> error class -> recovery strategy)."""
 

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 import click
 from tabulate import tabulate
 
-from aideploy.cli.learn import learn
 from aideploy.core.errors import UsageError
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
@@ -84,7 +83,7 @@ def _rows_out(rows: list[dict[str, Any]], fmt: str) -> str:
     )
 
 
-@learn.command("report")
+@click.command("report")
 @kb_option
 @format_option
 @click.option("--since", metavar="DATE", help="Only what happened on or after DATE (YYYY-MM-DD).")
@@ -123,7 +122,7 @@ def report_cmd(
     click.echo(render(report, fmt))
 
 
-@learn.command("signatures")
+@click.command("signatures")
 @kb_option
 @format_option
 @click.option("--limit", default=50, show_default=True, help="How many signatures to list.")
@@ -149,7 +148,7 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@learn.command("strategies")
+@click.command("strategies")
 @kb_option
 @format_option
 def strategies_cmd(kb_url: str | None, fmt: str) -> None:
@@ -182,7 +181,7 @@ def strategies_cmd(kb_url: str | None, fmt: str) -> None:
     click.echo(_rows_out(rows, fmt))
 
 
-@learn.command("export")
+@click.command("export")
 @kb_option
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -202,7 +201,7 @@ def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
     click.echo(f"exported {count} records to {file}", err=True)
 
 
-@learn.command("import")
+@click.command("import")
 @kb_option
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
@@ -247,7 +246,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
         )
 
 
-@learn.command("trust")
+@click.command("trust")
 @kb_option
 @click.argument("name")
 def trust_cmd(kb_url: str | None, name: str) -> None:

@@ -1,0 +1,335 @@
+"""``aideploy deploy | resume | rollback``: run a plan, continue one, go back a release."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from aideploy.cli.context import secret_prompt, settings, target_options
+from aideploy.cli.progress import ConsoleProgress, say
+from aideploy.core.errors import (
+    AideployError,
+    StateError,
+    StepFailed,
+    UsageError,
+)
+from aideploy.core.redact import MASK, is_secret_key, redact, register_secret
+from aideploy.engine import audit, notify
+from aideploy.engine.runner import Runner
+from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
+from aideploy.services import deploy as deploy_service
+from aideploy.services.config import Config
+from aideploy.services.deploy import Operator
+from aideploy.services.target import Target, build_connector, resolve_target
+from aideploy.steps.stack.releases import list_releases
+from aideploy.steps.stack.releases import rollback as do_rollback
+
+
+def _operator(mode: str, progress: ConsoleProgress) -> Any:
+
+    tty = sys.stdin.isatty()
+
+    def approve(question: str) -> bool:
+        if mode == "auto" or not tty:
+            say(f"      not approved (no one to ask): {question}", fg="yellow")
+            return False
+        return click.confirm(question, default=False)
+
+    def ask_prompt(text: str) -> str | None:
+        click.echo(f"\n[command waits for input] {text}")
+        answer = click.prompt("answer (empty: leave it waiting)", default="", show_default=False)
+        return str(answer) or None
+
+    return Operator(
+        approve=approve,
+        ask_secret=secret_prompt(),
+        ask_prompt=ask_prompt if mode == "interactive" else None,
+        on_line=progress.line,
+        on_command=progress.on_command,
+        progress=progress,
+    )
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE")
+        if is_secret_key(key):
+            register_secret(value)  # masked in output; stored as *** (prefer --secret-env)
+        out[key] = value
+    return out
+
+
+def _finish(state: DeploymentState) -> None:
+    if state.status is DeploymentStatus.COMPLETED:
+        say(
+            f"Deployment {state.deployment_id} completed ({state.total_steps} steps, "
+            f"{state.error_count} errors recovered).",
+            fg="green",
+        )
+
+
+def _run(request: Any, state: DeploymentState, mode: str) -> None:
+
+    progress = ConsoleProgress(settings().verbosity)
+    if progress.verbosity >= 0:
+        say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
+    try:
+        final = deploy_service.run(request, state, _operator(mode, progress))
+    except StepFailed as exc:
+        say(
+            f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}",
+            fg="red",
+            err=True,
+        )
+        say(f"Resume with: aideploy resume {state.deployment_id}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    _finish(final)
+
+
+@click.command()
+@target_options()
+@click.option("--domain", help="Domain the app is served on.")
+@click.option(
+    "--plan",
+    "plan_spec",
+    default="example",
+    show_default=True,
+    help="Built-in plan name, module:attribute, or a .toml plan file.",
+)
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plan variable (passed to commands as an environment variable).",
+)
+@click.option(
+    "--secret-env",
+    "secret_env",
+    multiple=True,
+    metavar="NAME",
+    help="Plan variable whose value is read from this environment variable at run "
+    "(and resume) time; it is masked in output and never stored.",
+)
+@click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
+@click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
+@click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
+@click.option(
+    "--yes",
+    "assume_yes",
+    is_flag=True,
+    help="Confirm a deploy to a protected profile without typing its name (for CI).",
+)
+@click.option(
+    "--kb",
+    metavar="PATH_OR_URL",
+    envvar="AIDEPLOY_KB",
+    help="Knowledge base (SQLite path or SQLAlchemy URL).",
+)
+@click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
+@click.option("--deployment-id", help="With --resume: the deployment to continue.")
+def deploy(
+    target_opts: dict[str, Any],
+    domain: str | None,
+    plan_spec: str,
+    sets: tuple[str, ...],
+    secret_env: tuple[str, ...],
+    interactive: bool,
+    auto: bool,
+    dry_run: bool,
+    assume_yes: bool,
+    kb: str | None,
+    resume_flag: bool,
+    deployment_id: str | None,
+) -> None:
+    """Run a deployment plan against a server (or this machine with --local)."""
+    if resume_flag:
+        if not deployment_id:
+            raise UsageError("--resume needs --deployment-id ID")
+        _resume(deployment_id, kb)
+        return
+    if interactive and auto:
+        raise UsageError("--interactive and --auto cannot be used together")
+
+    config = settings().config()
+    target = resolve_target(config, domain=domain, **target_opts)
+    profile = target_opts.get("profile")
+    env = _parse_sets(sets)
+    if target.domain:
+        env.setdefault("DOMAIN", target.domain)
+    mode = "interactive" if interactive else ("auto" if auto else "default")
+    if profile:
+        _guard_protected(config, profile, auto, assume_yes)
+    request = deploy_service.DeployRequest(
+        plan_spec=plan_spec,
+        target=target,
+        config=config,
+        env=env,
+        kb=kb,
+        mode=mode,
+        secret_env=tuple(secret_env),
+    )
+    if dry_run:
+        plan = deploy_service.prepare_plan(plan_spec, env, "<deployment-id>")
+        _print_dry_run(plan, target)
+        return
+    plan = deploy_service.prepare_plan(plan_spec, env, "dry")  # validates the plan before any state
+    request.secrets()  # and every --secret-env is set
+    state = deploy_service.new_state(request, plan)
+    state.save()
+    _run(request, state, mode)
+
+
+def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool = False) -> None:
+    prof = config.profile(profile)
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    if prof.allowed_users and user not in prof.allowed_users:
+        raise UsageError(f"profile {profile!r}: local user {user!r} may not deploy to it")
+    if prof.protected and not assume_yes:
+        if auto or not sys.stdin.isatty():
+            raise UsageError(
+                f"profile {profile!r} is protected: run interactively to confirm, or pass --yes"
+            )
+        typed = click.prompt(f"Profile {profile!r} is protected. Type its name to deploy")
+        if typed != profile:
+            raise UsageError("confirmation did not match; nothing was deployed")
+
+
+def _print_dry_run(plan: Any, target: Target) -> None:
+    click.echo(f"Dry run: plan {plan.name} -> {target.describe()} (nothing is run)")
+    for key, value in sorted(plan.env.items()):
+        click.echo(f"  env {key}={MASK if is_secret_key(key) else redact(value)}")
+    for index, step in enumerate(plan.steps, 1):
+        click.echo(f"[{index}/{len(plan.steps)}] {step.name}: {step.description}")
+        if isinstance(step.check, str):
+            click.echo(f"    skip if: {step.check}")
+        for command in step.commands:
+            click.echo(f"    run: {command}")
+        if step.work is not None:
+            click.echo(f"    run: <python {getattr(step.work, '__name__', 'work')}>")
+        if isinstance(step.verify, str):
+            click.echo(f"    verify: {step.verify}")
+
+
+def _resume(deployment_id: str, kb: str | None) -> None:
+
+    state = DeploymentState.load(deployment_id)
+    if state.status is DeploymentStatus.COMPLETED:
+        say(f"Deployment {deployment_id} already completed; nothing to resume.")
+        return
+    if state.owner_alive():
+        raise StateError(
+            f"deployment {deployment_id} is still running (pid {state.owner.get('pid')})"
+        )
+    opts = state.options
+    target = Target.from_state(opts.get("target", {}))
+    request = deploy_service.DeployRequest(
+        plan_spec=str(opts.get("plan_spec", state.plan)),
+        target=target,
+        config=settings().config(),
+        env=dict(opts.get("env", {})),
+        kb=kb if kb is not None else opts.get("kb"),
+        mode=str(opts.get("mode", "default")),
+        secret_env=tuple(opts.get("secret_env", ())),
+    )
+    index = state.first_unfinished()
+    say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
+    _run(request, state, request.mode)
+
+
+@click.command()
+@click.argument("deployment_id")
+@click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB", help="Knowledge base.")
+def resume(deployment_id: str, kb: str | None) -> None:
+    """Continue a deployment from its first unfinished step."""
+    _resume(deployment_id, kb)
+
+
+@click.command()
+@target_options()
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Stack plan variable (APP_NAME, APP_ROOT, DB_PORT...), as given to deploy.",
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="RELEASE",
+    help="Release to switch to (default: the previous verified one).",
+)
+@click.option(
+    "--with-database",
+    is_flag=True,
+    help="Also restore the database dump taken before the live release migrated.",
+)
+@click.option("--list", "list_only", is_flag=True, help="List the releases; change nothing.")
+def rollback(
+    target_opts: dict[str, Any],
+    sets: tuple[str, ...],
+    to: str | None,
+    with_database: bool,
+    list_only: bool,
+) -> None:
+    """Switch the stack app back to an earlier release and restart it."""
+
+    config = settings().config()
+    target = resolve_target(config, **target_opts)
+    plan_vars = _parse_sets(sets)
+    connector = build_connector(
+        target,
+        session=False,
+        ask_secret=secret_prompt(),
+    )
+    connector.connect()
+    try:
+        runner = Runner(connector, timeout=config.deployment.command_timeout)
+        if list_only:
+            for release in list_releases(runner, **plan_vars):
+                flags = ",".join(
+                    f for f, on in (("live", release.live), ("verified", release.verified)) if on
+                )
+                click.echo(f"{release.name}  {flags or '-'}  {release.commit}")
+            return
+        try:
+            result = do_rollback(runner, to=to, with_database=with_database, **plan_vars)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    finally:
+        connector.close()
+    _notify_rollback(config, target.describe(), result.ok, to, result.tail(2))
+    audit.try_record(
+        "rollback",
+        result="ok" if result.ok else "failed",
+        target=target.describe(),
+        details={"to": to, "with_database": with_database},
+    )
+    if not result.ok:
+        raise AideployError(f"rollback failed: {result.tail(3)}")
+    click.echo(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "rolled back")
+
+
+def _notify_rollback(config: Config, target: str, ok: bool, to: str | None, tail: str) -> None:
+
+    state = DeploymentState(
+        deployment_id=new_deployment_id(),
+        plan="rollback",
+        status=DeploymentStatus.COMPLETED if ok else DeploymentStatus.FAILED,
+        current_step=1,
+        total_steps=1,
+        server_info={"hostname": target},
+        reason=(
+            f"rolled back to {to or 'the previous release'}" if ok else f"rollback failed: {tail}"
+        ),
+    )
+    notifier = notify.Notifier(config.notifications)
+    notifier.rolled_back(state, target)
+    notifier.close()
