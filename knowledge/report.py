@@ -27,9 +27,10 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import (
     ColumnElement,
@@ -46,8 +47,24 @@ from tabulate import tabulate
 from aideploy.core.errors import UsageError
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 
-if TYPE_CHECKING:
-    from aideploy.knowledge.store import KnowledgeBase, StrategyStats
+
+class ReadableStore(Protocol):
+    """What a report needs of a knowledge base: a read-only connection."""
+
+    def reading(self) -> AbstractContextManager[Connection]: ...
+
+
+@dataclass(frozen=True)
+class StrategyStats:
+    """One strategy's record: attempts, weighted success rate, mean time to recovery."""
+
+    strategy: str
+    attempts: int
+    weighted_attempts: float
+    weighted_recovered: float
+    success_rate: float
+    mean_time_to_recovery: float | None
+
 
 FORMATS = ("table", "json", "csv")
 TOP_SIGNATURES = 15
@@ -253,8 +270,6 @@ def _pair_rows(conn: Connection, f: Filters) -> list[tuple[Any, ...]]:
 
 
 def _strategy_stats(pairs: list[tuple[Any, ...]]) -> list[StrategyStats]:
-    from aideploy.knowledge.store import StrategyStats
-
     tallies: dict[str, _Tally] = {}
     for row in pairs:
         tally = tallies.get(row[1])
@@ -479,7 +494,7 @@ def _tried(classes: dict[int, str], pairs: list[tuple[Any, ...]]) -> dict[str, l
 
 
 def build_report(
-    kb: KnowledgeBase, filters: Filters | None = None, *, top: int = TOP_SIGNATURES
+    kb: ReadableStore, filters: Filters | None = None, *, top: int = TOP_SIGNATURES
 ) -> Report:
     """Run every report query in one read transaction."""
     f = filters or Filters()

@@ -49,6 +49,7 @@ from aideploy.knowledge.models import (
     StrategyRow,
     utcnow,
 )
+from aideploy.knowledge.report import StrategyStats, strategy_table
 from aideploy.knowledge.signature import signature_of
 
 OUTCOMES = tuple(o.value for o in Outcome)
@@ -169,16 +170,6 @@ class PatternInfo:
     @property
     def recovery(self) -> str:
         return self.strategy
-
-
-@dataclass(frozen=True)
-class StrategyStats:
-    strategy: str
-    attempts: int
-    weighted_attempts: float
-    weighted_recovered: float
-    success_rate: float
-    mean_time_to_recovery: float | None
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -581,8 +572,6 @@ class KnowledgeBase:
 
     def strategy_stats(self) -> list[StrategyStats]:
         """Per strategy: attempts, weighted success rate, mean time to recovery."""
-        from aideploy.knowledge.report import strategy_table
-
         with self.reading() as conn:
             return strategy_table(conn)
 

@@ -103,3 +103,66 @@ def test_example_deploy_over_ssh_session(tmp_path: Path, sshd: SSHServer) -> Non
     state = json.loads(state_files[0].read_text())
     assert state["server_info"]["hostname"] == sshd.host
     assert state["options"]["target"]["session_mode"] is True
+
+
+def _ssh_home(tmp_path: Path, sshd: SSHServer, alias: str) -> dict[str, str]:
+    """A HOME whose ~/.ssh/config names the test sshd by ``alias`` (port, user, key) and whose
+    ~/.ssh/known_hosts holds its keys; nothing on the command line says any of it."""
+    home = tmp_path / "user-home"
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(parents=True, mode=0o700)
+    (ssh_dir / "config").write_text(
+        f"Host {alias}\n"
+        f"    HostName {sshd.host}\n"
+        f"    Port {sshd.port}\n"
+        f"    User {sshd.user}\n"
+        f"    IdentityFile {sshd.client_key}\n"
+    )
+    (ssh_dir / "known_hosts").write_text(sshd.known_hosts_lines())
+    return {"HOME": str(home), "SSH_AUTH_SOCK": ""}
+
+
+def test_ssh_config_port_user_and_key_are_honoured_without_flags(
+    tmp_path: Path, sshd: SSHServer
+) -> None:
+    env = _ssh_home(tmp_path, sshd, "appserver")
+    proc = run_cli(tmp_path, "test-connection", "--server", "appserver", env=env, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert sshd.host_key_fingerprint in proc.stdout
+
+    site = tmp_path / "remote-site"
+    deployed = run_cli(
+        tmp_path,
+        "deploy",
+        "--server",
+        "appserver",
+        "--set",
+        f"SITE_ROOT={site}",
+        "--kb",
+        str(tmp_path / "kb.sqlite"),
+        env=env,
+        timeout=240,
+    )
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert (site / "current" / "index.html").is_file()
+    (state_file,) = (tmp_path / "home" / "deployments").glob("*.json")
+    target = json.loads(state_file.read_text())["options"]["target"]
+    assert (target["port"], target["username"]) == (sshd.port, sshd.user)
+
+
+def test_a_port_flag_wins_over_ssh_config(tmp_path: Path, sshd: SSHServer) -> None:
+    env = _ssh_home(tmp_path, sshd, "appserver")
+    closed = _closed_port()
+    proc = run_cli(
+        tmp_path, "test-connection", "--server", "appserver", "--port", str(closed), env=env
+    )
+    assert proc.returncode != 0
+    assert f":{closed}" in proc.stderr, proc.stderr
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -62,7 +62,9 @@ class Specs:
 @dataclass(frozen=True)
 class ServerProfile:
     hostname: str = spec("Host name or IP address of the server.", check=check_hostname)
-    username: str = spec("Remote user to log in as.", "root", check_username)
+    username: str | None = spec(
+        "Remote user to log in as (unset: ~/.ssh/config's User, then root).", None, check_username
+    )
     domain: str | None = spec("Public domain the app is served on.", None, check_domain)
     port: int | None = spec("SSH port (default: ssh.port).", None, _range(1, 65535))
     key_file: Path | None = spec(

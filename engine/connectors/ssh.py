@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import paramiko
 
@@ -34,14 +34,15 @@ from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import (
     AuthenticationError,
     CommandError,
-    ConfigError,
     ConnectError,
     ConnectionRefusedError_,
     ConnectTimeoutError,
     DNSError,
 )
+from aideploy.core.settings import SSH_DEFAULTS
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.connectors.session import export_prefix, group_kill_command
+from aideploy.engine.connectors.ssh_config import read_ssh_config
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
 
 PassphraseCallback = Callable[[str], str | None]
@@ -181,24 +182,24 @@ class SSHConnector(Connector):
         key_filename: str | Path | Sequence[str | Path] | None = None,
         password: str | None = None,
         passphrase_callback: PassphraseCallback | None = None,
-        known_hosts: Path | str = Path("~/.ssh/known_hosts"),
-        accept_new_host_key: bool = False,
-        ssh_config: Path | str | None = Path("~/.ssh/config"),
-        connect_timeout: float = 10.0,
-        keepalive: int = 30,
-        connect_retries: int = 3,
+        known_hosts: Path | str = SSH_DEFAULTS.known_hosts,
+        accept_new_host_key: bool = SSH_DEFAULTS.accept_new_host_key,
+        ssh_config: Path | str | None = SSH_DEFAULTS.ssh_config,
+        connect_timeout: float = SSH_DEFAULTS.connect_timeout,
+        keepalive: int = SSH_DEFAULTS.keepalive,
+        connect_retries: int = SSH_DEFAULTS.connect_retries,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
         use_agent: bool = True,
         look_for_keys: bool = True,
         proxy_jump: str | None = None,
     ) -> None:
-        config = _lookup_config(ssh_config, hostname)
+        config = read_ssh_config(ssh_config, hostname)
         self.alias = hostname
-        self.hostname = str(config.get("hostname", hostname))
+        self.hostname = config.hostname or hostname
         self.host = self.alias
-        self.port = port if port is not None else int(config.get("port", 22))
-        self.username = username or config.get("user") or getpass.getuser()
+        self.port = port if port is not None else (config.port or SSH_DEFAULTS.port)
+        self.username = username or config.user or getpass.getuser()
         if key_filename is None:
             keys: list[str] = []
         elif isinstance(key_filename, str | Path):
@@ -206,9 +207,7 @@ class SSHConnector(Connector):
         else:
             keys = [str(k) for k in key_filename]
         self.key_filenames = [os.path.expanduser(k) for k in keys]
-        self.config_identity_files = [
-            os.path.expanduser(str(k)) for k in config.get("identityfile", [])
-        ]
+        self.config_identity_files = list(config.identity_files)
         self.password = password
         self.passphrase_callback = passphrase_callback
         self.known_hosts = KnownHosts(known_hosts)
@@ -221,8 +220,8 @@ class SSHConnector(Connector):
         self.clock = clock or SystemClock()
         self.use_agent = use_agent
         self.look_for_keys = look_for_keys
-        jump = proxy_jump if proxy_jump is not None else config.get("proxyjump")
-        self.proxy_jump = None if not jump or str(jump).lower() == "none" else str(jump)
+        jump = proxy_jump if proxy_jump is not None else config.proxy_jump
+        self.proxy_jump = None if not jump or jump.lower() == "none" else jump
         self.host_key_fingerprint: str | None = None
         self.host_key_type: str | None = None
         self._transport: paramiko.Transport | None = None
@@ -545,19 +544,6 @@ def _constant(key: paramiko.PKey) -> Callable[[], paramiko.PKey | None]:
 
 class _KeySkipped(Exception):
     """A key file that could not be offered (the message says why)."""
-
-
-def _lookup_config(path: Path | str | None, hostname: str) -> dict[str, Any]:
-    if path is None:
-        return {}
-    expanded = Path(os.path.expanduser(str(path)))
-    if not expanded.is_file():
-        return {}
-    try:
-        config = paramiko.SSHConfig.from_path(str(expanded))
-        return dict(config.lookup(hostname))
-    except (OSError, paramiko.SSHException, ValueError) as exc:
-        raise ConfigError(f"cannot read ssh config {expanded}: {exc}") from exc
 
 
 def _parse_jump(spec: str) -> tuple[str | None, str, int | None]:
