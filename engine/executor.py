@@ -10,9 +10,8 @@ a failed step can never end in "completed".
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 from aideploy.core.backoff import Backoff
 from aideploy.core.clock import Clock, SystemClock
@@ -21,75 +20,37 @@ from aideploy.core.errors import (
     RecoveryExhausted,
     StepFailed,
 )
+from aideploy.core.events import (
+    AttemptDecided,
+    DeploymentEnded,
+    DeploymentStarted,
+    ErrorDetected,
+    EventBus,
+    EventSink,
+    RecoveryStarted,
+    StepDone,
+    StepRan,
+    StepSkipped,
+    StepStarted,
+)
 from aideploy.core.recovery import Candidate, Failure, Outcome, Risk, outcome_context
 from aideploy.core.result import Result
 from aideploy.core.settings import DeploymentSettings
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.logs import current_step
 from aideploy.engine.plan import Check, Plan, Step, StepContext
-from aideploy.engine.recovery import RecoveryAdvisor, Strategy, StrategyContext
+from aideploy.engine.recovery import AdvisorLearner, RecoveryAdvisor, Strategy, StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import (
     DeploymentState,
     DeploymentStatus,
+    Incident,
     StepState,
     StepStatus,
     now_iso,
 )
 
 log = logging.getLogger("aideploy.executor")
-
-
-#: how a final state is named in the knowledge base (its reports count "succeeded")
-KB_STATUS = {
-    DeploymentStatus.COMPLETED: "succeeded",
-    DeploymentStatus.FAILED: "failed",
-    DeploymentStatus.PAUSED: "paused",
-    DeploymentStatus.RUNNING: "running",
-    DeploymentStatus.PENDING: "pending",
-}
-
-
-class Recorder(Protocol):
-    """Where outcomes go as they happen (the knowledge base)."""
-
-    def start_deployment(
-        self, deployment_id: str, profile: str | None, host: str, plan: str
-    ) -> None: ...
-
-    def finish_deployment(self, deployment_id: str, status: str) -> None: ...
-
-    def record_step_run(
-        self,
-        deployment_id: str,
-        step: str,
-        attempt: int,
-        exit_code: int | None,
-        duration: float,
-        output_tail: str,
-        timed_out: bool,
-    ) -> None: ...
-
-    def record_attempt(
-        self,
-        deployment_id: str | None,
-        signature_text: str,
-        error_class: str,
-        strategy: str,
-        step: str,
-        outcome: str,
-        duration: float,
-        decided_by: str,
-        context: Mapping[str, Any] | None = None,
-    ) -> None: ...
-
-
-class Progress(Protocol):
-    def __call__(self, event: str, **data: Any) -> None: ...
-
-
-def _no_progress(event: str, **data: Any) -> None:
-    return None
 
 
 @dataclass
@@ -104,11 +65,12 @@ class Executor:
     clock: Clock = field(default_factory=SystemClock)
     backoff: Backoff | None = None
     approve: Callable[[str], bool] = lambda question: False
-    recorder: Recorder | None = None
-    progress: Progress = _no_progress
+    #: where events go besides the advisor (knowledge base, progress display...)
+    sinks: Sequence[EventSink] = ()
     context: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.events = EventBus([AdvisorLearner(self.advisor), *self.sinks])
         self._proposed: dict[str, Candidate] = {}  # every candidate seen for the current step
         if self.backoff is None:
             self.backoff = Backoff(base=self.settings.retry_delay, cap=60.0)
@@ -127,12 +89,10 @@ class Executor:
         state.end_time = None
         state.claim()
         state.save()
-        self._record(
-            "start_deployment",
-            state.deployment_id,
-            state.profile,
-            self.connector.host,
-            self.plan.name,
+        self.events.publish(
+            DeploymentStarted(
+                state.deployment_id, self.plan.name, self.connector.host, state.profile
+            )
         )
         try:
             for index in range(start, len(self.plan.steps)):
@@ -166,8 +126,7 @@ class Executor:
                     step_state.ended_at = state.end_time
         state.owner = {}
         state.save()
-        self._record("finish_deployment", state.deployment_id, KB_STATUS[status])
-        self.progress("deployment_end", status=status.value, reason=reason)
+        self.events.publish(DeploymentEnded(state.deployment_id, status.value, reason))
 
     # -- one step --------------------------------------------------------------------------
 
@@ -197,17 +156,19 @@ class Executor:
                 step.description,
                 extra={"event": "step_start"},
             )
-            self.progress(
-                "step_start",
-                index=index + 1,
-                total=len(self.plan.steps),
-                name=step.name,
-                description=step.description,
+            self.events.publish(
+                StepStarted(
+                    state.deployment_id,
+                    step.name,
+                    index + 1,
+                    len(self.plan.steps),
+                    step.description,
+                )
             )
             if step.check is not None and self._check(step.check, step):
                 log.info("step %s already done, skipped", step.name)
                 self._step_done(step_state, StepStatus.SKIPPED)
-                self.progress("step_skip", name=step.name)
+                self.events.publish(StepSkipped(state.deployment_id, step.name))
                 return
             self._attempt_until_done(step, step_state)
             self._step_done(step_state, StepStatus.DONE)
@@ -218,7 +179,7 @@ class Executor:
                 "" if step_state.attempts == 1 else "s",
                 extra={"event": "step_done"},
             )
-            self.progress("step_done", name=step.name, attempts=step_state.attempts)
+            self.events.publish(StepDone(state.deployment_id, step.name, step_state.attempts))
         finally:
             current_step.reset(token)
 
@@ -270,15 +231,8 @@ class Executor:
             attempts_here += 1
             step_state.attempts += 1
             result = self._execute(step)
-            self._record(
-                "record_step_run",
-                self.state.deployment_id,
-                step.name,
-                step_state.attempts,
-                result.exit_code,
-                result.duration,
-                result.tail(40),
-                result.timed_out,
+            self.events.publish(
+                StepRan(self.state.deployment_id, step.name, step_state.attempts, result)
             )
             if pending is not None:
                 failure, candidate, duration = pending
@@ -291,6 +245,7 @@ class Executor:
                 return
             failure = self.advisor.detect(step.name, result)
             step_state.error_class = failure.error_class
+            step_state.history.append(Incident("error", error_class=failure.error_class))
             self.state.error_count += 1
             self.state.save()
             log.error(
@@ -302,9 +257,7 @@ class Executor:
                 failure.error_class,
                 extra={"event": "error", "error_class": failure.error_class},
             )
-            self.progress(
-                "error", name=step.name, error_class=failure.error_class, tail=result.tail(3)
-            )
+            self.events.publish(ErrorDetected(self.state.deployment_id, failure))
             if not self.settings.auto_recovery:
                 raise StepFailed(self._reason(step, failure, "automatic recovery is off"))
             if attempts_here >= max_attempts:
@@ -352,8 +305,10 @@ class Executor:
                 candidate.why,
                 extra={"event": "recovery", "strategy": candidate.strategy},
             )
-            self.progress(
-                "recovery", name=step.name, strategy=candidate.strategy, why=candidate.why
+            self.events.publish(
+                RecoveryStarted(
+                    self.state.deployment_id, step.name, candidate.strategy, candidate.why
+                )
             )
             applied = self._apply(strategy, failure)
             duration = self.clock.now() - started
@@ -434,35 +389,18 @@ class Executor:
             outcome.value,
             extra={"event": "outcome", "strategy": candidate.strategy, "outcome": outcome.value},
         )
-        self.progress("outcome", strategy=candidate.strategy, outcome=outcome.value)
-        self.advisor.record(
-            failure,
-            candidate.strategy,
-            outcome,
-            duration=duration,
-            decided_by=candidate.decided_by,
-            deployment_id=self.state.deployment_id,
+        self.state.step(failure.step).history.append(
+            Incident("outcome", strategy=candidate.strategy, outcome=outcome.value)
         )
-        context = {**self.context, **outcome_context(failure)}
-        del context["step"]  # stored in a column of its own
-        self._record(
-            "record_attempt",
-            self.state.deployment_id,
-            failure.signature,
-            failure.error_class,
-            candidate.strategy,
-            failure.step,
-            outcome.value,
-            duration,
-            candidate.decided_by,
-            context,
+        self.state.save()
+        self.events.publish(
+            AttemptDecided(
+                self.state.deployment_id,
+                failure,
+                candidate.strategy,
+                outcome,
+                duration,
+                candidate.decided_by,
+                {**self.context, **outcome_context(failure)},
+            )
         )
-
-    def _record(self, method: str, *args: Any) -> None:
-        """Knowledge-base writes never stop a deployment; a failure is logged loudly."""
-        if self.recorder is None:
-            return
-        try:
-            getattr(self.recorder, method)(*args)
-        except Exception as exc:
-            log.error("knowledge base: %s failed: %s", method, exc)

@@ -1,7 +1,8 @@
 """Prometheus metrics: a node_exporter textfile written after each deploy, and a live endpoint.
 
-Everything is computed from what aideploy already keeps (saved deployment states and the JSON
-lines logs under ``$AIDEPLOY_HOME``), at collection time: the textfile after a deploy and every
+Everything is computed from what aideploy already keeps, the saved deployment states under
+``$AIDEPLOY_HOME`` (each step's history of errors and recovery outcomes is recorded there by the
+executor as it publishes them), at collection time: the textfile after a deploy and every
 scrape of the HTTP endpoint see the same numbers, and a missed write loses nothing. The official
 client library does the exposition (its own :class:`CollectorRegistry`, ``write_to_textfile``,
 which writes atomically, and ``start_http_server``).
@@ -12,7 +13,6 @@ Families (all prefixed ``aideploy_``) are listed in :data:`FAMILIES`; the Grafan
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -21,7 +21,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 from prometheus_client.metrics_core import (
@@ -35,7 +34,13 @@ from prometheus_client.utils import floatToGoString
 
 from aideploy.core import paths
 from aideploy.core.schema import _range, check_hostname, check_path, spec
-from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, list_states
+from aideploy.engine.state import (
+    DeploymentState,
+    DeploymentStatus,
+    Incident,
+    StepStatus,
+    list_states,
+)
 
 log = logging.getLogger("aideploy.metrics")
 
@@ -107,56 +112,31 @@ def _seconds(iso: str | None) -> float | None:
         return None
 
 
-def _log_events(deployment_id: str) -> list[dict[str, Any]] | None:
-    path = paths.logs_dir() / f"{deployment_id}.jsonl"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return None
-    events = []
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written right now
-        if isinstance(event, dict) and event.get("event") in ("error", "outcome"):
-            events.append(event)
-    return events
-
-
-def _outcome(event: dict[str, Any]) -> str:
-    if event.get("outcome"):
-        return str(event["outcome"])
-    # older logs: the executor's message "recovery <strategy> for <class>: <outcome>"
-    return str(event.get("message", "")).rsplit(":", 1)[-1].strip() or "unknown"
-
-
-def add_events(snapshot: Snapshot, events: Iterable[dict[str, Any]]) -> None:
-    """Count errors, recoveries and first-try recoveries from one deployment's log events.
+def add_history(snapshot: Snapshot, history: Iterable[Incident]) -> None:
+    """Count errors, recoveries and first-try recoveries from one deployment's step histories.
 
     A failing step is one incident until a recovery fixes it; the incident counts as a first-try
     recovery when the first strategy actually tried (not skipped) fixed it.
     """
-    open_step: str | None = None  # step of the incident whose first attempt is not yet known
-    decided: set[str] = set()  # steps whose current incident's first attempt is known
-    for event in events:
-        step = str(event.get("step") or "")
-        if event["event"] == "error":
-            snapshot.errors[str(event.get("error_class") or "unknown")] += 1
-            if step not in decided:
-                open_step = step
+    open_incident = False  # an error whose first attempt is not yet known
+    decided = False  # the current incident's first attempt is known
+    for entry in history:
+        if entry.kind == "error":
+            snapshot.errors[entry.error_class or "unknown"] += 1
+            if not decided:
+                open_incident = True
             continue
-        outcome = _outcome(event)
-        snapshot.recoveries[(str(event.get("strategy") or "unknown"), outcome)] += 1
+        outcome = entry.outcome or "unknown"
+        snapshot.recoveries[(entry.strategy or "unknown", outcome)] += 1
         if outcome not in _RECOVERY_OUTCOMES:
             continue
-        if open_step is not None:
+        if open_incident:
             snapshot.attempted += 1
             snapshot.first_try += outcome == "recovered"
-            decided.add(open_step)
-            open_step = None
+            decided = True
+            open_incident = False
         if outcome == "recovered":
-            decided.discard(step)  # a later failure of this step is a new incident
+            decided = False  # a later failure of this step is a new incident
 
 
 def add_state(snapshot: Snapshot, state: DeploymentState) -> None:
@@ -170,13 +150,11 @@ def add_state(snapshot: Snapshot, state: DeploymentState) -> None:
         began, ended = _seconds(step.started_at), _seconds(step.ended_at)
         if began is not None and ended is not None:
             snapshot.step_durations[step.name].append(max(0.0, ended - began))
-    events = _log_events(state.deployment_id)
-    if events is not None:
-        add_events(snapshot, events)
-    else:  # no log kept: the state still knows the last class of each failed step
-        for step in state.steps:
-            if step.error_class:
-                snapshot.errors[step.error_class] += 1
+    for step in state.steps:
+        if step.history:
+            add_history(snapshot, step.history)
+        elif step.error_class:  # a state from before histories: the step's last error class
+            snapshot.errors[step.error_class] += 1
 
 
 def snapshot(states: Iterable[DeploymentState] | None = None) -> Snapshot:

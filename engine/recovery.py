@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from aideploy.core.events import AttemptDecided, Event
 from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
 
 if TYPE_CHECKING:
@@ -110,3 +111,21 @@ class LazyAdvisor:
             decided_by=decided_by,
             deployment_id=deployment_id,
         )
+
+
+class AdvisorLearner:
+    """The advisor as an event sink: it learns from every recovery outcome as it is decided."""
+
+    def __init__(self, advisor: RecoveryAdvisor) -> None:
+        self.advisor = advisor
+
+    def publish(self, event: Event) -> None:
+        if isinstance(event, AttemptDecided):
+            self.advisor.record(
+                event.failure,
+                event.strategy,
+                event.outcome,
+                duration=event.duration,
+                decided_by=event.decided_by,
+                deployment_id=event.deployment_id,
+            )

@@ -50,6 +50,17 @@ def new_deployment_id() -> str:
     return f"{stamp}-{secrets.token_hex(3)}"
 
 
+@dataclass(frozen=True)
+class Incident:
+    """One entry of a step's history: an error detected (``error_class``) or a recovery's
+    outcome (``strategy`` and ``outcome``: recovered, failed or skipped)."""
+
+    kind: str  # "error" | "outcome"
+    error_class: str | None = None
+    strategy: str | None = None
+    outcome: str | None = None
+
+
 @dataclass
 class StepState:
     name: str
@@ -59,6 +70,13 @@ class StepState:
     ended_at: str | None = None
     error_class: str | None = None
     recoveries: list[str] = field(default_factory=list)
+    #: errors and recovery outcomes in the order they happened (what metrics count)
+    history: list[Incident] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepState:
+        history = [Incident(**entry) for entry in data.get("history", [])]
+        return cls(**{**data, "status": StepStatus(data["status"]), "history": history})
 
 
 @dataclass
@@ -105,9 +123,7 @@ class DeploymentState:
         except (OSError, json.JSONDecodeError) as exc:
             raise StateError(f"{path}: unreadable state: {exc}") from None
         try:
-            steps = [
-                StepState(**{**s, "status": StepStatus(s["status"])}) for s in data.pop("steps")
-            ]
+            steps = [StepState.from_dict(s) for s in data.pop("steps")]
             data["status"] = DeploymentStatus(data["status"])
             return cls(steps=steps, **data)
         except (KeyError, TypeError, ValueError) as exc:

@@ -491,28 +491,6 @@ class KnowledgeBase:
             )
         return signature
 
-    def record(
-        self,
-        failure: Any,
-        strategy: str,
-        outcome: Outcome,
-        *,
-        duration: float,
-        decided_by: str,
-        deployment_id: str | None = None,
-    ) -> None:
-        """The advisor-shaped recording call: a Failure, a strategy and its outcome."""
-        self.record_attempt(
-            deployment_id,
-            failure.signature,
-            failure.error_class,
-            strategy,
-            failure.step,
-            outcome,
-            duration,
-            decided_by,
-        )
-
     # -- reading ------------------------------------------------------------------------------
 
     def past_outcomes(self) -> list[PastOutcome]:

@@ -6,21 +6,25 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from aideploy.core.clock import FakeClock
 from aideploy.core.errors import ManualInterventionRequired, RecoveryExhausted
+from aideploy.core.events import EventSink
 from aideploy.core.settings import DeploymentSettings
 from aideploy.engine.connectors.local import LocalConnector
 from aideploy.engine.executor import Executor
 from aideploy.engine.plan import Plan, Step
+from aideploy.engine.recovery import RecoveryAdvisor
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
 from aideploy.knowledge.exchange import iter_export
 from aideploy.knowledge.history import ListHistory
 from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.knowledge.rules import ErrorPattern, GuideTable, RuleSet
 from aideploy.knowledge.store import KnowledgeBase
 from aideploy.steps.strategies import registry
@@ -42,6 +46,8 @@ def _executor(
     strategies: dict | None = None,
     max_retries: int = 3,
     dep_id: str = "test-1",
+    advisor: RecoveryAdvisor | None = None,
+    sinks: Sequence[EventSink] = (),
 ) -> tuple[Executor, FakeClock]:
     clock = FakeClock()
     connector = LocalConnector()
@@ -49,12 +55,13 @@ def _executor(
         plan=plan,
         connector=connector,
         runner=Runner(connector, timeout=30),
-        advisor=GuideTable(),
+        advisor=advisor if advisor is not None else GuideTable(),
         strategies=strategies if strategies is not None else registry(),
         state=_state(plan, dep_id),
         settings=DeploymentSettings(max_retries=max_retries, retry_delay=1.0),
         clock=clock,
         approve=lambda question: approve,
+        sinks=sinks,
     )
     return executor, clock
 
@@ -205,9 +212,11 @@ def test_a_recovery_is_recorded_with_the_tool_detection_named(tmp_path: Path) ->
     )
     with KnowledgeBase.open(tmp_path / "kb.sqlite") as kb:
         kb.start_deployment("test-1", None, "localhost", "flaky")
-        executor, _clock = _executor(plan)
-        executor.advisor = Ranker(ListHistory(), rules, explore=0.0)
-        executor.recorder = kb
+        executor, _clock = _executor(
+            plan,
+            advisor=Ranker(ListHistory(), rules, explore=0.0),
+            sinks=[KnowledgeRecorder(kb)],
+        )
         executor.context = {"host": "localhost"}
         assert executor.run().status is DeploymentStatus.COMPLETED
         [past] = kb.past_outcomes()

@@ -241,8 +241,8 @@ def test_settings_validate_like_config_sections() -> None:
 
 
 def test_the_rollback_command_notifies(server: Recorder) -> None:
-    from aideploy.cli.deploy import _notify_rollback
     from aideploy.services.config import parse_config
+    from aideploy.services.rollback import notify_rollback as _notify_rollback
 
     config = parse_config({"notifications": {"slack_webhook_url": server.url, "timeout": 2.0}})
     _notify_rollback(config, "root@app.example.com:22", True, "20250101-000000-abcdef", "")

@@ -11,21 +11,17 @@ import click
 from aideploy.cli.context import secret_prompt, settings, target_options
 from aideploy.cli.progress import ConsoleProgress, say
 from aideploy.core.errors import (
-    AideployError,
     StateError,
     StepFailed,
     UsageError,
 )
 from aideploy.core.redact import MASK, is_secret_key, redact, register_secret
-from aideploy.engine import audit, notify
-from aideploy.engine.runner import Runner
-from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
+from aideploy.engine.state import DeploymentState, DeploymentStatus
 from aideploy.services import deploy as deploy_service
+from aideploy.services import rollback as rollback_service
 from aideploy.services.config import Config
 from aideploy.services.deploy import Operator
-from aideploy.services.target import Target, build_connector, resolve_target
-from aideploy.steps.stack.releases import list_releases
-from aideploy.steps.stack.releases import rollback as do_rollback
+from aideploy.services.target import Target, resolve_target
 
 
 def _operator(mode: str, progress: ConsoleProgress) -> Any:
@@ -284,52 +280,14 @@ def rollback(
     config = settings().config()
     target = resolve_target(config, **target_opts)
     plan_vars = _parse_sets(sets)
-    connector = build_connector(
-        target,
-        session=False,
-        ask_secret=secret_prompt(),
+    if list_only:
+        for release in rollback_service.releases(config, target, plan_vars, secret_prompt()):
+            flags = ",".join(
+                f for f, on in (("live", release.live), ("verified", release.verified)) if on
+            )
+            click.echo(f"{release.name}  {flags or '-'}  {release.commit}")
+        return
+    result = rollback_service.rollback(
+        config, target, plan_vars, to=to, with_database=with_database, ask_secret=secret_prompt()
     )
-    connector.connect()
-    try:
-        runner = Runner(connector, timeout=config.deployment.command_timeout)
-        if list_only:
-            for release in list_releases(runner, **plan_vars):
-                flags = ",".join(
-                    f for f, on in (("live", release.live), ("verified", release.verified)) if on
-                )
-                click.echo(f"{release.name}  {flags or '-'}  {release.commit}")
-            return
-        try:
-            result = do_rollback(runner, to=to, with_database=with_database, **plan_vars)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-    finally:
-        connector.close()
-    _notify_rollback(config, target.describe(), result.ok, to, result.tail(2))
-    audit.try_record(
-        "rollback",
-        result="ok" if result.ok else "failed",
-        target=target.describe(),
-        details={"to": to, "with_database": with_database},
-    )
-    if not result.ok:
-        raise AideployError(f"rollback failed: {result.tail(3)}")
     click.echo(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "rolled back")
-
-
-def _notify_rollback(config: Config, target: str, ok: bool, to: str | None, tail: str) -> None:
-
-    state = DeploymentState(
-        deployment_id=new_deployment_id(),
-        plan="rollback",
-        status=DeploymentStatus.COMPLETED if ok else DeploymentStatus.FAILED,
-        current_step=1,
-        total_steps=1,
-        server_info={"hostname": target},
-        reason=(
-            f"rolled back to {to or 'the previous release'}" if ok else f"rollback failed: {tail}"
-        ),
-    )
-    notifier = notify.Notifier(config.notifications)
-    notifier.rolled_back(state, target)
-    notifier.close()

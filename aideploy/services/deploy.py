@@ -7,21 +7,23 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import ConfigError, StepFailed
+from aideploy.core.events import EventSink
 from aideploy.core.redact import is_secret_key, register_secret
 from aideploy.engine import audit, metrics, notify
 from aideploy.engine.connectors.base import Connector
-from aideploy.engine.executor import Executor, Progress, Recorder
+from aideploy.engine.executor import Executor
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
-from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
+from aideploy.engine.progress import Progress, ProgressSink
+from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor, Strategy
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
 from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.knowledge.rules import ErrorPattern, RuleSet
 from aideploy.knowledge.store import KnowledgeBase
 from aideploy.services.config import Config
@@ -67,12 +69,11 @@ class DeployRequest:
         return found
 
 
-def open_knowledge(kb: str | None) -> Any:
-
+def open_knowledge(kb: str | None) -> KnowledgeBase:
     return KnowledgeBase.open(kb)
 
 
-def build_advisor(config: Config, knowledge: Any) -> RecoveryAdvisor:
+def build_advisor(config: Config, knowledge: KnowledgeBase) -> RecoveryAdvisor:
 
     rules = RuleSet.from_kb(knowledge)
     for pattern in config.custom_patterns:
@@ -132,7 +133,11 @@ def run(
     clock = clock or SystemClock()
     knowledge = open_knowledge(request.kb)
     advisor = LazyAdvisor(lambda: build_advisor(config, knowledge))
-    recorder: Recorder | None = knowledge if config.ai_features.learn_from_failures else None
+    sinks: list[EventSink] = []
+    if config.ai_features.learn_from_failures:
+        sinks.append(KnowledgeRecorder(knowledge))
+    if operator.progress is not None:
+        sinks.append(ProgressSink(operator.progress))
     connector = build_connector(request.target, ask_secret=operator.ask_secret)
     if operator.wrap_connector is not None:
         connector = operator.wrap_connector(connector)
@@ -182,8 +187,7 @@ def run(
                 settings=config.deployment,
                 clock=clock,
                 approve=operator.approve,
-                recorder=recorder,
-                progress=operator.progress or (lambda event, **data: None),
+                sinks=sinks,
                 context=context,
             )
             ctx = StepContext(runner, connector, plan.env, state.deployment_id, dict(context))
@@ -244,7 +248,7 @@ def _after_failure(plan: Plan, ctx: StepContext) -> None:
         log.warning("after the failure, %s could not clean up: %s", plan.name, result.tail(2))
 
 
-def _strategies(knowledge: Any) -> dict[str, Any]:
+def _strategies(knowledge: KnowledgeBase) -> dict[str, Strategy]:
     """Built-in and plugin strategies, and the command strategies the KB has that are trusted."""
 
     found = registry()
