@@ -312,7 +312,7 @@ def schema_docs() -> str:
     lines = [
         "# Configuration reference",
         "",
-        "Generated from the schema in `engine/config.py`.",
+        "Generated from the schema in `aideploy/services/config.py`.",
         "",
     ]
 
