@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from aideploy.cli.ops import audit_group
 from aideploy.engine import audit
+from tests.support.cli import run_cli
 
 
 @pytest.fixture
@@ -158,3 +159,23 @@ def test_cli_verify_empty_log(home: Path) -> None:
     result = CliRunner().invoke(audit_group, ["verify"])
     assert result.exit_code == 0
     assert "0 entries" in result.output
+
+
+@pytest.mark.parametrize("tamper", ["edited", "deleted", "reordered", "truncated"])
+def test_installed_cli_verify_exits_non_zero_on_every_tamper(home: Path, tamper: str) -> None:
+    """Through the real entry point (subprocess), where a lost exit code would show."""
+    path = _fill(4)
+    lines = _lines(path)
+    if tamper == "edited":
+        lines[1] = lines[1].replace("host1", "host9")
+    elif tamper == "deleted":
+        del lines[2]
+    elif tamper == "reordered":
+        lines[1], lines[2] = lines[2], lines[1]
+    else:
+        lines[-1] = lines[-1][: len(lines[-1]) // 2]
+    path.write_text("".join(lines))
+    proc = run_cli(home, "audit", "verify", env={"AIDEPLOY_HOME": str(home)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "audit log broken at line" in proc.stderr
+    assert "Traceback" not in proc.stderr
