@@ -18,7 +18,6 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-import regex
 from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
@@ -57,8 +56,6 @@ DECIDERS = ("rule", "ranker", "user", "imported")
 RISKS = ("low", "medium", "high")
 OUTPUT_TAIL_CHARS = 8000
 EMPTY_SIGNATURE = "<empty>"
-#: how long a hostile-looking string may keep a pattern busy before it is called unsafe
-REGEX_PROBE_TIMEOUT = 0.25
 
 
 def signature_hash(signature: str) -> str:
@@ -88,17 +85,6 @@ def _clean_context(context: Mapping[str, Any] | None) -> dict[str, Any]:
     return cleaned
 
 
-# --- regex safety -------------------------------------------------------------------------------
-
-_PROBES = (
-    "a" * 40 + "!",
-    "1" * 40 + "x",
-    " " * 40 + "x",
-    "ab" * 30 + "!",
-    "\t a1_-." * 12 + "\x00",
-)
-
-
 def _with_step(context: Mapping[str, Any] | None, step: str | None) -> dict[str, str]:
     """An attempt's context for the ranker, with the step it was recorded in (a column of its
     own, which the recorded context does not repeat)."""
@@ -109,23 +95,11 @@ def _with_step(context: Mapping[str, Any] | None, step: str | None) -> dict[str,
 
 
 def check_regex(pattern: str) -> None:
-    """Raise ConfigError if ``pattern`` does not compile or could hang the matcher.
-
-    The static check (nested quantifiers such as ``(a+)+``, overlapping alternatives under a
-    repeat) is the matcher's own; then the pattern is run, with a timeout, against strings built
-    to make backtracking patterns explode.
-    """
+    """Raise ConfigError (UnsafePatternError) unless ``pattern`` compiles with RE2, which matches
+    it in time linear in the text: a pattern stored here is matched by the rules with RE2."""
     from aideploy.knowledge.rules import check_pattern_safe
 
     check_pattern_safe(pattern)
-    compiled = regex.compile(pattern, regex.IGNORECASE)
-    literals = "".join(sorted({c for c in pattern if c.isalnum()}))[:8] or "a"
-    probes = [*_PROBES, *(c * 40 + "!" for c in literals)]
-    for probe in probes:
-        try:
-            compiled.search(probe, timeout=REGEX_PROBE_TIMEOUT)
-        except TimeoutError:
-            raise ConfigError("pattern takes too long on a hostile input") from None
 
 
 # --- values returned to callers ---------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_patterns_reject_hostile_regex(tmp_path: Path) -> None:
             "--name",
             "evil",
             "--pattern",
-            "(a+)+$",
+            r"(a+)+\1",
             "--error-class",
             "unknown",
             "--recovery",

@@ -233,7 +233,7 @@ def test_hostile_pattern_is_rejected_quickly(kb_url: str, tmp_path: Path) -> Non
     evil = {
         "type": "pattern",
         "name": "evil",
-        "regex": "(a+)+$",
+        "regex": "(a+)+\\1",  # a backreference: RE2 cannot run it
         "error_class": "unknown",
         "strategy": "retry_with_backoff",
     }

@@ -81,7 +81,7 @@ class ServerProfile:
 
 
 def _check_pattern(value: str) -> str | None:
-    """A regular expression that compiles and cannot backtrack catastrophically."""
+    """A regular expression that RE2 compiles (and so matches in time linear in the text)."""
 
     try:
         check_pattern_safe(value)

@@ -1,0 +1,269 @@
+"""The rule set: built-in rules plus custom patterns, every hit with its weight and details.
+
+Built-in rules come from ``rules.toml`` (see :mod:`aideploy.knowledge.rules.loader`); they are
+compiled once with the ``regex`` module, searched with a timeout, and only in texts that hold one
+of their literals (:func:`_needles`). Custom patterns (configuration, knowledge base) are compiled
+and matched with RE2 (:mod:`aideploy.knowledge.rules.safety`): linear time, no timeout needed.
+"""
+
+from __future__ import annotations
+
+import re
+import re._parser as sre_parse  # type: ignore[import-not-found]
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+import regex
+
+from aideploy.core.errors import ConfigError
+from aideploy.knowledge.classes import strategies_for
+from aideploy.knowledge.rules.loader import RULE_FLAGS, builtin_rules
+from aideploy.knowledge.rules.patterns import ErrorPattern
+from aideploy.knowledge.rules.safety import compile_outside
+
+MAX_TEXT_CHARS = 64 * 1024
+DEFAULT_TIMEOUT = 0.05  # seconds per pattern search (built-in rules)
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    error_class: str
+    pattern: str
+    strategies: tuple[str, ...]
+    weight: float
+    flags: int = RULE_FLAGS
+    custom: bool = False
+    description: str = ""
+
+    def compiled(self) -> Any:
+        """A built-in rule: the ``regex`` pattern; a custom one: RE2 (an OutsidePattern)."""
+        if self.custom:
+            return compile_outside(self.pattern, ignore_case=bool(self.flags & regex.IGNORECASE))
+        return regex.compile(self.pattern, self.flags)
+
+
+@dataclass(frozen=True)
+class RuleHit:
+    rule: str
+    error_class: str
+    strategies: tuple[str, ...]
+    weight: float
+    matched: str
+    details: Mapping[str, str] = field(default_factory=dict)
+    custom: bool = False
+
+
+#: the built-in rules, in the order of rules.toml; read when first used (module __getattr__), so
+#: that importing the rules (as every CLI command does) costs no file read and no compiling
+BUILTIN_RULES: tuple[Rule, ...]
+
+
+@cache
+def _builtin() -> tuple[Rule, ...]:
+    return tuple(
+        Rule(r.name, r.error_class, r.pattern, r.strategies, r.weight) for r in builtin_rules()
+    )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "BUILTIN_RULES":
+        return _builtin()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# details found anywhere in the text, whatever rule matched
+_DETAIL_PATTERNS: tuple[tuple[str, Any], ...] = (
+    ("port", regex.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\]|localhost|\*):(\d{2,5})\b")),
+    ("port", regex.compile(r"(?i)\bport (\d{2,5})\b")),
+    ("service", regex.compile(r"(?i)\b([\w@-]+(?:\.[\w@-]+)*)\.service\b")),
+    ("command", regex.compile(r"(?m)(?:^|: )([\w.+-]+): (?:command )?not found")),
+    ("package", regex.compile(r"(?i)Unable to locate package (\S+)")),
+    ("path", regex.compile(r"(?<![\w.])(/(?:[\w.@+-]+/)*[\w.@+-]+)")),
+    ("host", regex.compile(r"(?i)(?:resolve host:?|resolving|hostname) '?([\w-]+(?:\.[\w-]+)+)")),
+)
+
+
+def extract_details(text: str) -> dict[str, str]:
+    """Generic details (first port, service, missing command, package, path, host)."""
+    out: dict[str, str] = {}
+    for key, pattern in _DETAIL_PATTERNS:
+        if key in out:
+            continue
+        try:
+            m = pattern.search(text, timeout=DEFAULT_TIMEOUT)
+        except TimeoutError:
+            continue
+        if m:
+            out[key] = m.group(1)
+    return out
+
+
+# --- the literal prefilter (built-in rules only) ----------------------------------------------
+
+_MIN_NEEDLE = 3
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+
+
+def _op(node: Any) -> str:
+    return str(node[0])
+
+
+_GROUP_NAME = re.compile(r"\(\?P<\w+>")
+
+
+def _needles(pattern: str) -> tuple[str, ...] | None:
+    """Case-folded ASCII literals of which at least one occurs in any text ``pattern`` matches
+    (ignoring case), or None when no such set is found. A cheap test that skips most rules."""
+    n = iter(range(10_000))
+    try:  # group names are renamed only for parsing: the rules reuse names across branches
+        parsed = sre_parse.parse(_GROUP_NAME.sub(lambda _: f"(?P<g{next(n)}>", pattern))
+    except (re.error, RecursionError, OverflowError):
+        return None
+    found = _required(list(parsed))
+    return tuple(sorted(found)) if found else None
+
+
+def _required(seq: list[Any]) -> set[str] | None:
+    """Alternatives (any one must occur) required by a sequence; the longest-worded choice."""
+    best: set[str] | None = None
+
+    def consider(alts: set[str] | None) -> None:
+        nonlocal best
+        if alts and (best is None or min(map(len, alts)) > min(map(len, best))):
+            best = alts
+
+    run: list[str] = []
+    for node in [*seq, None]:
+        op = _op(node) if node is not None else ""
+        if op == "LITERAL" and node is not None and node[1] < 128:
+            run.append(chr(node[1]).casefold())
+            continue
+        if len(run) >= _MIN_NEEDLE:
+            consider({"".join(run)})
+        run = []
+        if node is None:
+            break
+        av = node[1]
+        if op == "SUBPATTERN":
+            consider(_required(list(av[-1])))
+        elif op in _REPEATS and av[0] >= 1:
+            consider(_required(list(av[2])))
+        elif op == "BRANCH":
+            alts: set[str] = set()
+            for branch in av[1]:
+                got = _required(list(branch))
+                if not got:
+                    alts = set()
+                    break
+                alts |= got
+            consider(alts)
+    return best
+
+
+class RuleSet:
+    """The compiled rules: built-in ones plus custom patterns; every hit with its details."""
+
+    def __init__(
+        self,
+        extra: Iterable[ErrorPattern] = (),
+        *,
+        builtin: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.timeout = timeout
+        self.rules: list[Rule] = list(_builtin()) if builtin else []
+        self._compiled: list[Any] = [r.compiled() for r in self.rules]
+        # built-in rules are only searched in texts that hold one of their literals
+        self._needles: list[tuple[str, ...] | None] = [_needles(r.pattern) for r in self.rules]
+        self.timeouts = 0
+        for p in extra:
+            self.add(p)
+
+    def add(self, pattern: ErrorPattern) -> Rule:
+        """Validate and add a custom pattern (raises ConfigError / UnsafePatternError)."""
+        pattern.validate()
+        strategies = (pattern.recovery, *strategies_for(pattern.error_class))
+        rule = Rule(
+            name=pattern.name,
+            error_class=pattern.error_class,
+            pattern=pattern.pattern,
+            strategies=tuple(dict.fromkeys(strategies)),
+            weight=0.99,
+            flags=0,
+            custom=True,
+            description=pattern.description,
+        )
+        self.rules.append(rule)
+        self._compiled.append(rule.compiled())
+        self._needles.append(None)
+        return rule
+
+    @classmethod
+    def from_kb(cls, kb: object, **kwargs: Any) -> RuleSet:
+        """Built-in rules plus the KB's trusted patterns; rows RE2 cannot run are skipped."""
+        rules = cls(**kwargs)
+        rows_of = getattr(kb, "patterns", None)
+        if rows_of is None:
+            return rules
+        for row in rows_of(trusted_only=True):
+            try:
+                rules.add(ErrorPattern.from_row(row))
+            except ConfigError:
+                continue
+        return rules
+
+    def match(self, text: str) -> list[RuleHit]:
+        """Every rule that matches ``text``, strongest first."""
+        if len(text) > MAX_TEXT_CHARS:
+            text = text[-MAX_TEXT_CHARS:]
+        hits: list[RuleHit] = []
+        folded = text.casefold()
+        needles = self._needles
+        for i, (rule, compiled) in enumerate(zip(self.rules, self._compiled, strict=True)):
+            need = needles[i] if i < len(needles) else None
+            if need is not None and not any(n in folded for n in need):
+                continue
+            if rule.custom:  # RE2: linear in the text, no timeout needed
+                m = compiled.search(text)
+            else:
+                try:
+                    m = compiled.search(text, timeout=self.timeout)
+                except TimeoutError:
+                    self.timeouts += 1
+                    continue
+            if m is None:
+                continue
+            details = {k: v for k, v in m.groupdict().items() if v}
+            hits.append(
+                RuleHit(
+                    rule=rule.name,
+                    error_class=rule.error_class,
+                    strategies=rule.strategies,
+                    weight=rule.weight,
+                    matched=m.group(0)[:200],
+                    details=details,
+                    custom=rule.custom,
+                )
+            )
+        hits.sort(key=lambda h: -h.weight)
+        return hits
+
+    def class_scores(self, hits: Iterable[RuleHit]) -> dict[str, float]:
+        """Per class, the strongest hit's weight."""
+        scores: dict[str, float] = {}
+        for h in hits:
+            scores[h.error_class] = max(scores.get(h.error_class, 0.0), h.weight)
+        return scores
+
+    def details(self, text: str, hits: Iterable[RuleHit] = ()) -> dict[str, str]:
+        """Details from the strongest hits' named groups, completed by the generic extractors."""
+        out: dict[str, str] = {}
+        for h in hits:
+            for k, v in h.details.items():
+                out.setdefault(k, v)
+        for k, v in extract_details(text[-MAX_TEXT_CHARS:]).items():
+            out.setdefault(k, v)
+        return out
