@@ -21,7 +21,7 @@ from typing import Any
 import click
 
 from aideploy import __version__
-from aideploy.cli.progress import ConsoleProgress, say
+from aideploy.cli.progress import ConsoleProgress, say, set_plain
 from aideploy.core import paths
 from aideploy.core.errors import (
     AideployError,
@@ -75,6 +75,12 @@ def _settings() -> Settings:
 @click.option("-v", "--verbose", count=True, help="More detail (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
 @click.option(
+    "--plain",
+    is_flag=True,
+    help="Plain, timestamped output lines: no colour, no live status line "
+    "(as with NO_COLOR=1 or when output is not a terminal).",
+)
+@click.option(
     "--config",
     "config_path",
     metavar="FILE",
@@ -82,10 +88,16 @@ def _settings() -> Settings:
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, debug: bool, verbose: int, quiet: bool, config_path: str | None
+    ctx: click.Context,
+    debug: bool,
+    verbose: int,
+    quiet: bool,
+    plain: bool,
+    config_path: str | None,
 ) -> None:
     """Deploy web applications over SSH, recover from failures, and learn what works."""
     verbosity = -1 if quiet else (2 if debug else verbose)
+    set_plain(plain)
     ctx.obj = Settings(debug, verbosity, config_path)
     configure_console(verbosity)
 
@@ -150,21 +162,31 @@ def _operator(mode: str, progress: ConsoleProgress) -> Any:
     from aideploy.services.deploy import Operator
 
     tty = sys.stdin.isatty()
+    secret_prompt = _secret_prompt()
 
     def approve(question: str) -> bool:
         if mode == "auto" or not tty:
             say(f"      not approved (no one to ask): {question}", fg="yellow")
             return False
-        return click.confirm(question, default=False)
+        with progress.paused():
+            return click.confirm(question, default=False)
 
     def ask_prompt(text: str) -> str | None:
-        click.echo(f"\n[command waits for input] {text}")
-        answer = click.prompt("answer (empty: leave it waiting)", default="", show_default=False)
+        with progress.paused():
+            click.echo(f"\n[command waits for input] {text}")
+            answer = click.prompt(
+                "answer (empty: leave it waiting)", default="", show_default=False
+            )
         return str(answer) or None
+
+    def ask_secret(prompt: str) -> str:
+        assert secret_prompt is not None
+        with progress.paused():
+            return secret_prompt(prompt)
 
     return Operator(
         approve=approve,
-        ask_secret=_secret_prompt(),
+        ask_secret=ask_secret if secret_prompt is not None else None,
         ask_prompt=ask_prompt if mode == "interactive" else None,
         on_line=progress.line,
         on_command=progress.on_command,
@@ -200,7 +222,8 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     if progress.verbosity >= 0:
         say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
     try:
-        final = deploy.run(request, state, _operator(mode, progress))
+        with progress:
+            final = deploy.run(request, state, _operator(mode, progress))
     except StepFailed as exc:
         say(
             f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}",
