@@ -64,6 +64,11 @@ def test_wheel_layout(wheel: Path) -> None:
         "aideploy/knowledge/signature.py",
         "aideploy/steps/example.py",
         "aideploy/steps/strategies/catalogue.py",
+        "aideploy/steps/stack/render.py",
+        "aideploy/steps/stack/templates/nginx-site.conf.j2",
+        "aideploy/steps/stack/templates/gunicorn.service.j2",
+        "aideploy/steps/stack/templates/aideploy-ctl.sh.j2",
+        "aideploy/steps/stack/templates/db.env.j2",
         "aideploy/migrations/__init__.py",
     ):
         assert required in names, required

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import ClassVar
 
+import jinja2
 import pytest
 
 from aideploy.core.errors import ConfigError
@@ -26,10 +27,12 @@ from aideploy.engine.runner import Runner
 from aideploy.steps.stack import download_application
 from aideploy.steps.stack.common import DEFAULTS, validate
 from aideploy.steps.stack.plan import plan
+from aideploy.steps.stack.render import TEMPLATES, render
 from aideploy.steps.stack.setup_services import render_ctl, render_unit
 from aideploy.steps.stack.setup_webserver import is_public, render_site, tls_mode
 
 SAMPLEAPP = Path(__file__).resolve().parent.parent / "examples" / "sampleapp"
+RENDERED = Path(__file__).resolve().parent / "support" / "stack_rendered"
 GUIDE_ORDER = [
     "validate_server",
     "setup_authentication",
@@ -102,6 +105,85 @@ def test_service_files_carry_checked_values() -> None:
     subprocess.run(["sh", "-n"], input=ctl, text=True, check=True)
     unit = render_unit(_env())
     assert "EnvironmentFile=/opt/sampleapp/shared/app.env" in unit and "User=deploy" in unit
+
+
+# -- the rendered files: jinja templates, byte for byte what the str.format code wrote ------------
+
+# tests/support/stack_rendered/<case>.* were written by the str.format/f-string renderers the
+# templates replaced; the templates must keep producing them byte for byte.
+CASES = {
+    "default": {},
+    "custom": {
+        "APP_NAME": "shop",
+        "APP_ROOT": "/srv/shop-app",
+        "DOMAIN": "app.example.org",
+        "HTTP_PORT": "8080",
+        "HTTPS_PORT": "8443",
+        "FRONTEND_DIR": "web",
+        "FRONTEND_BUILD_DIR": "build/out",
+        "BACKEND_DIR": "api",
+        "WSGI_APP": "shop.wsgi:app",
+        "GUNICORN_WORKERS": "4",
+        "DEPLOY_USER": "www_shop",
+        "TLS": "certbot",
+    },
+    "tls-off": {"TLS": "off", "DOMAIN": "sampleapp.test"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_rendered_files_are_byte_identical_to_the_format_strings_they_replaced(case: str) -> None:
+    env = _env(**CASES[case])
+    for suffix, rendered in (
+        ("nginx-site", render_site(env)),
+        ("ctl", render_ctl(env)),
+        ("service", render_unit(env)),
+    ):
+        assert rendered.encode() == (RENDERED / f"{case}.{suffix}").read_bytes(), suffix
+
+
+def test_db_env_is_one_line() -> None:
+    assert render("db.env.j2", password="0f" * 24) == f"DB_PASSWORD={'0f' * 24}\n"
+
+
+def test_a_value_a_template_needs_and_did_not_get_is_an_error() -> None:
+    given = {
+        "app": "a",
+        "app_root": "/a",
+        "frontend_dir": "f",
+        "frontend_build_dir": "d",
+        "http_port": "80",
+        "https_port": "443",
+        "tls": True,
+    }
+    assert "server_name x;" in render("nginx-site.conf.j2", domain="x", **given)
+    with pytest.raises(jinja2.UndefinedError, match="'domain' is undefined"):
+        render("nginx-site.conf.j2", **given)
+
+
+def test_the_control_script_quotes_every_value_for_the_shell() -> None:
+    template = (TEMPLATES / "aideploy-ctl.sh.j2").read_text()
+    values = jinja2.Environment().parse(template).find_all(jinja2.nodes.Output)
+    expressions = [
+        node
+        for output in values
+        for node in output.nodes
+        if not isinstance(node, jinja2.nodes.TemplateData)
+    ]
+    assert expressions and all(
+        isinstance(node, jinja2.nodes.Filter) and node.name == "q" for node in expressions
+    )
+    ctl = render(
+        "aideploy-ctl.sh.j2",
+        app="a b",
+        app_root="/opt/x",
+        user="deploy",
+        backend="backend",
+        wsgi="m:app",
+        workers="2",
+    )
+    assert "NAME='a b';" in ctl  # what validate would refuse is still quoted here
+    subprocess.run(["sh", "-n"], input=ctl, text=True, check=True)
 
 
 # -- the token path, against a real git http-backend ----------------------------------------

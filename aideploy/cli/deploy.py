@@ -27,21 +27,31 @@ from aideploy.services.target import Target, resolve_target
 def _operator(mode: str, progress: ConsoleProgress) -> Any:
 
     tty = sys.stdin.isatty()
+    ask_terminal = secret_prompt()
 
     def approve(question: str) -> bool:
         if mode == "auto" or not tty:
             say(f"      not approved (no one to ask): {question}", fg="yellow")
             return False
-        return click.confirm(question, default=False)
+        with progress.paused():
+            return click.confirm(question, default=False)
 
     def ask_prompt(text: str) -> str | None:
-        click.echo(f"\n[command waits for input] {text}")
-        answer = click.prompt("answer (empty: leave it waiting)", default="", show_default=False)
+        with progress.paused():
+            click.echo(f"\n[command waits for input] {text}")
+            answer = click.prompt(
+                "answer (empty: leave it waiting)", default="", show_default=False
+            )
         return str(answer) or None
+
+    def ask_secret(prompt: str) -> str:
+        assert ask_terminal is not None
+        with progress.paused():
+            return ask_terminal(prompt)
 
     return Operator(
         approve=approve,
-        ask_secret=secret_prompt(),
+        ask_secret=ask_secret if ask_terminal is not None else None,
         ask_prompt=ask_prompt if mode == "interactive" else None,
         on_line=progress.line,
         on_command=progress.on_command,
@@ -76,7 +86,8 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     if progress.verbosity >= 0:
         say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
     try:
-        final = deploy_service.run(request, state, _operator(mode, progress))
+        with progress:
+            final = deploy_service.run(request, state, _operator(mode, progress))
     except StepFailed as exc:
         say(
             f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}",

@@ -18,6 +18,7 @@ import click
 from aideploy import __version__
 from aideploy.cli.context import DEFAULT_CONFIG, Settings
 from aideploy.cli.lazy import LazyGroup
+from aideploy.cli.progress import set_plain
 from aideploy.core import paths
 from aideploy.core.errors import (
     AideployError,
@@ -51,6 +52,12 @@ COMMANDS = {
 @click.option("-v", "--verbose", count=True, help="More detail (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the final result.")
 @click.option(
+    "--plain",
+    is_flag=True,
+    help="Plain, timestamped output lines: no colour, no live status line "
+    "(as with NO_COLOR=1 or when output is not a terminal).",
+)
+@click.option(
     "--config",
     "config_path",
     metavar="FILE",
@@ -58,10 +65,16 @@ COMMANDS = {
 )
 @click.pass_context
 def cli(
-    ctx: click.Context, debug: bool, verbose: int, quiet: bool, config_path: str | None
+    ctx: click.Context,
+    debug: bool,
+    verbose: int,
+    quiet: bool,
+    plain: bool,
+    config_path: str | None,
 ) -> None:
     """Deploy web applications over SSH, recover from failures, and learn what works."""
     verbosity = -1 if quiet else (2 if debug else verbose)
+    set_plain(plain)
     ctx.obj = Settings(debug, verbosity, config_path)
     configure_console(verbosity)
 

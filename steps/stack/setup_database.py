@@ -16,6 +16,7 @@ from aideploy.core.redact import register_secret
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
 from aideploy.steps.stack.common import run, sh
+from aideploy.steps.stack.render import render
 
 CLUSTER = r"""
 cluster() { pg_lsclusters -h 2>/dev/null | awk 'NR==1 {print $1, $2, $3, $4}'; }
@@ -90,7 +91,8 @@ def work(ctx: StepContext) -> Result:
         password = secrets.token_hex(24)
         register_secret(password)
         conf = f"/etc/aideploy/{ctx.env['APP_NAME']}"
-        ctx.connector.write_file(f"{conf}/db.env", f"DB_PASSWORD={password}\n".encode(), mode=0o600)
+        db_env = render("db.env.j2", password=password)
+        ctx.connector.write_file(f"{conf}/db.env", db_env.encode(), mode=0o600)
     return run(ctx, WORK, timeout=180)
 
 

@@ -1,7 +1,8 @@
 """setup_services: gunicorn as a service, under systemd where it runs, else a pidfile daemon.
 
 Both cases go through one control script, ``/usr/local/sbin/aideploy-$APP_NAME``
-(``start|stop|restart|status|candidate RELEASE_DIR``):
+(``start|stop|restart|status|candidate RELEASE_DIR``). It and the unit are rendered from
+``templates/aideploy-ctl.sh.j2`` and ``templates/gunicorn.service.j2``:
 
 * with systemd (``/run/systemd/system`` exists) it drives the unit ``aideploy-$APP_NAME.service``;
 * without (containers, the throwaway host) it is the supervisor: ``start-stop-daemon`` starts
@@ -26,82 +27,8 @@ from collections.abc import Mapping
 from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.steps.stack.common import fail, q, run, validate
-
-CTL = r"""#!/bin/sh
-# managed by aideploy: gunicorn for {app}
-set -eu
-APP_ROOT={app_root}; NAME={app}; RUN_AS={user}; BACKEND={backend}
-WSGI={wsgi}; WORKERS={workers}
-RUN="/run/aideploy-$NAME"; LOG="$APP_ROOT/shared/log"; UNIT="aideploy-$NAME.service"
-has_systemd() {{ [ -d /run/systemd/system ]; }}
-daemon() {{  # daemon PIDFILE SOCKET RELEASE_DIR
-  mkdir -p "$RUN" "$LOG"; chown "$RUN_AS:" "$RUN" "$LOG"; rm -f "$2"
-  start-stop-daemon --start --quiet --background --make-pidfile --pidfile "$1" \
-    --chuid "$RUN_AS" --chdir "$3/$BACKEND" --startas /bin/sh -- -c \
-    'set -a; . "$0/shared/app.env"; set +a; exec "$1/venv/bin/gunicorn" --workers "$2" --bind "unix:$3" --error-logfile "$0/shared/log/gunicorn.log" "$4"' \
-    "$APP_ROOT" "$3" "$WORKERS" "$2" "$WSGI"
-  i=0; until [ -S "$2" ]; do
-    i=$((i+1))
-    if [ $i -ge 120 ] || ! start-stop-daemon --status --pidfile "$1"; then
-      echo "gunicorn did not start; last log lines:" >&2; tail -n 20 "$LOG/gunicorn.log" >&2 || true
-      return 1
-    fi
-    sleep 0.25
-  done
-}}
-halt() {{ start-stop-daemon --stop --quiet --pidfile "$1" --retry TERM/15/KILL/5 --remove-pidfile || true; }}
-case "${{1:-}}" in
-  start)
-    if has_systemd; then exec systemctl start "$UNIT"; fi
-    start-stop-daemon --status --pidfile "$RUN/gunicorn.pid" && [ -S "$RUN/gunicorn.sock" ] && exit 0
-    daemon "$RUN/gunicorn.pid" "$RUN/gunicorn.sock" "$APP_ROOT/current" ;;
-  stop)
-    if has_systemd; then exec systemctl stop "$UNIT"; fi
-    halt "$RUN/gunicorn.pid" ;;
-  restart)
-    if has_systemd; then exec systemctl restart "$UNIT"; fi
-    halt "$RUN/gunicorn.pid"
-    daemon "$RUN/gunicorn.pid" "$RUN/gunicorn.sock" "$APP_ROOT/current" ;;
-  status)
-    if has_systemd; then exec systemctl is-active -q "$UNIT"; fi
-    start-stop-daemon --status --pidfile "$RUN/gunicorn.pid" ;;
-  candidate)
-    release="${{2:?candidate needs a release directory}}"
-    halt "$RUN/candidate.pid"
-    daemon "$RUN/candidate.pid" "$RUN/candidate.sock" "$release" || {{ halt "$RUN/candidate.pid"; exit 1; }}
-    ok=0
-    curl -fsS --max-time 20 --unix-socket "$RUN/candidate.sock" -H "Host: localhost" \
-      http://localhost/api/health/ || ok=$?
-    echo
-    halt "$RUN/candidate.pid"
-    exit "$ok" ;;
-  *) echo "usage: $0 start|stop|restart|status|candidate RELEASE_DIR" >&2; exit 2 ;;
-esac
-"""
-
-UNIT = """\
-# managed by aideploy
-[Unit]
-Description=gunicorn for {app} (aideploy)
-After=network.target postgresql.service
-
-[Service]
-User={user}
-Group={user}
-WorkingDirectory={app_root}/current/{backend}
-EnvironmentFile={app_root}/shared/app.env
-RuntimeDirectory=aideploy-{app}
-RuntimeDirectoryPreserve=yes
-ExecStart={app_root}/current/venv/bin/gunicorn --workers {workers} \
---bind unix:/run/aideploy-{app}/gunicorn.sock --error-logfile {app_root}/shared/log/gunicorn.log {wsgi}
-ExecReload=/bin/kill -HUP $MAINPID
-Restart=on-failure
-RestartSec=2
-
-[Install]
-WantedBy=multi-user.target
-"""
+from aideploy.steps.stack.common import fail, run, validate
+from aideploy.steps.stack.render import render
 
 
 def _values(env: Mapping[str, str]) -> dict[str, str]:
@@ -117,11 +44,11 @@ def _values(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def render_ctl(env: Mapping[str, str]) -> str:
-    return CTL.format(**{k: q(v) for k, v in _values(env).items()})
+    return render("aideploy-ctl.sh.j2", **_values(env))  # the template quotes each value
 
 
 def render_unit(env: Mapping[str, str]) -> str:
-    return UNIT.format(**_values(env))
+    return render("gunicorn.service.j2", **_values(env))
 
 
 def _sha(text: str) -> str:

@@ -1,10 +1,11 @@
 """setup_webserver: the nginx site serving the frontend build and proxying ``/api`` to gunicorn.
 
-The site is rendered here from checked values, sent over SFTP, installed with the previous file
-kept in ``/etc/aideploy/$APP_NAME/backups``, tested with ``nginx -t`` (the previous file comes back
-if the test fails) and only then reloaded. TLS: ``certbot`` for a public domain when certbot is
-installed (``TLS=auto``) or asked for (``TLS=certbot``), a self-signed certificate otherwise or when
-certbot fails; ``TLS=off`` serves plain HTTP only.
+The site is rendered here from checked values (``templates/nginx-site.conf.j2``), sent over
+SFTP, installed with the previous file kept in ``/etc/aideploy/$APP_NAME/backups``, tested with
+``nginx -t`` (the previous file comes back if the test fails) and only then reloaded. TLS:
+``certbot`` for a public domain when certbot is installed (``TLS=auto``) or asked for
+(``TLS=certbot``), a self-signed certificate otherwise or when certbot fails; ``TLS=off`` serves
+plain HTTP only.
 """
 
 from __future__ import annotations
@@ -17,25 +18,7 @@ from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
 from aideploy.steps.stack.common import fail, run, validate
-
-_LOCATIONS = """\
-    root {root};
-    index index.html;
-    client_max_body_size 10m;
-    location /api/ {{
-        proxy_pass http://unix:/run/aideploy-{app}/gunicorn.sock;
-        proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_read_timeout 60s;
-    }}
-    location /static/ {{
-        alias {app_root}/current/static/;
-    }}
-    location / {{
-        try_files $uri $uri/ /index.html;
-    }}
-"""
+from aideploy.steps.stack.render import render
 
 
 def is_public(domain: str) -> bool:
@@ -51,24 +34,17 @@ def is_public(domain: str) -> bool:
 
 def render_site(env: Mapping[str, str]) -> str:
     validate(env)
-    app, domain = env["APP_NAME"], env["DOMAIN"]
-    locations = _LOCATIONS.format(
-        root=f"{env['APP_ROOT']}/current/{env['FRONTEND_DIR']}/{env['FRONTEND_BUILD_DIR']}",
-        app=app,
+    return render(
+        "nginx-site.conf.j2",
+        app=env["APP_NAME"],
         app_root=env["APP_ROOT"],
+        domain=env["DOMAIN"],
+        frontend_dir=env["FRONTEND_DIR"],
+        frontend_build_dir=env["FRONTEND_BUILD_DIR"],
+        http_port=env["HTTP_PORT"],
+        https_port=env["HTTPS_PORT"],
+        tls=env.get("TLS") != "off",
     )
-    head = f"# managed by aideploy for {app}; changes are replaced on the next deploy\n"
-    plain = f"server {{\n    listen {env['HTTP_PORT']};\n    server_name {domain};\n{locations}}}\n"
-    if env.get("TLS") == "off":
-        return head + plain
-    tls = (
-        f"server {{\n    listen {env['HTTPS_PORT']} ssl;\n    server_name {domain};\n"
-        f"    ssl_certificate /etc/aideploy/{app}/tls/fullchain.pem;\n"
-        f"    ssl_certificate_key /etc/aideploy/{app}/tls/privkey.pem;\n"
-        "    ssl_protocols TLSv1.2 TLSv1.3;\n"
-        f"{locations}}}\n"
-    )
-    return head + plain + tls
 
 
 def tls_mode(env: Mapping[str, str]) -> str:
