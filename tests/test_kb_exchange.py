@@ -323,10 +323,10 @@ def test_bulk_import_rebuilds_the_indexes_and_stores_values_as_the_store_does(
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from aideploy.knowledge import exchange
+    from aideploy.knowledge.exchange import sql
     from aideploy.knowledge.models import Base
 
-    monkeypatch.setattr(exchange, "_REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(sql, "REBUILD_MIN_ROWS", 1)
     export = tmp_path / "kb.jsonl"
     with KnowledgeBase.open(tmp_path / "source.db") as kb:
         _fill(kb, deployments=6)
@@ -352,20 +352,20 @@ def test_a_failed_bulk_import_leaves_rows_and_indexes_as_they_were(
 ) -> None:
     from sqlalchemy import inspect
 
-    from aideploy.knowledge import exchange
+    from aideploy.knowledge.exchange import sql
 
-    monkeypatch.setattr(exchange, "_REBUILD_MIN_ROWS", 1)
+    monkeypatch.setattr(sql, "REBUILD_MIN_ROWS", 1)
     export = tmp_path / "kb.jsonl"
     with KnowledgeBase.open(tmp_path / "source.db") as kb:
         _fill(kb, deployments=6)
         export_kb(kb, export)
-    real_insert = exchange._insert_many
+    real_insert = sql.insert_many
 
     def insert_then_fail(*args: object, **kwargs: object) -> None:
         real_insert(*args, **kwargs)  # type: ignore[arg-type]
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(exchange, "_insert_many", insert_then_fail)
+    monkeypatch.setattr(sql, "insert_many", insert_then_fail)
     with KnowledgeBase.open(tmp_path / "target.db") as target:
         indexes = {ix["name"] for ix in inspect(target.engine).get_indexes("recovery_attempts")}
         counts = target.counts()

@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aideploy.core.errors import ImportRejected
-from aideploy.knowledge import exchange
-from aideploy.knowledge.exchange import import_kb, parse_lines
+from aideploy.knowledge.exchange import import_kb, load, parse_lines, schema, validate
 from aideploy.knowledge.store import DECIDERS, OUTCOMES, KnowledgeBase
 
 HEADER = {"format": "aideploy-kb", "version": 1}
@@ -50,14 +49,14 @@ def _outcome(lines: list[str]) -> Any:
 def _both_ways(lines: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
     fast = _outcome(lines)
     with monkeypatch.context() as m:
-        m.setattr(exchange, "_fast_path", lambda *_: lambda _: False)  # all to the validator
+        m.setattr(load, "fast_path", lambda *_: lambda _: False)  # all to the validator
         slow = _outcome(lines)
     return fast, slow
 
 
 def test_the_fast_path_knows_the_outcomes_and_deciders() -> None:
-    assert get_args(exchange._OutcomeName) == OUTCOMES
-    assert get_args(exchange._DeciderName) == DECIDERS
+    assert get_args(schema.OutcomeName) == OUTCOMES
+    assert get_args(schema.DeciderName) == DECIDERS
 
 
 ODD_VALUES = [
@@ -177,13 +176,13 @@ def test_the_import_checks_references_itself_and_leaves_foreign_keys_on(tmp_path
 
 def test_a_known_signature_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    validate = exchange._VALIDATORS["attempt"]
+    check = validate.VALIDATORS["attempt"]
 
     def counted(rec: dict[str, Any], out: Any, cache: Any) -> None:
         calls.append(rec["id"])
-        validate(rec, out, cache)
+        check(rec, out, cache)
 
-    monkeypatch.setitem(exchange._VALIDATORS, "attempt", counted)
+    monkeypatch.setitem(validate.VALIDATORS, "attempt", counted)
     lines = _file([json.dumps({**GOOD, "id": f"rec-{i}"}) for i in range(5)])
     assert len(parse_lines(lines).attempts) == 5
     assert calls == ["rec-0"]  # the first meeting with the signature only
