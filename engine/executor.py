@@ -348,13 +348,14 @@ class Executor:
                 continue
             if candidate.strategy == "manual_intervention":
                 return candidate, strategy
-            if strategy.risk is Risk.HIGH and not self.settings.auto_approve:
+            spec = strategy.spec
+            if spec.risk is Risk.HIGH and not self.settings.auto_approve:
                 question = (
                     f"{failure.step}: {failure.error_class}. Run high-risk recovery "
-                    f"{strategy.name} ({strategy.description})?"
+                    f"{spec.name} ({spec.description})?"
                 )
                 if not self.approve(question):
-                    log.warning("high-risk recovery %s not approved, skipped", strategy.name)
+                    log.warning("high-risk recovery %s not approved, skipped", spec.name)
                     self._outcome(failure, candidate, Outcome.SKIPPED, 0.0)
                     ruled_out.add(candidate.strategy)
                     continue
@@ -376,7 +377,7 @@ class Executor:
         except StepFailed:
             raise
         except Exception as exc:  # a strategy's own failure is an outcome, not a crash
-            log.error("recovery %s raised %s: %s", strategy.name, type(exc).__name__, exc)
+            log.error("recovery %s raised %s: %s", strategy.spec.name, type(exc).__name__, exc)
             return False
 
     def _outcome(

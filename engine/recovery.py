@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from aideploy.core.events import AttemptDecided, Event
-from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
+from aideploy.core.recovery import Candidate, Failure, Outcome
+from aideploy.core.strategies import StrategySpec
 
 if TYPE_CHECKING:
     from aideploy.core.clock import Clock
@@ -53,17 +54,11 @@ class StrategyContext:
 
 
 class Strategy(Protocol):
-    @property
-    def name(self) -> str: ...
+    """What the executor runs: what the strategy is (its spec: name, risk, description...) and
+    the work. The one implementation is :class:`aideploy.steps.strategies.Recovery`."""
 
     @property
-    def risk(self) -> Risk: ...
-
-    @property
-    def description(self) -> str: ...
-
-    @property
-    def classes(self) -> tuple[str, ...]: ...
+    def spec(self) -> StrategySpec: ...
 
     def apply(self, ctx: StrategyContext) -> bool:
         """Do the recovery work on the target; True if it did something worth a retry."""

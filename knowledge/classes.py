@@ -1,14 +1,24 @@
-"""The error classes and the recovery-strategy catalogue (the contracts of DESIGN.md).
+"""The error classes, and what the ranker reads from the strategy catalogue (DESIGN.md's contracts).
 
 Names here are part of the public contract of ``aideploy learn classify`` and of the knowledge
-base: the ranker, the rules, the dataset and the strategies all use exactly these strings.
+base: the ranker, the rules, the dataset and the strategies all use exactly these strings. The
+strategies themselves (risk, classes, description) are the one catalogue of
+:mod:`aideploy.core.strategies`; importing this module checks that every class it names is one of
+:data:`ERROR_CLASSES` and that every default strategy below is in it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 from aideploy.core.recovery import Risk
+from aideploy.core.strategies import (
+    CATALOGUE,
+    CATALOGUE_SOURCE,
+    EVERY_CLASS,
+    CatalogueError,
+    StrategySpec,
+)
 
 ERROR_CLASSES: tuple[str, ...] = (
     "nodejs_conflict",
@@ -39,180 +49,20 @@ ERROR_CLASSES: tuple[str, ...] = (
 
 UNKNOWN = "unknown"
 
+__all__ = [
+    "CATALOGUE",
+    "CLASS_STRATEGIES",
+    "ERROR_CLASSES",
+    "STRATEGIES",
+    "UNKNOWN",
+    "StrategySpec",
+    "check_catalogue",
+    "related_strategies",
+    "risk_of",
+    "spec_of",
+    "strategies_for",
+]
 
-@dataclass(frozen=True)
-class StrategyInfo:
-    """Catalogue entry of a recovery strategy: what the ranker knows without running it."""
-
-    name: str
-    risk: Risk
-    description: str
-    classes: tuple[str, ...]
-
-
-_L, _M, _H = Risk.LOW, Risk.MEDIUM, Risk.HIGH
-
-CATALOGUE: dict[str, StrategyInfo] = {
-    s.name: s
-    for s in (
-        StrategyInfo(
-            "retry_with_backoff",
-            _L,
-            "Run the step again after an exponential backoff (transient failures).",
-            ("network_timeout", "connection_refused", "dns_failure", "unknown"),
-        ),
-        StrategyInfo(
-            "apt_update",
-            _L,
-            "Refresh the apt package index, then retry.",
-            ("package_not_found",),
-        ),
-        StrategyInfo(
-            "wait_for_apt_lock",
-            _L,
-            "Wait until the dpkg/apt lock is released (unattended-upgrades), then retry.",
-            ("apt_lock",),
-        ),
-        StrategyInfo(
-            "dpkg_repair",
-            _H,
-            "dpkg --configure -a and apt-get -f install to finish an interrupted install.",
-            ("apt_lock", "nodejs_conflict"),
-        ),
-        StrategyInfo(
-            "nodejs_remove_conflicting",
-            _M,
-            "Remove the distro's nodejs/libnode*/npm packages in the way of another nodejs.",
-            ("nodejs_conflict",),
-        ),
-        StrategyInfo(
-            "nodejs_clean_reinstall",
-            _H,
-            "Purge distro nodejs/libnode-dev/npm and reinstall Node.js from NodeSource.",
-            ("nodejs_conflict", "node_version"),
-        ),
-        StrategyInfo(
-            "node_switch_version",
-            _M,
-            "Install the Node.js major version the project's engines field asks for.",
-            ("node_version",),
-        ),
-        StrategyInfo(
-            "npm_user_prefix",
-            _L,
-            "Point npm's global prefix at a directory the deploy user owns.",
-            ("npm_permissions", "permission_denied"),
-        ),
-        StrategyInfo(
-            "fix_ownership",
-            _M,
-            "chown/chmod the application paths (or a private key) to the right owner and mode.",
-            ("permission_denied", "npm_permissions", "ssh_auth"),
-        ),
-        StrategyInfo(
-            "make_executable",
-            _L,
-            "Add the execute bits to a script or program the error names (not its owner).",
-            ("permission_denied",),
-        ),
-        StrategyInfo(
-            "restart_service",
-            _M,
-            "Restart the systemd service involved and wait until it is active.",
-            ("service_failed", "connection_refused", "database_connection"),
-        ),
-        StrategyInfo(
-            "start_service",
-            _L,
-            "Start (and enable) a stopped dependency service.",
-            ("connection_refused", "database_connection", "service_failed"),
-        ),
-        StrategyInfo(
-            "free_port",
-            _H,
-            "Stop the process holding the port (asks unless this deployment started it).",
-            ("port_in_use",),
-        ),
-        StrategyInfo(
-            "cleanup_disk",
-            _M,
-            "Clean apt caches, old journals, old releases and temp files.",
-            ("disk_full",),
-        ),
-        StrategyInfo(
-            "limit_build_memory",
-            _L,
-            "Rebuild with a lower memory ceiling (NODE_OPTIONS, fewer parallel jobs).",
-            ("out_of_memory",),
-        ),
-        StrategyInfo(
-            "add_swap",
-            _H,
-            "Create and enable a swap file.",
-            ("out_of_memory",),
-        ),
-        StrategyInfo(
-            "dns_fallback_resolver",
-            _H,
-            "Add a fallback DNS resolver to the system resolver configuration.",
-            ("dns_failure",),
-        ),
-        StrategyInfo(
-            "certbot_retry",
-            _L,
-            "Retry certbot after checking DNS/port 80; fall back to a self-signed certificate.",
-            ("ssl_certificate",),
-        ),
-        StrategyInfo(
-            "install_build_deps",
-            _L,
-            "Install compilers and headers (build-essential, python3-dev, libpq-dev).",
-            ("build_toolchain_missing",),
-        ),
-        StrategyInfo(
-            "install_python_venv",
-            _L,
-            "Install python3-venv/pip and (re)create the application virtualenv.",
-            ("python_env",),
-        ),
-        StrategyInfo(
-            "install_missing_command",
-            _L,
-            "Install the package that provides the missing command.",
-            ("command_not_found",),
-        ),
-        StrategyInfo(
-            "restore_nginx_config",
-            _M,
-            "Restore the last nginx configuration that passed nginx -t and reload.",
-            ("nginx_config",),
-        ),
-        StrategyInfo(
-            "django_migrate",
-            _L,
-            "Run manage.py migrate (with --fake-initial when tables already exist).",
-            ("django_migration",),
-        ),
-        StrategyInfo(
-            "django_fix_settings",
-            _L,
-            "Write the missing Django settings (ALLOWED_HOSTS, SECRET_KEY, STATIC_ROOT, CSRF).",
-            ("django_settings", "database_connection"),
-        ),
-        StrategyInfo(
-            "database_create_role",
-            _M,
-            "Create the application's PostgreSQL role and database, and set its password.",
-            ("database_connection",),
-        ),
-        StrategyInfo(
-            "manual_intervention",
-            _L,
-            "Pause the deployment, explain what is needed, keep state for resume.",
-            ERROR_CLASSES,
-        ),
-    )
-}
 
 STRATEGIES: tuple[str, ...] = tuple(CATALOGUE)
 
@@ -265,10 +115,34 @@ CLASS_STRATEGIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_catalogue(catalogue: Mapping[str, StrategySpec] = CATALOGUE) -> None:
+    """The catalogue and this module agree (run at import: a mistake stops it and says where)."""
+    for spec in catalogue.values():
+        for cls in spec.classes:
+            if cls != EVERY_CLASS and cls not in ERROR_CLASSES:
+                raise CatalogueError(
+                    f"{CATALOGUE_SOURCE}: [{spec.name}] classes: {cls!r} is not an error class"
+                )
+    if set(CLASS_STRATEGIES) != set(ERROR_CLASSES):
+        raise CatalogueError("CLASS_STRATEGIES must name every error class once")
+    for cls, names in CLASS_STRATEGIES.items():
+        for name in names:
+            if name not in catalogue:
+                raise CatalogueError(f"default strategy {name!r} of {cls} is not in the catalogue")
+
+
+check_catalogue()
+
+
+def spec_of(strategy: str) -> StrategySpec | None:
+    """The catalogue's entry for a strategy; None for one it does not know (custom, plugin)."""
+    return CATALOGUE.get(strategy)
+
+
 def risk_of(strategy: str) -> Risk:
     """Risk level of a strategy; unknown (custom) strategies count as high risk."""
-    info = CATALOGUE.get(strategy)
-    return info.risk if info else Risk.HIGH
+    spec = CATALOGUE.get(strategy)
+    return spec.risk if spec else Risk.HIGH
 
 
 def strategies_for(error_class: str) -> tuple[str, ...]:
@@ -280,5 +154,5 @@ def related_strategies(error_class: str) -> tuple[str, ...]:
     return tuple(
         s.name
         for s in CATALOGUE.values()
-        if error_class in s.classes and s.name != "manual_intervention"
+        if s.name != "manual_intervention" and s.serves(error_class)
     )

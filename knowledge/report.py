@@ -5,7 +5,9 @@ Sections (each a list of rows):
 - ``deployments``: per week, deployments started and the fraction that succeeded;
 - ``signatures``: the most frequent error signatures;
 - ``classes``: error classes by occurrences;
-- ``strategies``: per strategy, attempts, weighted success rate, mean time to recovery;
+- ``strategies``: per strategy, its risk, attempts, weighted success rate, mean time to recovery
+  and what it does (risk and description from the strategy catalogue, or for a strategy the KB
+  defines, from its row);
 - ``best_strategy``: per error class, the strategy with the best weighted success rate;
 - ``first_try``: per week, the fraction of failures (a signature in a deployment) whose FIRST
   (not skipped) recovery attempt recovered: the learning curve.
@@ -45,7 +47,8 @@ from sqlalchemy import (
 from tabulate import tabulate
 
 from aideploy.core.errors import UsageError
-from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
+from aideploy.knowledge.classes import CATALOGUE
+from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES, STRATEGIES
 
 
 class ReadableStore(Protocol):
@@ -69,6 +72,7 @@ class StrategyStats:
 FORMATS = ("table", "json", "csv")
 TOP_SIGNATURES = 15
 SIGNATURE_WIDTH = 90
+DESCRIPTION_WIDTH = 60
 MIN_ATTEMPTS_FOR_BEST = 1
 
 SECTIONS: dict[str, str] = {
@@ -296,13 +300,25 @@ def strategy_table(conn: Connection, f: Filters | None = None) -> list[StrategyS
     return _strategy_stats(_pair_rows(conn, f or Filters()))
 
 
-def _strategies(stats: list[StrategyStats]) -> list[dict[str, Any]]:
+def _described(conn: Connection) -> dict[str, tuple[str, str]]:
+    """Risk and description by strategy: the catalogue's for a built-in, else the KB's row."""
+    rows = conn.execute(select(STRATEGIES.c.name, STRATEGIES.c.risk, STRATEGIES.c.description))
+    known = {name: (risk, description or "") for name, risk, description in rows}
+    known.update((name, (s.risk.value, s.description)) for name, s in CATALOGUE.items())
+    return known
+
+
+def _strategies(
+    stats: list[StrategyStats], described: dict[str, tuple[str, str]]
+) -> list[dict[str, Any]]:
     return [
         {
             "strategy": s.strategy,
+            "risk": described.get(s.strategy, (None, ""))[0],
             "attempts": s.attempts,
             "success_rate": round(s.success_rate, 4),
             "mean_time_to_recovery": s.mean_time_to_recovery,
+            "description": described.get(s.strategy, (None, ""))[1],
         }
         for s in stats
     ]
@@ -504,7 +520,7 @@ def build_report(
         report.sections["signatures"] = _signatures(conn, f, top)
         report.sections["classes"] = _classes(conn, f)
         pairs = _pair_rows(conn, f)
-        report.sections["strategies"] = _strategies(_strategy_stats(pairs))
+        report.sections["strategies"] = _strategies(_strategy_stats(pairs), _described(conn))
         classes = _class_of(conn)
         report.sections["best_strategy"] = _best(classes, pairs)
         report.sections["first_try"] = _first_try(conn, f)
@@ -530,7 +546,8 @@ def _table_cell(key: str, value: Any) -> Any:
         return "-" if value is None else f"{value:.1f}s"
     if key.endswith("rate"):
         return "-" if value is None else f"{value:.1%}"
-    return _cell(value, SIGNATURE_WIDTH if key == "signature" else None)
+    width = {"signature": SIGNATURE_WIDTH, "description": DESCRIPTION_WIDTH}.get(key)
+    return _cell(value, width)
 
 
 def render(report: Report, fmt: str = "table") -> str:

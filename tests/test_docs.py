@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from aideploy.cli import learn_html as cli_html  # noqa: F401  (registers `learn report-html`)
 from aideploy.cli.main import cli
+from aideploy.core.strategies import CATALOGUE, EVERY_CLASS
 from aideploy.services.config import Config, schema_docs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -241,3 +242,30 @@ def test_example_workflow_is_valid_yaml_when_yaml_is_available() -> None:
     yaml = pytest.importorskip("yaml")
     data = yaml.safe_load(text)
     assert "jobs" in data
+
+
+def _catalogue_rows() -> list[list[str]]:
+    """The strategy table of docs/recovery.md, cell by cell."""
+    rows = []
+    for line in (DOCS / "recovery.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("| `"):
+            rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+    return rows
+
+
+def test_the_strategy_table_is_the_catalogue() -> None:
+    """docs/recovery.md lists every built-in strategy as aideploy/core/strategies.toml has it."""
+    expected = [
+        [
+            f"`{s.name}`",
+            s.risk.value,
+            "every class" if s.classes == (EVERY_CLASS,) else ", ".join(s.classes),
+            ", ".join(f"`{n}`" for n in s.needs),
+            s.description,
+        ]
+        for s in CATALOGUE.values()
+    ]
+    rows = _catalogue_rows()
+    assert [r[0] for r in rows] == [e[0] for e in expected], "docs/recovery.md: names or order"
+    for row, want in zip(rows, expected, strict=True):
+        assert row == want, f"docs/recovery.md says {row}, the catalogue {want}"

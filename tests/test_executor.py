@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.core.backoff import Backoff
 from aideploy.core.clock import FakeClock
 from aideploy.core.errors import ManualInterventionRequired, RecoveryExhausted
 from aideploy.core.events import EventSink
@@ -185,6 +187,32 @@ def test_step_that_recovers_after_a_marker_appears(tmp_path: Path) -> None:
     assert state.steps[0].recoveries == ["retry_with_backoff"]
 
 
+def test_retry_with_backoff_waits_the_backoff_schedule_and_no_more(tmp_path: Path) -> None:
+    """The executor waits its backoff before each re-run; retry_with_backoff adds no wait of its
+    own (it used to sleep 2 s more on every retry: 2 ** the attempt it was never told)."""
+    runs = tmp_path / "runs"
+    plan = Plan(
+        "flaky",
+        (
+            Step(
+                "download",
+                commands=(
+                    f"echo x >> {runs}; [ $(wc -l < {runs}) -gt 2 ] || "
+                    '{ echo "Read timed out. (read timeout=15)" >&2; exit 1; }',
+                ),
+            ),
+        ),
+    )
+    executor, clock = _executor(plan)
+    executor.backoff = Backoff(base=1.0, cap=60.0, rng=random.Random(7))
+    schedule = Backoff(base=1.0, cap=60.0, rng=random.Random(7))
+    state = executor.run()
+    assert state.status is DeploymentStatus.COMPLETED
+    assert state.steps[0].recoveries == ["retry_with_backoff", "retry_with_backoff"]
+    assert clock.sleeps == [schedule.delay(1), schedule.delay(2)]
+    assert clock.now() == pytest.approx(sum(clock.sleeps))
+
+
 def test_a_recovery_is_recorded_with_the_tool_detection_named(tmp_path: Path) -> None:
     """The knowledge base keeps the context the ranker learns under: the executor's context and
     the tool a rule's ``tool`` group named, so a ranker built from the KB sees what it saw."""
@@ -256,10 +284,10 @@ def test_verification_failure_is_a_failure(tmp_path: Path) -> None:
 def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
     """Noise: the right fix fails the first time; it is not retried first, but it is retried
     (after the others) within the attempt budget, and the deployment completes."""
-    from aideploy.core.recovery import Risk
+    from aideploy.core.strategies import CATALOGUE
     from aideploy.engine.recovery import StrategyContext
     from aideploy.knowledge.rules import ErrorPattern
-    from aideploy.steps.strategies.base import FunctionStrategy
+    from aideploy.steps.strategies import Recovery
 
     applied = tmp_path / "applied"
     ready = tmp_path / "ready"
@@ -280,9 +308,7 @@ def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
     strategies = {
         **registry(),
         # a stand-in for the catalogue's fix_ownership whose first application does not fix it
-        "fix_ownership": FunctionStrategy(
-            "fix_ownership", Risk.LOW, "flaky fix", ("permission_denied",), flaky_fix
-        ),
+        "fix_ownership": Recovery(CATALOGUE["fix_ownership"], flaky_fix),
     }
     executor, _ = _executor(plan, strategies=strategies, max_retries=3)
     executor.advisor = table

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
+from aideploy.core.strategies import CATALOGUE
 from aideploy.knowledge.html_report import build_html
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, SIGNATURES
 from aideploy.knowledge.report import Filters, build_report, render, strategy_table
@@ -28,6 +29,12 @@ T0 = datetime(2025, 3, 1, 22, 0, 0)
 CLASSES = ["apt_lock", "port_in_use", "disk_full"]
 STRATEGIES = ["wait", "free_port", "cleanup", "retry"]
 OUTCOMES = ["recovered", "failed", "skipped"]
+#: risk and description the report gives each strategy: the catalogue's for the built-in
+#: free_port (not its KB copy's), the KB's row for cleanup, nothing for the others
+DESCRIBED = {
+    "free_port": ("high", CATALOGUE["free_port"].description),
+    "cleanup": ("medium", "Clean up the disk."),
+}
 
 
 def _fill(kb: KnowledgeBase, seed: int = 3) -> None:
@@ -92,6 +99,9 @@ def _fill(kb: KnowledgeBase, seed: int = 3) -> None:
                 }
             )
         conn.execute(insert(ATTEMPTS), rows)
+    # strategies the KB defines: the report describes them by their row, unless it is a built-in
+    kb.add_strategy("cleanup", "Clean up the disk.", "medium", commands=["true"])
+    kb.add_strategy("free_port", "A local copy of a built-in.", "low", commands=["true"])
 
 
 def _rows(kb: KnowledgeBase) -> list[dict[str, Any]]:
@@ -167,9 +177,11 @@ def _expected(rows: list[dict[str, Any]], f: Filters) -> dict[str, Any]:
         strategies.append(
             {
                 "strategy": name,
+                "risk": DESCRIBED.get(name, (None, ""))[0],
                 "attempts": len(group),
                 "success_rate": _rate(rec, decided) or 0.0,
                 "mean_time_to_recovery": round(sum(times) / len(times), 3) if times else None,
+                "description": DESCRIBED.get(name, (None, ""))[1],
             }
         )
     strategies.sort(key=lambda s: (-s["attempts"], s["strategy"]))

@@ -7,7 +7,6 @@ import contextlib
 import stat
 import urllib.request
 from collections.abc import Collection
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from aideploy.core.errors import StepFailed
 from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
 from aideploy.core.result import Result
 from aideploy.core.settings import DeploymentSettings
+from aideploy.core.strategies import StrategySpec
 from aideploy.engine import metrics
 from aideploy.engine.connectors.local import LocalConnector
 from aideploy.engine.executor import Executor
@@ -27,6 +27,7 @@ from aideploy.engine.recovery import StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus
 from aideploy.services.config import parse_config
+from aideploy.steps.strategies import Recovery
 
 
 class Advisor:
@@ -45,21 +46,18 @@ class Advisor:
         return None
 
 
-@dataclass
-class Touch:
-    name: str
-    marker: Path | None
-    risk: Risk = Risk.LOW
-    description: str = "test strategy"
-    classes: tuple[str, ...] = ("flaky",)
+def touch(name: str, marker: Path | None) -> Recovery:
+    """A strategy that does nothing (no marker) or touches the marker that fixes the step."""
 
-    def apply(self, ctx: StrategyContext) -> bool:
-        if self.marker is not None:
-            self.marker.touch()
+    def apply(ctx: StrategyContext) -> bool:
+        if marker is not None:
+            marker.touch()
         return True
 
+    return Recovery(StrategySpec(name, Risk.LOW, "test strategy", ("flaky",)), apply)
 
-def _deploy(dep_id: str, plan: Plan, advisor: Advisor, strategies: dict[str, Touch]) -> None:
+
+def _deploy(dep_id: str, plan: Plan, advisor: Advisor, strategies: dict[str, Recovery]) -> None:
     state = DeploymentState(dep_id, plan.name, DeploymentStatus.PENDING, 0, len(plan.steps), {})
     connector = LocalConnector()
     executor = Executor(
@@ -80,7 +78,7 @@ def _deploy(dep_id: str, plan: Plan, advisor: Advisor, strategies: dict[str, Tou
 def deployments(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "home"))
     marker = tmp_path / "fixed"
-    strategies = {"nothing": Touch("nothing", None), "fix": Touch("fix", marker)}
+    strategies = {"nothing": touch("nothing", None), "fix": touch("fix", marker)}
     ok_plan = Plan(
         "app",
         (

@@ -59,6 +59,7 @@ def test_wheel_layout(wheel: Path) -> None:
         "aideploy/py.typed",
         "aideploy/cli/main.py",
         "aideploy/core/errors.py",
+        "aideploy/core/strategies.toml",
         "aideploy/services/deploy.py",
         "aideploy/engine/connectors/ssh.py",
         "aideploy/knowledge/signature.py",

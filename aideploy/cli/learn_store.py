@@ -17,6 +17,7 @@ import click
 from tabulate import tabulate
 
 from aideploy.core.errors import UsageError
+from aideploy.core.strategies import CATALOGUE
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
@@ -152,23 +153,26 @@ def _clip(text: str, width: int) -> str:
 @kb_option
 @format_option
 def strategies_cmd(kb_url: str | None, fmt: str) -> None:
-    """Strategies: their statistics (attempts, weighted success rate, mean time to recovery)
-    and, for those stored in the KB, origin and whether they are trusted to run."""
+    """Strategies: their risk, statistics (attempts, weighted success rate, mean time to
+    recovery), what they do and, for those stored in the KB, origin and whether they are trusted
+    to run."""
     with _open(kb_url) as kb:
         stats = {s.strategy: s for s in kb.strategy_stats()}
         known = {s.name: s for s in kb.strategies()}
     rows = []
     for name in sorted(set(stats) | set(known)):
-        st, info = stats.get(name), known.get(name)
+        st, info, spec = stats.get(name), known.get(name), CATALOGUE.get(name)
         rows.append(
             {
                 "strategy": name,
+                "risk": spec.risk.value if spec else info.risk if info else None,
                 "attempts": st.attempts if st else 0,
                 "success_rate": round(st.success_rate, 4) if st else None,
                 "mean_time_to_recovery": st.mean_time_to_recovery if st else None,
-                "origin": info.origin if info else "builtin",
+                "origin": info.origin if info else "builtin" if spec else "unknown",
                 "trusted": info.trusted if info else True,
                 "commands": len(info.commands or ()) if info else 0,
+                "description": spec.description if spec else info.description if info else "",
             }
         )
     if fmt == "table":
@@ -178,6 +182,8 @@ def strategies_cmd(kb_url: str | None, fmt: str) -> None:
             mttr = r["mean_time_to_recovery"]
             r["mean_time_to_recovery"] = "-" if mttr is None else f"{mttr:.1f}s"
             r["trusted"] = "yes" if r["trusted"] else "NO (learn trust)"
+            r["description"] = _clip(str(r["description"]), 50)
+            r["risk"] = r["risk"] or "-"
     click.echo(_rows_out(rows, fmt))
 
 

@@ -252,5 +252,5 @@ def _strategies(knowledge: KnowledgeBase) -> dict[str, Strategy]:
     """Built-in and plugin strategies, and the command strategies the KB has that are trusted."""
 
     found = registry()
-    found.update((s.name, s) for s in from_knowledge(knowledge.strategies(), known=found))
+    found.update((s.spec.name, s) for s in from_knowledge(knowledge.strategies(), known=found))
     return found
