@@ -62,43 +62,17 @@ class AIFeatures(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
     ] = True
 
 
-_AS_WRITTEN = '; a digit string such as "8" is accepted (the guide writes specs as strings)'
+def _expected(what: str) -> Meta:
+    return Meta(
+        description=f'{what} the server is expected to have; a digit string such as "8" is '
+        "accepted (the guide writes specs as strings)."
+    )
 
 
 class Specs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    cpu_cores: (
-        Annotated[
-            int,
-            Meta(
-                ge=1,
-                le=4096,
-                description="CPU cores the server is expected to have" + _AS_WRITTEN + ".",
-            ),
-        ]
-        | None
-    ) = None
-    memory_gb: (
-        Annotated[
-            int,
-            Meta(
-                ge=1,
-                le=65536,
-                description="Memory (GiB) the server is expected to have" + _AS_WRITTEN + ".",
-            ),
-        ]
-        | None
-    ) = None
-    storage_gb: (
-        Annotated[
-            int,
-            Meta(
-                ge=1,
-                le=1_000_000,
-                description="Disk (GiB) the server is expected to have" + _AS_WRITTEN + ".",
-            ),
-        ]
-        | None
-    ) = None
+    cpu_cores: Annotated[int, Meta(ge=1, le=4096), _expected("CPU cores")] | None = None
+    memory_gb: Annotated[int, Meta(ge=1, le=65536), _expected("Memory (GiB)")] | None = None
+    storage_gb: Annotated[int, Meta(ge=1, le=1_000_000), _expected("Disk (GiB)")] | None = None
 
 
 class ServerProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
