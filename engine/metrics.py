@@ -21,7 +21,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated
 
+import msgspec
+from msgspec import Meta
 from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -33,7 +36,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from aideploy.core import paths
-from aideploy.core.schema import _range, check_hostname, check_path, spec
+from aideploy.core.schema import Port, check_hostname, checked
 from aideploy.engine.state import (
     DeploymentState,
     DeploymentStatus,
@@ -62,23 +65,24 @@ STEP_BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 _RECOVERY_OUTCOMES = ("recovered", "failed")  # "skipped" (not approved) is not an attempt
 
 
-@dataclass(frozen=True)
-class MetricsSettings:
-    textfile: Path | None = spec(
-        "Prometheus textfile written after each deployment (for node_exporter's textfile "
-        "collector, e.g. /var/lib/node_exporter/textfile_collector/aideploy.prom; "
-        "default: <state dir>/metrics/aideploy.prom).",
-        None,
-        check_path,
-    )
-    http_port: int | None = spec(
-        "Serve live metrics on this port while a deployment runs (off when unset).",
-        None,
-        _range(1, 65535),
-    )
-    http_address: str = spec(
-        "Address the live metrics endpoint listens on.", "127.0.0.1", check_hostname
-    )
+class MetricsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    textfile: Annotated[
+        Path | None,
+        Meta(
+            description="Prometheus textfile written after each deployment (for node_exporter's "
+            "textfile collector, e.g. /var/lib/node_exporter/textfile_collector/aideploy.prom; "
+            "default: <state dir>/metrics/aideploy.prom)."
+        ),
+    ] = None
+    http_port: Annotated[
+        Port | None,
+        Meta(
+            description="Serve live metrics on this port while a deployment runs (off when unset)."
+        ),
+    ] = None
+    http_address: Annotated[
+        str, checked(check_hostname, "Address the live metrics endpoint listens on.")
+    ] = "127.0.0.1"
 
 
 # -- what the metrics are computed from --------------------------------------------------------

@@ -20,11 +20,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+import msgspec
+from msgspec import Meta
+
 from aideploy.core.redact import redact, register_secret
-from aideploy.core.schema import _range, spec
+from aideploy.core.schema import checked
 from aideploy.engine.state import DeploymentState, DeploymentStatus
 
 log = logging.getLogger("aideploy.notify")
@@ -73,28 +76,41 @@ def check_events(value: list[str]) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class NotificationSettings:
-    slack_webhook_url: str | None = spec(
-        "Slack incoming webhook URL (a secret: never logged).", None, check_webhook_url
-    )
-    discord_webhook_url: str | None = spec(
-        "Discord webhook URL (a secret: never logged).", None, check_webhook_url
-    )
-    events: list[str] = spec(
-        "Events that are sent: start, success, failure, rollback, manual_intervention.",
-        list(EVENTS),
-        check_events,
-    )
-    timeout: float = spec("Seconds one webhook request may take.", 3.0, _range(0.1, 60))
-    retries: int = spec(
-        "Extra attempts after a failed post (server error, rate limit, network).", 2, _range(0, 10)
-    )
-    wait_at_end: float = spec(
-        "Most seconds a deployment waits at its end for notifications still being sent.",
-        2.0,
-        _range(0, 30),
-    )
+class NotificationSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    slack_webhook_url: Annotated[
+        str | None,
+        checked(check_webhook_url, "Slack incoming webhook URL (a secret: never logged)."),
+    ] = None
+    discord_webhook_url: Annotated[
+        str | None, checked(check_webhook_url, "Discord webhook URL (a secret: never logged).")
+    ] = None
+    events: Annotated[
+        list[str],
+        checked(
+            check_events,
+            "Events that are sent: start, success, failure, rollback, manual_intervention.",
+        ),
+    ] = msgspec.field(default_factory=lambda: list(EVENTS))
+    timeout: Annotated[
+        float, Meta(ge=0.1, le=60, description="Seconds one webhook request may take.")
+    ] = 3.0
+    retries: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=10,
+            description="Extra attempts after a failed post (server error, rate limit, network).",
+        ),
+    ] = 2
+    wait_at_end: Annotated[
+        float,
+        Meta(
+            ge=0,
+            le=30,
+            description="Most seconds a deployment waits at its end for notifications still "
+            "being sent.",
+        ),
+    ] = 2.0
 
 
 # -- what is said --------------------------------------------------------------------------------

@@ -8,11 +8,11 @@ import re
 import shlex
 import typing
 from collections.abc import Iterator
-from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 import pytest
 from click.testing import CliRunner
 
@@ -96,13 +96,13 @@ def test_command_index_links_every_page_and_the_global_options() -> None:
 
 def _config_keys(cls: Any, section: str) -> Iterator[tuple[str, str]]:
     hints = typing.get_type_hints(cls)
-    for fld in fields(cls):
+    for fld in msgspec.structs.fields(cls):
         yield section, fld.name
         tp = hints[fld.name]
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         origin = typing.get_origin(tp)
         inner = args[-1] if origin in (dict, list) else (args[0] if args else tp)
-        if not is_dataclass(inner):
+        if not (isinstance(inner, type) and issubclass(inner, msgspec.Struct)):
             continue
         prefix = "" if section == "Top level" else section + "."
         suffix = ".<name>" if origin is dict else "[]" if origin is list else ""

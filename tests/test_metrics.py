@@ -16,6 +16,7 @@ from aideploy.core.clock import FakeClock
 from aideploy.core.errors import StepFailed
 from aideploy.core.recovery import Candidate, Failure, Outcome, Risk
 from aideploy.core.result import Result
+from aideploy.core.schema import convert
 from aideploy.core.settings import DeploymentSettings
 from aideploy.core.strategies import StrategySpec
 from aideploy.engine import metrics
@@ -193,10 +194,8 @@ def test_serve_is_off_without_a_port_and_survives_a_busy_one() -> None:
 
 
 def test_settings_section_validates_like_the_config() -> None:
-    from aideploy.services.config import _build
-
-    settings = _build(metrics.MetricsSettings, {"http_port": 9108}, "metrics")
+    settings = convert({"http_port": 9108}, metrics.MetricsSettings, "metrics")
     assert settings.http_port == 9108 and settings.http_address == "127.0.0.1"
     with pytest.raises(Exception, match="between"):
-        _build(metrics.MetricsSettings, {"http_port": 0}, "metrics")
+        convert({"http_port": 0}, metrics.MetricsSettings, "metrics")
     parse_config({})  # the section is independent of the base schema

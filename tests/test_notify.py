@@ -15,9 +15,9 @@ import pytest
 
 from aideploy.core.errors import ConfigError
 from aideploy.core.redact import register_secret
+from aideploy.core.schema import convert
 from aideploy.engine import notify
 from aideploy.engine.state import DeploymentState, DeploymentStatus
-from aideploy.services.config import _build
 
 
 class Recorder(ThreadingHTTPServer):
@@ -228,16 +228,16 @@ def test_no_webhook_configured_sends_nothing() -> None:
 
 
 def test_settings_validate_like_config_sections() -> None:
-    parsed = _build(
-        notify.NotificationSettings,
+    parsed = convert(
         {"slack_webhook_url": "https://hooks.slack.com/services/T/B/x", "events": ["failure"]},
+        notify.NotificationSettings,
         "notifications",
     )
     assert parsed.events == ["failure"] and parsed.wait_at_end == 2.0
     with pytest.raises(ConfigError, match="webhook URL"):
-        _build(notify.NotificationSettings, {"discord_webhook_url": "ftp://x"}, "notifications")
+        convert({"discord_webhook_url": "ftp://x"}, notify.NotificationSettings, "notifications")
     with pytest.raises(ConfigError, match="unknown events"):
-        _build(notify.NotificationSettings, {"events": ["deploy"]}, "notifications")
+        convert({"events": ["deploy"]}, notify.NotificationSettings, "notifications")
 
 
 def test_the_rollback_command_notifies(server: Recorder) -> None:

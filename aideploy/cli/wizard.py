@@ -10,7 +10,6 @@ written atomically, 0600.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import paramiko
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -193,8 +193,8 @@ def build_config(
     return {
         "version": "1.0",
         "ssh": ssh,
-        "deployment": dataclasses.asdict(defaults.deployment),
-        "ai_features": dataclasses.asdict(defaults.ai_features),
+        "deployment": msgspec.structs.asdict(defaults.deployment),
+        "ai_features": msgspec.structs.asdict(defaults.ai_features),
         "server_profiles": profiles,
     }
 

@@ -1,29 +1,35 @@
 """The configuration file (``ai_deployment_config.json``): one declared schema, validated once.
 
-Every field is declared below with its type, default and description; :func:`load_config`
-checks a file against it and returns typed settings, or raises :class:`ConfigError` with one line
-naming the field and the problem. Values that end up in shell commands (host names, domains, user
-names, paths) are checked here so that none can carry shell syntax; commands quote them anyway.
+Every field is declared below (and in the settings sections it is made of) as a msgspec struct
+field with its type, range, default and description; :func:`load_config` checks a file against it
+strictly (a string is not an integer, ``true`` is not a number, an unknown key is refused) and
+returns typed settings, or raises :class:`ConfigError` with one line naming the field and the
+problem. Values that end up in shell commands (host names, domains, user names, paths) are checked
+here so that none can carry shell syntax; commands quote them anyway. ``aideploy config docs``
+prints the same schema as Markdown (:func:`schema_docs`).
 """
 
 from __future__ import annotations
 
 import json
-import types
-import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any
+
+import msgspec
+import msgspec.inspect as schema_info
+from msgspec import Meta
 
 from aideploy.core.errors import ConfigError
 from aideploy.core.schema import (
-    _range,
+    Port,
     check_domain,
     check_hostname,
     check_name,
-    check_path,
     check_username,
-    spec,
+    checked,
+    convert,
+    describe,
+    unwrap,
 )
 from aideploy.core.settings import DeploymentSettings, SSHSettings
 from aideploy.engine.metrics import MetricsSettings
@@ -35,49 +41,67 @@ from aideploy.knowledge.rules import (
     severity_problem,
 )
 
-T = TypeVar("T")
+#: the deepest a configuration file may nest lists and objects (it needs four)
+MAX_NESTING = 32
 
 # -- the schema ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AIFeatures:
-    intelligent_error_detection: bool = spec("Classify failures (rules + model).", True)
-    auto_fix_common_issues: bool = spec("Apply the ranked recovery automatically.", True)
-    learn_from_failures: bool = spec("Record outcomes in the knowledge base.", True)
-    optimization_suggestions: bool = spec("Show suggestions in the report.", True)
+class AIFeatures(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    intelligent_error_detection: Annotated[
+        bool, Meta(description="Classify failures (rules + model).")
+    ] = True
+    auto_fix_common_issues: Annotated[
+        bool, Meta(description="Apply the ranked recovery automatically.")
+    ] = True
+    learn_from_failures: Annotated[
+        bool, Meta(description="Record outcomes in the knowledge base.")
+    ] = True
+    optimization_suggestions: Annotated[
+        bool, Meta(description="Show suggestions in the report.")
+    ] = True
 
 
-@dataclass(frozen=True)
-class Specs:
-    cpu_cores: int | None = spec("CPU cores the server is expected to have.", None, _range(1, 4096))
-    memory_gb: int | None = spec(
-        "Memory (GiB) the server is expected to have.", None, _range(1, 65536)
-    )
-    storage_gb: int | None = spec(
-        "Disk (GiB) the server is expected to have.", None, _range(1, 1_000_000)
+def _expected(what: str) -> Meta:
+    return Meta(
+        description=f'{what} the server is expected to have; a digit string such as "8" is '
+        "accepted (the guide writes specs as strings)."
     )
 
 
-@dataclass(frozen=True)
-class ServerProfile:
-    hostname: str = spec("Host name or IP address of the server.", check=check_hostname)
-    username: str | None = spec(
-        "Remote user to log in as (unset: ~/.ssh/config's User, then root).", None, check_username
+class Specs(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    cpu_cores: Annotated[int, Meta(ge=1, le=4096), _expected("CPU cores")] | None = None
+    memory_gb: Annotated[int, Meta(ge=1, le=65536), _expected("Memory (GiB)")] | None = None
+    storage_gb: Annotated[int, Meta(ge=1, le=1_000_000), _expected("Disk (GiB)")] | None = None
+
+
+class ServerProfile(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    hostname: Annotated[str, checked(check_hostname, "Host name or IP address of the server.")]
+    username: Annotated[
+        str | None,
+        checked(
+            check_username, "Remote user to log in as (unset: ~/.ssh/config's User, then root)."
+        ),
+    ] = None
+    domain: Annotated[str | None, checked(check_domain, "Public domain the app is served on.")] = (
+        None
     )
-    domain: str | None = spec("Public domain the app is served on.", None, check_domain)
-    port: int | None = spec("SSH port (default: ssh.port).", None, _range(1, 65535))
-    key_file: Path | None = spec(
-        "Private key for this server (default: ssh.key_file).", None, check_path
+    port: Annotated[Port | None, Meta(description="SSH port (default: ssh.port).")] = None
+    key_file: Annotated[
+        Path | None, Meta(description="Private key for this server (default: ssh.key_file).")
+    ] = None
+    use_password: Annotated[
+        bool, Meta(description="Log in with a password (asked for, never stored).")
+    ] = False
+    specs: Annotated[Specs, Meta(description="Expected server size.")] = msgspec.field(
+        default_factory=Specs
     )
-    use_password: bool = spec("Log in with a password (asked for, never stored).", False)
-    specs: Specs = spec("Expected server size.", default=None)
-    protected: bool = spec(
-        "Ask for confirmation (typing the profile name) before deploying.", False
-    )
-    allowed_users: list[str] = spec(
-        "Local users allowed to deploy to this profile (empty: all).", []
-    )
+    protected: Annotated[
+        bool, Meta(description="Ask for confirmation (typing the profile name) before deploying.")
+    ] = False
+    allowed_users: Annotated[
+        list[str], Meta(description="Local users allowed to deploy to this profile (empty: all).")
+    ] = msgspec.field(default_factory=list)
 
 
 def _check_pattern(value: str) -> str | None:
@@ -100,31 +124,44 @@ def _check_severity(value: str) -> str | None:
     return severity_problem(value.lower())  # a file's severity is read in any case
 
 
-@dataclass(frozen=True)
-class PatternSpec:
-    name: str = spec("Unique name of the custom error pattern.", check=check_name)
-    pattern: str = spec(
-        "Regular expression matched against the failed command's output.", check=_check_pattern
+class PatternSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, checked(check_name, "Unique name of the custom error pattern.")]
+    pattern: Annotated[
+        str,
+        checked(_check_pattern, "Regular expression matched against the failed command's output."),
+    ]
+    recovery: Annotated[str, checked(check_name, "Name of the recovery strategy to run.")]
+    error_class: Annotated[str, checked(_check_error_class, "Error class the pattern detects.")] = (
+        "unknown"
     )
-    recovery: str = spec("Name of the recovery strategy to run.", check=check_name)
-    error_class: str = spec("Error class the pattern detects.", "unknown", _check_error_class)
-    severity: str = spec("low, medium, high or critical.", "medium", _check_severity)
-    description: str = spec("What the error means.", "")
-    retry_count: int = spec("Attempts with this recovery.", 3, _range(0, 20))
+    severity: Annotated[str, checked(_check_severity, "low, medium, high or critical.")] = "medium"
+    description: Annotated[str, Meta(description="What the error means.")] = ""
+    retry_count: Annotated[int, Meta(ge=0, le=20, description="Attempts with this recovery.")] = 3
 
 
-@dataclass(frozen=True)
-class Config:
-    version: str = spec("Configuration format version.", "1.0")
-    ssh: SSHSettings = spec("SSH connection settings.", default=None)
-    deployment: DeploymentSettings = spec("Deployment behaviour.", default=None)
-    ai_features: AIFeatures = spec("Detection, recovery and learning switches.", default=None)
-    server_profiles: dict[str, ServerProfile] = spec("Named servers (production, staging...).", {})
-    metrics: MetricsSettings = spec("Prometheus textfile and live endpoint.", default=None)
-    notifications: NotificationSettings = spec("Slack/Discord webhooks.", default=None)
-    custom_patterns: list[PatternSpec] = spec(
-        "Extra error patterns (the guide's ErrorPattern).", []
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    version: Annotated[str, Meta(description="Configuration format version.")] = "1.0"
+    ssh: Annotated[SSHSettings, Meta(description="SSH connection settings.")] = msgspec.field(
+        default_factory=SSHSettings
     )
+    deployment: Annotated[DeploymentSettings, Meta(description="Deployment behaviour.")] = (
+        msgspec.field(default_factory=DeploymentSettings)
+    )
+    ai_features: Annotated[
+        AIFeatures, Meta(description="Detection, recovery and learning switches.")
+    ] = msgspec.field(default_factory=AIFeatures)
+    server_profiles: Annotated[
+        dict[str, ServerProfile], Meta(description="Named servers (production, staging...).")
+    ] = msgspec.field(default_factory=dict)
+    metrics: Annotated[
+        MetricsSettings, Meta(description="Prometheus textfile and live endpoint.")
+    ] = msgspec.field(default_factory=MetricsSettings)
+    notifications: Annotated[NotificationSettings, Meta(description="Slack/Discord webhooks.")] = (
+        msgspec.field(default_factory=NotificationSettings)
+    )
+    custom_patterns: Annotated[
+        list[PatternSpec], Meta(description="Extra error patterns (the guide's ErrorPattern).")
+    ] = msgspec.field(default_factory=list)
 
     def profile(self, name: str) -> ServerProfile:
         try:
@@ -139,134 +176,32 @@ SUPPORTED_VERSIONS = ("1", "1.0")
 # -- validation ------------------------------------------------------------------------------
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
-    if origin is dict:
-        return "object"
-    if origin is list:
-        return "list"
-    if is_dataclass(tp):
-        return "object"
-    return {
-        str: "string",
-        int: "integer",
-        float: "number",
-        bool: "true/false",
-        Path: "path string",
-    }.get(tp, str(tp))
+def _specs_as_numbers(data: Any) -> Any:
+    """``server_profiles.*.specs.*`` with digit strings read as integers (the guide writes
+    ``"cpu_cores": "4"``); the only place where a string stands for a number."""
+    profiles = data.get("server_profiles") if isinstance(data, dict) else None
+    if not isinstance(profiles, dict):
+        return data
+    read = {}
+    for name, profile in profiles.items():
+        specs = profile.get("specs") if isinstance(profile, dict) else None
+        if isinstance(specs, dict):
+            specs = {key: _digits(value) for key, value in specs.items()}
+            profile = {**profile, "specs": specs}
+        read[name] = profile
+    return {**data, "server_profiles": read}
 
 
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if value is None:
-            return None
-        return _convert(value, args[0], where)
-    if is_dataclass(tp):
-        return _build(typing.cast(type[Any], tp), value, where)
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected an object, got {_json_type(value)}")
-        _, val_tp = typing.get_args(tp)
-        out = {}
-        for key, item in value.items():
-            problem = check_name(key)
-            if problem:
-                raise ConfigError(f"{where}: {problem}")
-            out[key] = _convert(item, val_tp, _join(where, key))
-        return out
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {_json_type(value)}")
-        (item_tp,) = typing.get_args(tp)
-        return [_convert(item, item_tp, f"{where}[{i}]") for i, item in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_json_type(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)  # the guide writes specs as strings ("4")
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {_json_type(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {_json_type(value)}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {_json_type(value)}")
-        if "\x00" in value or "\n" in value:
-            raise ConfigError(f"{where}: control characters are not allowed")
-        return value
-    if tp is Path:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a path string, got {_json_type(value)}")
-        return value  # checked as text, expanded after the check
-    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover - schema bug
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    return {
-        bool: "true/false",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "list",
-        dict: "object",
-    }.get(type(value), type(value).__name__)
-
-
-def _join(where: str, name: str) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _build(cls: type[T], data: Any, where: str) -> T:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected an object, got {_json_type(data)}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
-    for key in data:
-        if key not in known:
-            choices = ", ".join(sorted(known))
-            raise ConfigError(f"{_join(where, key)}: unknown key (allowed: {choices})")
-    kwargs: dict[str, Any] = {}
-    for name, fld in known.items():
-        path = _join(where, name)
-        tp = hints[name]
-        if name not in data:
-            if fld.default is MISSING and fld.default_factory is MISSING:
-                raise ConfigError(f"{path}: missing required field")
-            if fld.default is None and is_dataclass(tp):
-                kwargs[name] = _build(
-                    typing.cast(type[Any], tp), {}, path
-                )  # a section left out: its defaults
-            continue
-        value = _convert(data[name], tp, path)
-        check = fld.metadata.get("check")
-        if check is not None and value is not None:
-            problem = check(str(value) if isinstance(value, Path) else value)
-            if problem:
-                raise ConfigError(f"{path}: {problem}")
-        if value is not None and (tp is Path or Path in typing.get_args(tp)):
-            value = Path(value).expanduser()
-        kwargs[name] = value
-    for name, fld in known.items():
-        if name not in kwargs and isinstance(fld.default, Path):
-            kwargs[name] = fld.default.expanduser()
-    return cls(**kwargs)
+def _digits(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 def parse_config(data: Any, source: str = "config") -> Config:
     """Validate already-parsed JSON data against the schema."""
     try:
-        config = _build(Config, data, "")
+        config = convert(_specs_as_numbers(data), Config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     if config.version not in SUPPORTED_VERSIONS:
@@ -285,6 +220,20 @@ def parse_config(data: Any, source: str = "config") -> Config:
     return config
 
 
+def _nested_deeper_than(data: Any, limit: int) -> bool:
+    """Whether lists and objects in ``data`` nest more than ``limit`` levels (walked with a stack,
+    so no depth can exhaust the interpreter's)."""
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            if level > limit:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            stack.extend((item, level + 1) for item in items)
+    return False
+
+
 def load_config(path: Path) -> Config:
     """Read and validate a configuration file; any problem is one ConfigError line."""
     path = Path(path).expanduser()
@@ -294,17 +243,59 @@ def load_config(path: Path) -> Config:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    too_deep = ConfigError(
+        f"{path}: lists and objects nested more than {MAX_NESTING} levels deep "
+        "(the limit for a configuration file)"
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
+    except RecursionError:  # nested deeper than the parser can follow, so far past the limit
+        raise too_deep from None
+    if _nested_deeper_than(data, MAX_NESTING):
+        raise too_deep
     return parse_config(data, path.name)
 
 
 def default_config() -> Config:
     return parse_config({}, "defaults")
+
+
+# -- the reference ---------------------------------------------------------------------------
+
+
+def _type_name(node: schema_info.Type) -> str:
+    if isinstance(node, schema_info.Metadata):
+        return _type_name(node.type)
+    if isinstance(node, schema_info.UnionType):
+        members = [t for t in node.types if not isinstance(t, schema_info.NoneType)]
+        return " or ".join(_type_name(t) for t in members)
+    if isinstance(node, schema_info.CustomType) and node.cls is Path:
+        return "path string"
+    names: dict[type[schema_info.Type], str] = {
+        schema_info.StrType: "string",
+        schema_info.IntType: "integer",
+        schema_info.FloatType: "number",
+        schema_info.BoolType: "true/false",
+        schema_info.DictType: "object",
+        schema_info.StructType: "object",
+        schema_info.ListType: "list",
+    }
+    return names.get(type(node), type(node).__name__)
+
+
+def _default_shown(field: schema_info.Field) -> str:
+    if field.required:
+        return "required"
+    default = field.default
+    if default is msgspec.NODEFAULT:
+        default = field.default_factory()
+    if isinstance(default, msgspec.Struct):
+        return "{}"  # a section left out is the section with every default
+    return json.dumps(str(default) if isinstance(default, Path) else default)
 
 
 def schema_docs() -> str:
@@ -316,46 +307,30 @@ def schema_docs() -> str:
         "",
     ]
 
-    def section(cls: Any, title: str) -> None:
+    def section(node: schema_info.StructType, title: str) -> None:
         lines.extend(
             [f"## {title}", "", "| key | type | default | description |", "|---|---|---|---|"]
         )
-        hints = typing.get_type_hints(cls)
         nested = []
-        for fld in fields(cls):
-            tp = hints[fld.name]
-            default = fld.default
-            if default is MISSING and fld.default_factory is not MISSING:
-                default = fld.default_factory()
-            shown = (
-                "required"
-                if default is MISSING
-                else json.dumps(str(default) if isinstance(default, Path) else default)
-            )
+        for field in node.fields:
             lines.append(
-                f"| `{fld.name}` | {_type_name(tp)} | {shown} | "
-                f"{fld.metadata.get('description', '')} |"
+                f"| `{field.encode_name}` | {_type_name(field.type)} | {_default_shown(field)} | "
+                f"{describe(field.type)} |"
             )
-            inner = typing.get_args(tp)[-1] if typing.get_origin(tp) in (dict, list) else tp
-            if is_dataclass(inner):
-                prefix = "" if cls is Config else title.strip("`") + "."
-                nested.append(
-                    (
-                        inner,
-                        f"`{prefix}{fld.name}"
-                        + (
-                            ".<name>"
-                            if typing.get_origin(tp) is dict
-                            else "[]"
-                            if typing.get_origin(tp) is list
-                            else ""
-                        )
-                        + "`",
-                    )
-                )
+            kind = unwrap(field.type)
+            inner, suffix = kind, ""
+            if isinstance(kind, schema_info.DictType):
+                inner, suffix = unwrap(kind.value_type), ".<name>"
+            elif isinstance(kind, schema_info.ListType):
+                inner, suffix = unwrap(kind.item_type), "[]"
+            if isinstance(inner, schema_info.StructType):
+                prefix = "" if node.cls is Config else title.strip("`") + "."
+                nested.append((inner, f"`{prefix}{field.encode_name}{suffix}`"))
         lines.append("")
         for inner, name in nested:
             section(inner, name)
 
-    section(Config, "Top level")
+    root = schema_info.type_info(Config)
+    assert isinstance(root, schema_info.StructType)
+    section(root, "Top level")
     return "\n".join(lines)
