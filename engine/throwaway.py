@@ -23,6 +23,9 @@ Use it from a script::
 fixture in ``tests/support/throwaway.py``. :class:`AppRepo` publishes an app's source as a git
 repository inside the host, for a plan to fetch. Needs root (CAP_SYS_ADMIN), util-linux
 ``unshare``/``nsenter``, overlayfs and OpenSSH.
+
+Over 400 lines because starting, entering and tearing down the host are one life cycle that
+shares its mounts, namespaces and processes; the pieces are not useful apart.
 """
 
 from __future__ import annotations

@@ -10,6 +10,9 @@ parsers too.
 The ``plot_*`` functions draw on a matplotlib Axes the caller provides; the analysis notebook in
 ``notebooks/`` uses them with pyplot, this module with bare :class:`~matplotlib.figure.Figure`
 objects (no global pyplot state, safe in threads).
+
+Over 400 lines because the page is one document: each section's plot and table sit beside the
+query result they draw, and splitting them would scatter one page over several modules.
 """
 
 from __future__ import annotations

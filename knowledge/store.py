@@ -4,6 +4,10 @@
 short transaction) and what the ranker reads (:meth:`KnowledgeBase.past_outcomes`, the
 :class:`~aideploy.knowledge.history.History` protocol). Every text is passed through
 :func:`~aideploy.core.redact.redact` before it is stored.
+
+Over 400 lines because :class:`KnowledgeBase` is the one gateway to the database: every write
+and read of a deployment, step run, signature, attempt, strategy and pattern goes through it, so
+that transactions, redaction and limits are applied in one place.
 """
 
 from __future__ import annotations

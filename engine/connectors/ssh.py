@@ -9,6 +9,9 @@ A command's process group is known before it runs: the remote shell prints its o
 every exec its own session, so that PID is the group id) as a marker line on stderr, which the
 process strips from the output. :meth:`SSHProcess.kill` stops the whole group through a second
 channel.
+
+Over 400 lines because one class owns one transport: connecting (host keys, keys, agent,
+ProxyJump, retries), channels per command and file transfer all act on the same connection.
 """
 
 from __future__ import annotations
