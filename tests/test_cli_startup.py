@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("sqlalchemy", "sklearn", "msgspec", "aideploy.cli.learn_store")
+HEAVY = ("sqlalchemy", "sklearn", "msgspec", "paramiko", "aideploy.cli.learn_store")
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -24,3 +24,26 @@ def test_a_learn_command_loads_its_modules_on_first_use() -> None:
         "r = CliRunner().invoke(cli, ['learn', 'report', '--help']); assert r.exit_code == 0, r.output"
     )
     assert "aideploy.cli.learn_store" in _loaded_after(code)
+
+
+def test_the_declared_one_line_help_is_each_commands_own() -> None:
+    """`aideploy --help` lists commands from the lines declared in COMMANDS (without importing
+    them); each must be the command's own help."""
+    import click
+
+    from aideploy.cli.main import COMMANDS, cli
+
+    ctx = click.Context(cli)
+    for name, entry in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        assert entry.short_help == command.get_short_help_str(limit=10_000), name
+
+
+def test_listing_the_commands_imports_none_of_them() -> None:
+    code = (
+        "from click.testing import CliRunner; from aideploy.cli.main import cli; "
+        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0, r.output; "
+        "assert 'test-connection' in r.output"
+    )
+    assert _loaded_after(code) == []

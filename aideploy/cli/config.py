@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from aideploy.cli.context import DEFAULT_CONFIG, settings
+from aideploy.cli.options import DEFAULT_CONFIG, settings
 from aideploy.services.config import load_config, schema_docs
 
 

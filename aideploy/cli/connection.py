@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from aideploy.cli.context import secret_prompt, settings, target_options
+from aideploy.cli.context import current_config, secret_prompt, target_options
 from aideploy.core.errors import (
     AideployError,
 )
@@ -20,7 +20,7 @@ from aideploy.services.target import build_connector, resolve_target
 def test_connection(target_opts: dict[str, Any]) -> None:
     """Connect, run a trivial command, report latency and the host key fingerprint."""
 
-    config = settings().config()
+    config = current_config()
     target = resolve_target(config, **target_opts)
     connector = build_connector(
         target,

@@ -1,4 +1,4 @@
-"""What every command shares: the root group's settings and the options that name a target."""
+"""What the commands that act on a target share: the configuration and the target options."""
 
 from __future__ import annotations
 
@@ -12,35 +12,21 @@ from typing import Any
 
 import click
 
+from aideploy.cli.options import DEFAULT_CONFIG, settings
 from aideploy.services.config import Config, default_config, load_config
 
 log = logging.getLogger("aideploy.cli")
 
 
-DEFAULT_CONFIG = "ai_deployment_config.json"
-
-
-class Settings:
-    def __init__(self, debug: bool, verbosity: int, config_path: str | None) -> None:
-        self.debug = debug
-        self.verbosity = verbosity
-        self.config_path = config_path
-
-    def config(self) -> Config:
-        if self.config_path:
-            return load_config(Path(self.config_path))
-        env = os.environ.get("AIDEPLOY_CONFIG")
-        if env:
-            return load_config(Path(env))
-        if Path(DEFAULT_CONFIG).is_file():
-            return load_config(Path(DEFAULT_CONFIG))
-        return default_config()
-
-
-def settings() -> Settings:
-    ctx = click.get_current_context()
-    obj = ctx.find_object(Settings)
-    return obj if obj is not None else Settings(False, 0, None)
+def current_config() -> Config:
+    """The configuration the running command uses: ``--config``, ``$AIDEPLOY_CONFIG``,
+    ``./ai_deployment_config.json`` when present, else the defaults."""
+    given = settings().config_path or os.environ.get("AIDEPLOY_CONFIG")
+    if given:
+        return load_config(Path(given))
+    if Path(DEFAULT_CONFIG).is_file():
+        return load_config(Path(DEFAULT_CONFIG))
+    return default_config()
 
 
 _TARGET_OPTIONS = (

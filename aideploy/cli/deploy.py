@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from aideploy.cli.context import secret_prompt, settings, target_options
+from aideploy.cli.context import current_config, secret_prompt, target_options
+from aideploy.cli.options import settings
 from aideploy.cli.progress import ConsoleProgress, say
 from aideploy.core.errors import (
     StateError,
@@ -164,7 +165,7 @@ def deploy(
     if interactive and auto:
         raise UsageError("--interactive and --auto cannot be used together")
 
-    config = settings().config()
+    config = current_config()
     target = resolve_target(config, domain=domain, **target_opts)
     profile = target_opts.get("profile")
     env = _parse_sets(sets)
@@ -239,7 +240,7 @@ def _resume(deployment_id: str, kb: str | None) -> None:
     request = deploy_service.DeployRequest(
         plan_spec=str(opts.get("plan_spec", state.plan)),
         target=target,
-        config=settings().config(),
+        config=current_config(),
         env=dict(opts.get("env", {})),
         kb=kb if kb is not None else opts.get("kb"),
         mode=str(opts.get("mode", "default")),
@@ -288,7 +289,7 @@ def rollback(
 ) -> None:
     """Switch the stack app back to an earlier release and restart it."""
 
-    config = settings().config()
+    config = current_config()
     target = resolve_target(config, **target_opts)
     plan_vars = _parse_sets(sets)
     if list_only:

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import click
 
-from aideploy.cli.lazy import LazyGroup
+from aideploy.cli.lazy import LazyCommand, LazyGroup
 
 COMMANDS = {
-    "report": "aideploy.cli.learn_store:report_cmd",
-    "signatures": "aideploy.cli.learn_store:signatures_cmd",
-    "strategies": "aideploy.cli.learn_store:strategies_cmd",
-    "export": "aideploy.cli.learn_store:export_cmd",
-    "import": "aideploy.cli.learn_store:import_cmd",
-    "trust": "aideploy.cli.learn_store:trust_cmd",
-    "classify": "aideploy.cli.learn_ranker:classify",
-    "explain": "aideploy.cli.learn_ranker:explain",
-    "patterns": "aideploy.cli.learn_ranker:patterns",
-    "report-html": "aideploy.cli.learn_html:report_html_cmd",
+    "report": LazyCommand("aideploy.cli.learn_store:report_cmd"),
+    "signatures": LazyCommand("aideploy.cli.learn_store:signatures_cmd"),
+    "strategies": LazyCommand("aideploy.cli.learn_store:strategies_cmd"),
+    "export": LazyCommand("aideploy.cli.learn_store:export_cmd"),
+    "import": LazyCommand("aideploy.cli.learn_store:import_cmd"),
+    "trust": LazyCommand("aideploy.cli.learn_store:trust_cmd"),
+    "classify": LazyCommand("aideploy.cli.learn_ranker:classify"),
+    "explain": LazyCommand("aideploy.cli.learn_ranker:explain"),
+    "patterns": LazyCommand("aideploy.cli.learn_ranker:patterns"),
+    "report-html": LazyCommand("aideploy.cli.learn_html:report_html_cmd"),
 }
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import click
 
 from aideploy import __version__
-from aideploy.cli.context import DEFAULT_CONFIG, Settings
-from aideploy.cli.lazy import LazyGroup
+from aideploy.cli.lazy import LazyCommand, LazyGroup
+from aideploy.cli.options import DEFAULT_CONFIG, GlobalOptions
 from aideploy.cli.progress import set_plain
 from aideploy.core import paths
 from aideploy.core.errors import (
@@ -29,18 +29,48 @@ from aideploy.engine.logs import configure_console
 
 #: every command, by name: the module that holds it (imported on first use)
 COMMANDS = {
-    "deploy": "aideploy.cli.deploy:deploy",
-    "resume": "aideploy.cli.deploy:resume",
-    "rollback": "aideploy.cli.deploy:rollback",
-    "status": "aideploy.cli.deployments:status",
-    "list": "aideploy.cli.deployments:list_cmd",
-    "logs": "aideploy.cli.deployments:logs",
-    "test-connection": "aideploy.cli.connection:test_connection",
-    "config": "aideploy.cli.config:config_group",
-    "learn": "aideploy.cli.learn:learn",
-    "audit": "aideploy.cli.ops:audit_group",
-    "init": "aideploy.cli.ops:init",
-    "demo": "aideploy.cli.demo:demo",
+    "deploy": LazyCommand(
+        "aideploy.cli.deploy:deploy",
+        "Run a deployment plan against a server (or this machine with --local).",
+    ),
+    "resume": LazyCommand(
+        "aideploy.cli.deploy:resume", "Continue a deployment from its first unfinished step."
+    ),
+    "rollback": LazyCommand(
+        "aideploy.cli.deploy:rollback",
+        "Switch the stack app back to an earlier release and restart it.",
+    ),
+    "status": LazyCommand(
+        "aideploy.cli.deployments:status", "Show one deployment (default: the newest)."
+    ),
+    "list": LazyCommand("aideploy.cli.deployments:list_cmd", "List deployments, newest first."),
+    "logs": LazyCommand(
+        "aideploy.cli.deployments:logs",
+        "Show a deployment's log (default: the newest deployment's).",
+    ),
+    "test-connection": LazyCommand(
+        "aideploy.cli.connection:test_connection",
+        "Connect, run a trivial command, report latency and the host key fingerprint.",
+    ),
+    "config": LazyCommand(
+        "aideploy.cli.config:config_group", "Check and document the configuration file."
+    ),
+    "learn": LazyCommand(
+        "aideploy.cli.learn:learn",
+        "The knowledge base: what failed, what fixed it, and what to try next.",
+    ),
+    "audit": LazyCommand(
+        "aideploy.cli.ops:audit_group",
+        "The append-only, hash-chained audit log of deployments, rollbacks, imports...",
+    ),
+    "init": LazyCommand(
+        "aideploy.cli.ops:init",
+        "Set up: SSH key, server profiles and a validated configuration file (the guide's wizard).",
+    ),
+    "demo": LazyCommand(
+        "aideploy.cli.demo:demo",
+        "Deploy the sample app with the stack plan into a throwaway copy of this machine.",
+    ),
 }
 
 
@@ -75,7 +105,7 @@ def cli(
     """Deploy web applications over SSH, recover from failures, and learn what works."""
     verbosity = -1 if quiet else (2 if debug else verbose)
     set_plain(plain)
-    ctx.obj = Settings(debug, verbosity, config_path)
+    ctx.obj = GlobalOptions(debug, verbosity, config_path)
     configure_console(verbosity)
 
 
