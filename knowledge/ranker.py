@@ -46,15 +46,10 @@ from aideploy.knowledge.classes import (
     risk_of,
     strategies_for,
 )
+from aideploy.knowledge.classifier import TextClassifier, cache_key, load_cached, store_cached
 from aideploy.knowledge.corpus import Example, load_bundled, train_examples
 from aideploy.knowledge.history import History, PastOutcome
-from aideploy.knowledge.model import (
-    OutcomeModel,
-    TextClassifier,
-    cache_key,
-    load_cached,
-    store_cached,
-)
+from aideploy.knowledge.outcome_model import OutcomeModel
 from aideploy.knowledge.rules import RuleHit, RuleSet
 from aideploy.knowledge.signature import signature_of
 
@@ -208,7 +203,7 @@ class _SignatureStats:
 def _bundled_classifier() -> TextClassifier:
     """Trained once per machine: cached in the user's cache directory as plain arrays, keyed by
     the training data and the scikit-learn version (see
-    :func:`~aideploy.knowledge.model.load_cached`). A cache hit imports no scikit-learn."""
+    :func:`~aideploy.knowledge.classifier.load_cached`). A cache hit imports no scikit-learn."""
     usable = [e for e in train_examples(load_bundled()) if e.split != "test"]
     texts, labels = [e.text for e in usable], [e.error_class for e in usable]
     directory = classifier_cache_dir()

@@ -18,8 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aideploy.knowledge.corpus import load_bundled, train_examples
-from aideploy.knowledge.model import (
+from aideploy.knowledge.classifier import (
     TextClassifier,
     _fit_estimators,
     cache_file,
@@ -30,6 +29,7 @@ from aideploy.knowledge.model import (
     store_cached,
     word_grams_of,
 )
+from aideploy.knowledge.corpus import load_bundled, train_examples
 
 ODD_TEXTS = [
     "",

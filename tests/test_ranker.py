@@ -291,7 +291,7 @@ def test_refit_is_fast_enough() -> None:
 
 
 def test_classifier_cache_round_trip_and_refusals(tmp_path: Path) -> None:
-    from aideploy.knowledge.model import TextClassifier, cache_key, load_cached, store_cached
+    from aideploy.knowledge.classifier import TextClassifier, cache_key, load_cached, store_cached
 
     texts = ["E: Could not get lock /var/lib/dpkg/lock", "bind() failed (98: Address in use)"]
     labels = ["apt_lock", "port_in_use"]
