@@ -12,7 +12,8 @@ from aideploy.core.errors import (
     AideployError,
 )
 from aideploy.engine.runner import Runner
-from aideploy.services.target import build_connector, resolve_target
+from aideploy.services.compose import build_connector
+from aideploy.services.target import resolve_target
 
 
 @click.command("test-connection")

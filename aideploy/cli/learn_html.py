@@ -15,6 +15,7 @@ from aideploy.core.errors import UsageError
 from aideploy.knowledge import html_report
 from aideploy.knowledge.report import TOP_SIGNATURES
 from aideploy.knowledge.store import KnowledgeBase
+from aideploy.services.compose import open_knowledge
 
 KB_HELP = (
     "Knowledge base: a file path (SQLite) or a SQLAlchemy URL. Default: $AIDEPLOY_KB, then "
@@ -63,7 +64,7 @@ def report_html_cmd(
     """Write the report to FILE as one self-contained HTML page with plots: success rate per
     strategy, first-try recovery rate per week (the learning curve), top error classes and
     deployment durations, then the report's tables. Images are embedded; it opens offline."""
-    with KnowledgeBase.open(kb_url, existing=True) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         written = write_html_report(kb, file, since=since, profile=profile, host=host, top=top)
     click.echo(f"wrote {written}", err=True)
 

@@ -13,28 +13,16 @@ from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
 from aideploy.core.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES
 from aideploy.knowledge.ranker import Ranker
-from aideploy.knowledge.rules import SEVERITIES, ErrorPattern, RuleSet
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.knowledge.rules import SEVERITIES, ErrorPattern
+from aideploy.services import compose
+from aideploy.services.compose import open_knowledge
 
 MIN_CLASSES = 3
 
 
-def open_kb(url: str | None, *, existing: bool = False) -> KnowledgeBase:
-    """The knowledge base at ``url`` (default location when None).
-    With ``existing`` a file named by ``url`` must exist (see ``KnowledgeBase.open``)."""
-    try:
-        return KnowledgeBase.open(url, existing=existing)
-    except KnowledgeBaseError:
-        raise
-    except Exception as exc:  # a bad URL or file: one line, not a traceback
-        raise KnowledgeBaseError(
-            f"cannot open knowledge base {url or '(default)'}: {exc}"
-        ) from None
-
-
 def build_ranker(url: str | None) -> Ranker:
-    kb = open_kb(url)
-    return Ranker(kb, RuleSet.from_kb(kb), explore=0.0)
+    """The ranker a deployment would use over the KB at ``url``, without exploration."""
+    return compose.build_ranker(open_knowledge(url), explore=0.0)
 
 
 def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
@@ -192,7 +180,7 @@ def patterns_add(
         retry_count=retry_count,
     )
     pattern.validate()
-    kb = open_kb(kb_url)
+    kb = open_knowledge(kb_url)
     add = getattr(kb, "add_pattern", None)
     if add is None:
         raise KnowledgeBaseError("this knowledge base cannot store patterns")
@@ -217,7 +205,7 @@ def patterns_add(
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 def patterns_list(kb_url: str | None) -> None:
     """List the custom patterns of the knowledge base."""
-    kb = open_kb(kb_url, existing=True)
+    kb = open_knowledge(kb_url, existing=True)
     rows_of = getattr(kb, "patterns", None)
     rows = list(rows_of(trusted_only=False)) if rows_of is not None else []
     if not rows:

@@ -21,7 +21,7 @@ from aideploy.core.strategies import CATALOGUE
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.services.compose import open_knowledge
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,11 +45,6 @@ def format_option(func: F) -> F:
         show_default=True,
         help="Output format.",
     )(func)
-
-
-def _open(kb_url: str | None, *, existing: bool = True) -> KnowledgeBase:
-    """The KB of ``--kb``; commands that only read it (``existing``) refuse a missing file."""
-    return KnowledgeBase.open(kb_url, existing=existing)
 
 
 def _since(value: str | None) -> datetime | None:
@@ -110,7 +105,7 @@ def report_cmd(
     """What the knowledge base has learned: deployments and success rate per week, the most
     frequent errors, per-strategy success and time to recovery, the best strategy per error
     class, and the first-try recovery rate per week (the learning curve)."""
-    with _open(kb_url) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         if html_file:
             from aideploy.cli.learn_html import write_html_report
 
@@ -129,7 +124,7 @@ def report_cmd(
 @click.option("--limit", default=50, show_default=True, help="How many signatures to list.")
 def signatures_cmd(kb_url: str | None, fmt: str, limit: int) -> None:
     """Known error signatures, most frequent first."""
-    with _open(kb_url) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         sigs = kb.signatures(limit=limit)
     rows = [
         {
@@ -156,7 +151,7 @@ def strategies_cmd(kb_url: str | None, fmt: str) -> None:
     """Strategies: their risk, statistics (attempts, weighted success rate, mean time to
     recovery), what they do and, for those stored in the KB, origin and whether they are trusted
     to run."""
-    with _open(kb_url) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         stats = {s.strategy: s for s in kb.strategy_stats()}
         known = {s.name: s for s in kb.strategies()}
     rows = []
@@ -199,7 +194,7 @@ def strategies_cmd(kb_url: str | None, fmt: str) -> None:
 def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
     """Write the knowledge base to FILE as versioned JSON Lines ("-": standard output), with
     secrets and (by default) private host names and addresses removed."""
-    with _open(kb_url) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         if file == "-":
             export_kb(kb, sys.stdout, keep_hosts=keep_hosts)
             return
@@ -224,7 +219,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     """Import an export FILE: every line is checked first and a bad line rejects the whole file
     (exit 2, nothing imported); importing the same file again adds nothing. Imported strategies
     with shell commands stay untrusted until `aideploy learn trust NAME`."""
-    with _open(kb_url, existing=False) as kb:
+    with open_knowledge(kb_url) as kb:
         if file == "-":
             summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)
         else:
@@ -257,7 +252,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
 @click.argument("name")
 def trust_cmd(kb_url: str | None, name: str) -> None:
     """Trust the imported strategy or pattern NAME so it may run."""
-    with _open(kb_url) as kb:
+    with open_knowledge(kb_url, existing=True) as kb:
         what = kb.trust(name)
     audit.try_record("trust", result="ok", target=kb.url, details={"name": name, "what": what})
     click.echo(f"trusted {' and '.join(what)} {name}")

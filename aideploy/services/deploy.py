@@ -18,17 +18,14 @@ from aideploy.engine.executor import Executor
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
 from aideploy.engine.progress import Progress, ProgressSink
-from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor, Strategy
+from aideploy.engine.recovery import LazyAdvisor
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
-from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.recorder import KnowledgeRecorder
-from aideploy.knowledge.rules import ErrorPattern, RuleSet
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.services import compose
 from aideploy.services.config import Config
-from aideploy.services.target import Target, build_connector
-from aideploy.steps.strategies import from_knowledge, registry
+from aideploy.services.target import Target
 
 log = logging.getLogger("aideploy.deploy")
 
@@ -67,18 +64,6 @@ class DeployRequest:
             register_secret(value)
             found[name] = value
         return found
-
-
-def open_knowledge(kb: str | None) -> KnowledgeBase:
-    return KnowledgeBase.open(kb)
-
-
-def build_advisor(config: Config, knowledge: KnowledgeBase) -> RecoveryAdvisor:
-
-    rules = RuleSet.from_kb(knowledge)
-    for pattern in config.custom_patterns:
-        rules.add(ErrorPattern.from_row(pattern))
-    return Ranker(knowledge, rules)
 
 
 def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
@@ -131,14 +116,14 @@ def run(
     )
     config = request.config
     clock = clock or SystemClock()
-    knowledge = open_knowledge(request.kb)
-    advisor = LazyAdvisor(lambda: build_advisor(config, knowledge))
+    knowledge = compose.open_knowledge(request.kb)
+    advisor = LazyAdvisor(lambda: compose.build_ranker(knowledge, config))
     sinks: list[EventSink] = []
     if config.ai_features.learn_from_failures:
         sinks.append(KnowledgeRecorder(knowledge))
     if operator.progress is not None:
         sinks.append(ProgressSink(operator.progress))
-    connector = build_connector(request.target, ask_secret=operator.ask_secret)
+    connector = compose.build_connector(request.target, ask_secret=operator.ask_secret)
     if operator.wrap_connector is not None:
         connector = operator.wrap_connector(connector)
     target = request.target.describe()
@@ -168,7 +153,7 @@ def run(
                 "plan": plan.name,
                 "keep_releases": str(config.deployment.keep_releases),
             }
-            strategies = _strategies(knowledge)
+            strategies = compose.strategies(knowledge)
             for pattern in config.custom_patterns:
                 if pattern.recovery not in strategies:
                     log.warning(
@@ -246,11 +231,3 @@ def _after_failure(plan: Plan, ctx: StepContext) -> None:
         return
     if result is not None and not result.ok:
         log.warning("after the failure, %s could not clean up: %s", plan.name, result.tail(2))
-
-
-def _strategies(knowledge: KnowledgeBase) -> dict[str, Strategy]:
-    """Built-in and plugin strategies, and the command strategies the KB has that are trusted."""
-
-    found = registry()
-    found.update((s.spec.name, s) for s in from_knowledge(knowledge.strategies(), known=found))
-    return found

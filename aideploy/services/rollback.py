@@ -10,8 +10,9 @@ from aideploy.core.result import Result
 from aideploy.engine import audit, notify
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
+from aideploy.services.compose import build_connector
 from aideploy.services.config import Config
-from aideploy.services.target import Ask, Target, build_connector
+from aideploy.services.target import Ask, Target
 from aideploy.steps.stack.releases import Release, list_releases
 from aideploy.steps.stack.releases import rollback as switch_back
 

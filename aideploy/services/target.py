@@ -14,10 +14,6 @@ from typing import Any
 from aideploy.core.errors import ConfigError
 from aideploy.core.schema import check_domain, check_hostname, check_username
 from aideploy.core.settings import SSH_DEFAULTS
-from aideploy.engine.connectors.base import Connector
-from aideploy.engine.connectors.local import LocalConnector
-from aideploy.engine.connectors.session import SessionConnector
-from aideploy.engine.connectors.ssh import SSHConnector
 from aideploy.engine.connectors.ssh_config import read_ssh_config
 from aideploy.services.config import Config
 
@@ -132,43 +128,3 @@ def resolve_target(
 def _first(*values: Any) -> Any:
     """The first value that is not None."""
     return next((v for v in values if v is not None), None)
-
-
-def build_connector(
-    target: Target,
-    *,
-    ask_secret: Ask | None = None,
-    session: bool | None = None,
-) -> Connector:
-    """The connector for ``target`` (not yet connected); wrapped in a session when asked."""
-    inner: Connector
-    if target.kind == "local":
-        inner = LocalConnector()
-    else:
-        password = None
-        if target.use_password:
-            if ask_secret is None:
-                raise ConfigError(
-                    f"{target.describe()}: password login needs an interactive terminal"
-                )
-            password = ask_secret(f"Password for {target.describe()}")
-        inner = SSHConnector(
-            target.hostname,
-            port=target.port,
-            username=target.username,
-            key_filename=target.key_file,
-            password=password,
-            passphrase_callback=(
-                (lambda path: ask_secret(f"Passphrase for {path}")) if ask_secret else None
-            ),
-            known_hosts=Path(target.known_hosts).expanduser(),
-            accept_new_host_key=target.accept_new_host_key,
-            connect_timeout=target.connect_timeout,
-            ssh_config=target.ssh_config,
-            connect_retries=target.connect_retries,
-            keepalive=target.keepalive,
-        )
-    use_session = target.session_mode if session is None else session
-    if use_session:
-        return SessionConnector(inner)
-    return inner
