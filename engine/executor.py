@@ -4,7 +4,8 @@ Each step runs through the runner; a failure is detected (error class + signatur
 proposes ranked strategies, the first one allowed (risk, approval, not already failed here) is
 applied, and the step is re-run after a backoff. Every step run, error and recovery outcome is
 recorded as it happens. A step that is not recovered ends the deployment FAILED with its reason;
-a failed step can never end in "completed".
+a failed step can never end in "completed". A step that raises (a deploy lock held by someone
+else, LockError) ends it FAILED at once: that is not a failure any recovery could fix.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from aideploy.core.backoff import Backoff
 from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import (
+    LockError,
     ManualInterventionRequired,
     RecoveryExhausted,
     StepFailed,
@@ -100,7 +102,7 @@ class Executor:
         except ManualInterventionRequired as exc:
             self._finish(DeploymentStatus.PAUSED, str(exc))
             raise
-        except StepFailed as exc:
+        except (StepFailed, LockError) as exc:  # a held lock ends it at once: no recovery
             self._finish(DeploymentStatus.FAILED, str(exc))
             raise
         except BaseException as exc:  # interrupted: keep it resumable, say why

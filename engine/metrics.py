@@ -143,10 +143,14 @@ def add_history(snapshot: Snapshot, history: Iterable[Incident]) -> None:
             decided = False  # a later failure of this step is a new incident
 
 
+#: deployments whose start-to-end time is no deployment's duration (still going; given up)
+_NO_DURATION = (DeploymentStatus.RUNNING, DeploymentStatus.ABANDONED)
+
+
 def add_state(snapshot: Snapshot, state: DeploymentState) -> None:
     snapshot.by_status[state.status.value] += 1
     start, end = _seconds(state.start_time), _seconds(state.end_time)
-    if start is not None and end is not None and state.status is not DeploymentStatus.RUNNING:
+    if start is not None and end is not None and state.status not in _NO_DURATION:
         snapshot.deployment_durations.append(max(0.0, end - start))
     for step in state.steps:
         if step.status not in (StepStatus.DONE, StepStatus.SKIPPED):

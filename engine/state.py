@@ -30,6 +30,7 @@ class DeploymentStatus(StrEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     PAUSED = "paused"  # waiting for a person (manual intervention); resumable
+    ABANDONED = "abandoned"  # given up by a person (aideploy abandon); never resumed
 
 
 class StepStatus(StrEnum):

@@ -17,6 +17,7 @@ KB_STATUS = {
     "completed": "succeeded",
     "failed": "failed",
     "paused": "paused",
+    "abandoned": "abandoned",
     "running": "running",
     "pending": "pending",
 }

@@ -269,3 +269,58 @@ def test_the_strategy_table_is_the_catalogue() -> None:
     assert [r[0] for r in rows] == [e[0] for e in expected], "docs/recovery.md: names or order"
     for row, want in zip(rows, expected, strict=True):
         assert row == want, f"docs/recovery.md says {row}, the catalogue {want}"
+
+
+# -- exit codes ------------------------------------------------------------------------------
+
+
+def _error_tree_codes() -> dict[int, list[str]]:
+    """Every exit code of the error tree, every error class loaded (those declared outside
+    aideploy.core.errors too)."""
+    import aideploy.cli.demo
+    import aideploy.cli.wizard
+    import aideploy.core.strategies
+    import aideploy.engine.audit
+    import aideploy.knowledge.rules.loader
+    import aideploy.knowledge.rules.safety  # noqa: F401
+    from aideploy.core.errors import error_codes
+
+    return error_codes()
+
+
+def exit_code_rows() -> list[str]:
+    """docs/exit-codes.md's table rows, from EXIT_CODES and the error tree."""
+    from aideploy.core.errors import EXIT_CODES
+
+    tree = _error_tree_codes()
+    rows = []
+    for code, (meaning, commands) in sorted(EXIT_CODES.items()):
+        classes = ", ".join(f"`{name}`" for name in tree.get(code, [])) or "-"
+        rows.append(f"| {code} | {meaning} | {classes} | {commands} |")
+    return rows
+
+
+def test_every_exit_code_of_the_error_tree_is_in_the_contract() -> None:
+    from aideploy.core.errors import EXIT_CODES
+
+    tree = _error_tree_codes()
+    assert set(tree) <= set(EXIT_CODES), f"codes with no meaning: {set(tree) - set(EXIT_CODES)}"
+    assert set(EXIT_CODES) - set(tree) == {0, 70, 130}  # the command line's own
+
+
+def test_the_exit_codes_page_is_the_error_tree() -> None:
+    text = (DOCS / "exit-codes.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if re.match(r"^\| \d+ \|", line)]
+    expected = exit_code_rows()
+    assert rows == expected, "docs/exit-codes.md's table should be:\n" + "\n".join(expected)
+
+
+def test_readme_and_docs_index_link_the_exit_codes_and_agree_with_them() -> None:
+    from aideploy.core.errors import EXIT_CODES
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    assert "docs/exit-codes.md" in section
+    codes = {int(m) for m in re.findall(r"^\| (\d+) \|", section, re.MULTILINE)}
+    assert codes == set(EXIT_CODES)
+    assert "exit-codes.md" in (DOCS / "index.md").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from aideploy.cli.context import current_config, secret_prompt, target_options
 from aideploy.cli.options import settings
 from aideploy.cli.progress import ConsoleProgress, say
 from aideploy.core.errors import (
-    StateError,
+    LockError,
     StepFailed,
     UsageError,
 )
@@ -140,6 +140,14 @@ def _run(request: Any, state: DeploymentState, mode: str) -> None:
     envvar="AIDEPLOY_KB",
     help="Knowledge base (SQLite path or SQLAlchemy URL).",
 )
+@click.option(
+    "--wait",
+    "lock_wait",
+    type=click.FloatRange(0, 86400),
+    metavar="SECONDS",
+    help="If the plan's deploy lock is held by another deployment, wait up to SECONDS for it "
+    "(default: fail at once, exit code 6).",
+)
 @click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
 @click.option("--deployment-id", help="With --resume: the deployment to continue.")
 def deploy(
@@ -153,6 +161,7 @@ def deploy(
     dry_run: bool,
     assume_yes: bool,
     kb: str | None,
+    lock_wait: float | None,
     resume_flag: bool,
     deployment_id: str | None,
 ) -> None:
@@ -169,6 +178,8 @@ def deploy(
     target = resolve_target(config, domain=domain, **target_opts)
     profile = target_opts.get("profile")
     env = _parse_sets(sets)
+    if lock_wait is not None:
+        env["LOCK_WAIT"] = f"{lock_wait:g}"
     if target.domain:
         env.setdefault("DOMAIN", target.domain)
     mode = "interactive" if interactive else ("auto" if auto else "default")
@@ -231,8 +242,10 @@ def _resume(deployment_id: str, kb: str | None) -> None:
     if state.status is DeploymentStatus.COMPLETED:
         say(f"Deployment {deployment_id} already completed; nothing to resume.")
         return
+    if state.status is DeploymentStatus.ABANDONED:
+        raise UsageError(f"deployment {deployment_id} was abandoned; it cannot be resumed")
     if state.owner_alive():
-        raise StateError(
+        raise LockError(
             f"deployment {deployment_id} is still running (pid {state.owner.get('pid')})"
         )
     opts = state.options

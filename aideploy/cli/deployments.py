@@ -101,7 +101,12 @@ def logs(deployment_id: str | None, follow: bool, as_json: bool) -> None:
             click.echo(line.rstrip("\n") if as_json else _log_line(line))
 
 
-_ENDED = (DeploymentStatus.COMPLETED, DeploymentStatus.FAILED, DeploymentStatus.PAUSED)
+_ENDED = (
+    DeploymentStatus.COMPLETED,
+    DeploymentStatus.FAILED,
+    DeploymentStatus.PAUSED,
+    DeploymentStatus.ABANDONED,
+)
 
 
 def _log_line(line: str) -> str:

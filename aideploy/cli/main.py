@@ -40,6 +40,13 @@ COMMANDS = {
         "aideploy.cli.deploy:rollback",
         "Switch the stack app back to an earlier release and restart it.",
     ),
+    "unlock": LazyCommand(
+        "aideploy.cli.locks:unlock", "Remove the deploy lock a dead deployment left on the target."
+    ),
+    "abandon": LazyCommand(
+        "aideploy.cli.locks:abandon",
+        "Give up a deployment for good and release the lock it held on its target.",
+    ),
     "status": LazyCommand(
         "aideploy.cli.deployments:status", "Show one deployment (default: the newest)."
     ),

@@ -94,9 +94,20 @@ class StateError(AideployError):
 
 
 class LockError(AideployError):
-    """A deploy lock is held by someone else."""
+    """A deploy lock (or a deployment) is held by someone else."""
 
     exit_code = 6
+
+
+class LockHeld(LockError):
+    """The deploy lock on the target is held by another deployment; ``holder`` is what the lock
+    records (deployment id, user, host, pid, since)."""
+
+    def __init__(
+        self, message: str, *, holder: dict[str, str] | None = None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.holder = dict(holder or {})
 
 
 class KnowledgeBaseError(AideployError):
@@ -113,3 +124,44 @@ class ImportRejected(KnowledgeBaseError):
     """An import file was rejected; nothing was imported."""
 
     exit_code = 2
+
+
+#: The exit-code contract: code -> (meaning, the commands that end with it). Codes 0, 70 and 130
+#: come from the command line itself; every other code is some error class's ``exit_code``.
+#: docs/exit-codes.md is this table (tests/test_docs.py checks both ways).
+EXIT_CODES: dict[int, tuple[str, str]] = {
+    0: ("success", "every command"),
+    1: (
+        "error: no such deployment, an unreadable state or knowledge base, a command that could "
+        "not be run, a failed rollback, a broken audit chain",
+        "every command",
+    ),
+    2: (
+        "bad configuration, command line or import file; a request that cannot be done "
+        "(resuming an abandoned deployment, abandoning a completed one)",
+        "every command",
+    ),
+    3: (
+        "could not connect (DNS, refused, timeout, authentication, host key)",
+        "deploy, resume, rollback, test-connection, unlock, abandon, demo",
+    ),
+    4: ("a step failed and was not recovered", "deploy, resume, demo"),
+    5: ("paused for manual intervention (resumable)", "deploy, resume, demo"),
+    6: (
+        "deploy lock held by someone else (or a deployment still run by a live process)",
+        "deploy, resume, unlock, abandon",
+    ),
+    70: ("internal error (traceback in `$AIDEPLOY_HOME/logs/debug.log`)", "every command"),
+    130: ("interrupted (Ctrl-C)", "every command"),
+}
+
+
+def error_codes() -> dict[int, list[str]]:
+    """Every exit code the error tree uses, with the classes that use it."""
+    found: dict[int, list[str]] = {}
+    todo: list[type[AideployError]] = [AideployError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.exit_code, []).append(cls.__name__)
+        todo.extend(cls.__subclasses__())
+    return {code: sorted(names) for code, names in sorted(found.items())}

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, str] = {
     "GIT_TOKEN_FILE": "",  # or a file on aideploy's machine holding it
     "GIT_USERNAME": "x-access-token",
     "BREAK_LOCK": "",  # a deployment id whose lock on the server may be broken
+    "LOCK_WAIT": "0",  # seconds to wait for a deploy lock another deployment holds (deploy --wait)
 }
 
 _CHECKS: dict[str, tuple[str, str]] = {
@@ -77,6 +78,7 @@ _CHECKS: dict[str, tuple[str, str]] = {
     "KEEP_RELEASES": (r"[0-9]{1,3}", "a number"),
     "MIN_DISK_MB": (r"[0-9]{1,9}", "a number"),
     "MIN_MEMORY_MB": (r"[0-9]{1,9}", "a number"),
+    "LOCK_WAIT": (r"[0-9]{1,6}(\.[0-9]+)?", "a number of seconds"),
 }
 
 
