@@ -39,7 +39,17 @@ log = logging.getLogger("aideploy.audit")
 GENESIS = "0" * 64
 
 #: actions the engine records; others are allowed (a plain lower-case name)
-ACTIONS = ("deploy", "resume", "rollback", "import", "trust", "lock_break", "init")
+ACTIONS = (
+    "deploy",
+    "resume",
+    "rollback",
+    "import",
+    "trust",
+    "lock_break",
+    "unlock",
+    "abandon",
+    "init",
+)
 
 
 class AuditError(AideployError):

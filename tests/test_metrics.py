@@ -26,7 +26,7 @@ from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, Step
 from aideploy.engine.recovery import StrategyContext
 from aideploy.engine.runner import Runner
-from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 from aideploy.services.config import parse_config
 from aideploy.steps.strategies import Recovery
 
@@ -199,3 +199,20 @@ def test_settings_section_validates_like_the_config() -> None:
     with pytest.raises(Exception, match="between"):
         convert({"http_port": 0}, metrics.MetricsSettings, "metrics")
     parse_config({})  # the section is independent of the base schema
+
+
+def test_an_abandoned_deployment_is_counted_by_status_but_has_no_duration(
+    deployments: Path,
+) -> None:
+    failed = next(s for s in list_states() if s.status is DeploymentStatus.FAILED)
+    failed.status = DeploymentStatus.ABANDONED
+    failed.save()
+    snap = metrics.snapshot()
+    assert snap.by_status == {"completed": 2, "abandoned": 1}
+    assert len(snap.deployment_durations) == 2  # its start-to-abandon time is no duration
+    assert snap.errors == {"flaky": 4}  # what it met still counts
+    parsed = _parse(metrics.write_textfile().read_text())
+    by_status = parsed["aideploy_deployments"]
+    assert by_status[("aideploy_deployments", (("status", "abandoned"),))] == 1
+    durations = parsed["aideploy_deployment_duration_seconds"]
+    assert durations[("aideploy_deployment_duration_seconds_count", ())] == 2
