@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from aideploy.cli.context import current_config, secret_prompt, target_options
+from aideploy.cli.context import current_config, secret_prompt
+from aideploy.cli.options import target_options
 from aideploy.core.errors import (
     AideployError,
 )

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from aideploy.cli.context import current_config, secret_prompt, target_options
-from aideploy.cli.deploy import _parse_sets
+from aideploy.cli.context import current_config, parse_sets, secret_prompt
+from aideploy.cli.options import target_options
 from aideploy.services import locks as locks_service
 from aideploy.services.target import resolve_target
 from aideploy.steps.stack import lock
@@ -32,7 +32,7 @@ def unlock(target_opts: dict[str, Any], sets: tuple[str, ...], force: bool) -> N
     config = current_config()
     target = resolve_target(config, **target_opts)
     holder = locks_service.unlock(
-        config, target, _parse_sets(sets), force=force, ask_secret=secret_prompt()
+        config, target, parse_sets(sets), force=force, ask_secret=secret_prompt()
     )
     if holder is None:
         click.echo(f"no deploy lock on {target.describe()}")

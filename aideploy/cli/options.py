@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import click
 
@@ -20,3 +23,47 @@ def settings() -> GlobalOptions:
     """The options given to the root group of the command running now."""
     obj = click.get_current_context().find_object(GlobalOptions)
     return obj if obj is not None else GlobalOptions()
+
+
+_TARGET_OPTIONS = (
+    "profile",
+    "server",
+    "username",
+    "port",
+    "key_file",
+    "local",
+    "accept_new_host_key",
+)
+
+
+def target_options(*, local: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options that say where a command goes; they reach it as ``target_opts``, ready for
+    :func:`resolve_target`."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(**kwargs: Any) -> Any:
+            opts = {key: kwargs.pop(key) for key in _TARGET_OPTIONS if key in kwargs}
+            return func(target_opts=opts, **kwargs)
+
+        options = [
+            click.option("--profile", help="Server profile from the configuration file."),
+            click.option("--server", help="Host name or address (overrides the profile's)."),
+            click.option("--user", "username", help="Remote user."),
+            click.option("--port", type=click.IntRange(1, 65535), help="SSH port."),
+            click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key."),
+        ]
+        if local:
+            options.append(click.option("--local", is_flag=True, help="This machine, without SSH."))
+        options.append(
+            click.option(
+                "--accept-new-host-key",
+                is_flag=True,
+                help="Trust and record the host key of a server seen for the first time.",
+            )
+        )
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate

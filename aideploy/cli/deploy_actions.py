@@ -1,0 +1,231 @@
+"""``aideploy deploy | resume | rollback``: run a plan, continue one, go back a release."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from aideploy.cli.context import current_config, parse_sets, secret_prompt
+from aideploy.cli.options import settings
+from aideploy.cli.progress import ConsoleProgress, say
+from aideploy.core.errors import (
+    LockError,
+    StepFailed,
+    UsageError,
+)
+from aideploy.core.redact import MASK, is_secret_key, redact
+from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.services import deploy as deploy_service
+from aideploy.services import rollback as rollback_service
+from aideploy.services.config import Config
+from aideploy.services.deploy import Operator
+from aideploy.services.target import Target, resolve_target
+
+
+def _operator(mode: str, progress: ConsoleProgress) -> Any:
+
+    tty = sys.stdin.isatty()
+    ask_terminal = secret_prompt()
+
+    def approve(question: str) -> bool:
+        if mode == "auto" or not tty:
+            say(f"      not approved (no one to ask): {question}", fg="yellow")
+            return False
+        with progress.paused():
+            return click.confirm(question, default=False)
+
+    def ask_prompt(text: str) -> str | None:
+        with progress.paused():
+            click.echo(f"\n[command waits for input] {text}")
+            answer = click.prompt(
+                "answer (empty: leave it waiting)", default="", show_default=False
+            )
+        return str(answer) or None
+
+    def ask_secret(prompt: str) -> str:
+        assert ask_terminal is not None
+        with progress.paused():
+            return ask_terminal(prompt)
+
+    return Operator(
+        approve=approve,
+        ask_secret=ask_secret if ask_terminal is not None else None,
+        ask_prompt=ask_prompt if mode == "interactive" else None,
+        on_line=progress.line,
+        on_command=progress.on_command,
+        progress=progress,
+    )
+
+
+def _finish(state: DeploymentState) -> None:
+    if state.status is DeploymentStatus.COMPLETED:
+        say(
+            f"Deployment {state.deployment_id} completed ({state.total_steps} steps, "
+            f"{state.error_count} errors recovered).",
+            fg="green",
+        )
+
+
+def _run(request: Any, state: DeploymentState, mode: str) -> None:
+
+    progress = ConsoleProgress(settings().verbosity)
+    if progress.verbosity >= 0:
+        say(f"Deployment {state.deployment_id}: plan {state.plan} -> {request.target.describe()}")
+    try:
+        with progress:
+            final = deploy_service.run(request, state, _operator(mode, progress))
+    except StepFailed as exc:
+        say(
+            f"Deployment {state.deployment_id} {state.status.value.upper()}: {exc}",
+            fg="red",
+            err=True,
+        )
+        say(f"Resume with: aideploy resume {state.deployment_id}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    _finish(final)
+
+
+def run_deploy(
+    target_opts: dict[str, Any],
+    domain: str | None,
+    plan_spec: str,
+    sets: tuple[str, ...],
+    secret_env: tuple[str, ...],
+    interactive: bool,
+    auto: bool,
+    dry_run: bool,
+    assume_yes: bool,
+    kb: str | None,
+    lock_wait: float | None,
+    resume_flag: bool,
+    deployment_id: str | None,
+) -> None:
+    """What ``aideploy deploy`` does."""
+    if resume_flag:
+        if not deployment_id:
+            raise UsageError("--resume needs --deployment-id ID")
+        _resume(deployment_id, kb)
+        return
+    if interactive and auto:
+        raise UsageError("--interactive and --auto cannot be used together")
+
+    config = current_config()
+    target = resolve_target(config, domain=domain, **target_opts)
+    profile = target_opts.get("profile")
+    env = parse_sets(sets)
+    if lock_wait is not None:
+        env["LOCK_WAIT"] = f"{lock_wait:g}"
+    if target.domain:
+        env.setdefault("DOMAIN", target.domain)
+    mode = "interactive" if interactive else ("auto" if auto else "default")
+    if profile:
+        _guard_protected(config, profile, auto, assume_yes)
+    request = deploy_service.DeployRequest(
+        plan_spec=plan_spec,
+        target=target,
+        config=config,
+        env=env,
+        kb=kb,
+        mode=mode,
+        secret_env=tuple(secret_env),
+    )
+    if dry_run:
+        plan = deploy_service.prepare_plan(plan_spec, env, "<deployment-id>")
+        _print_dry_run(plan, target)
+        return
+    plan = deploy_service.prepare_plan(plan_spec, env, "dry")  # validates the plan before any state
+    request.secrets()  # and every --secret-env is set
+    state = deploy_service.new_state(request, plan)
+    state.save()
+    _run(request, state, mode)
+
+
+def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool = False) -> None:
+    prof = config.profile(profile)
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or ""
+    if prof.allowed_users and user not in prof.allowed_users:
+        raise UsageError(f"profile {profile!r}: local user {user!r} may not deploy to it")
+    if prof.protected and not assume_yes:
+        if auto or not sys.stdin.isatty():
+            raise UsageError(
+                f"profile {profile!r} is protected: run interactively to confirm, or pass --yes"
+            )
+        typed = click.prompt(f"Profile {profile!r} is protected. Type its name to deploy")
+        if typed != profile:
+            raise UsageError("confirmation did not match; nothing was deployed")
+
+
+def _print_dry_run(plan: Any, target: Target) -> None:
+    click.echo(f"Dry run: plan {plan.name} -> {target.describe()} (nothing is run)")
+    for key, value in sorted(plan.env.items()):
+        click.echo(f"  env {key}={MASK if is_secret_key(key) else redact(value)}")
+    for index, step in enumerate(plan.steps, 1):
+        click.echo(f"[{index}/{len(plan.steps)}] {step.name}: {step.description}")
+        if isinstance(step.check, str):
+            click.echo(f"    skip if: {step.check}")
+        for command in step.commands:
+            click.echo(f"    run: {command}")
+        if step.work is not None:
+            click.echo(f"    run: <python {getattr(step.work, '__name__', 'work')}>")
+        if isinstance(step.verify, str):
+            click.echo(f"    verify: {step.verify}")
+
+
+def _resume(deployment_id: str, kb: str | None) -> None:
+
+    state = DeploymentState.load(deployment_id)
+    if state.status is DeploymentStatus.COMPLETED:
+        say(f"Deployment {deployment_id} already completed; nothing to resume.")
+        return
+    if state.status is DeploymentStatus.ABANDONED:
+        raise UsageError(f"deployment {deployment_id} was abandoned; it cannot be resumed")
+    if state.owner_alive():
+        raise LockError(
+            f"deployment {deployment_id} is still running (pid {state.owner.get('pid')})"
+        )
+    opts = state.options
+    target = Target.from_state(opts.get("target", {}))
+    request = deploy_service.DeployRequest(
+        plan_spec=str(opts.get("plan_spec", state.plan)),
+        target=target,
+        config=current_config(),
+        env=dict(opts.get("env", {})),
+        kb=kb if kb is not None else opts.get("kb"),
+        mode=str(opts.get("mode", "default")),
+        secret_env=tuple(opts.get("secret_env", ())),
+    )
+    index = state.first_unfinished()
+    say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
+    _run(request, state, request.mode)
+
+
+def run_resume(deployment_id: str, kb: str | None) -> None:
+    """What ``aideploy resume`` does."""
+    _resume(deployment_id, kb)
+
+
+def run_rollback(
+    target_opts: dict[str, Any],
+    sets: tuple[str, ...],
+    to: str | None,
+    with_database: bool,
+    list_only: bool,
+) -> None:
+    """What ``aideploy rollback`` does."""
+    config = current_config()
+    target = resolve_target(config, **target_opts)
+    plan_vars = parse_sets(sets)
+    if list_only:
+        for release in rollback_service.releases(config, target, plan_vars, secret_prompt()):
+            flags = ",".join(
+                f for f, on in (("live", release.live), ("verified", release.verified)) if on
+            )
+            click.echo(f"{release.name}  {flags or '-'}  {release.commit}")
+        return
+    result = rollback_service.rollback(
+        config, target, plan_vars, to=to, with_database=with_database, ask_secret=secret_prompt()
+    )
+    click.echo(result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "rolled back")
