@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
 
 import platformdirs
@@ -89,7 +90,7 @@ def combine(rule: Mapping[str, float], model: Mapping[str, float]) -> list[tuple
     if not any(rule.values()) and max(model.values(), default=0.0) < UNSURE_BELOW:
         scores[UNKNOWN] = max(scores[UNKNOWN], UNKNOWN_FLOOR)
     total = sum(scores.values()) or 1.0
-    return sorted(((c, s / total) for c, s in scores.items()), key=lambda cs: -cs[1])
+    return sorted(((c, s / total) for c, s in scores.items()), key=itemgetter(1), reverse=True)
 
 
 def text_result(text: str) -> Result:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 from rapidfuzz import fuzz, process
 
@@ -177,12 +178,6 @@ def _step_of(o: PastOutcome) -> str:
     return str(o.context.get("step", "")) if o.context else ""
 
 
-@dataclass(frozen=True, slots=True)
-class _Match:
-    signature: str
-    similarity: float
-
-
 class EvidenceStore:
     """Every recovered or failed outcome seen, as tallies, votes and the fuzzy index."""
 
@@ -194,7 +189,8 @@ class EvidenceStore:
         self._votes: dict[str, dict[str, int]] = {}
         self._votes_in_step: dict[tuple[str, str], dict[str, int]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
-        self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], list[_Match]] = {}
+        # (signature, classes) -> similar signature -> similarity
+        self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -285,7 +281,7 @@ class EvidenceStore:
             if step is None
             else self._votes_in_step.get((error_class, step), {})
         )
-        return Votes(votes, sum(votes.values()))
+        return Votes(dict(votes), sum(votes.values()))
 
     def neighbours(self, signature: str, classes: Iterable[str], step: str = "") -> list[Neighbour]:
         """This signature (if seen) and its fuzzy neighbours among the given classes' signatures,
@@ -296,23 +292,24 @@ class EvidenceStore:
             out.append(Neighbour(signature, exact.error_class, 100.0, exact.weighted(step)))
         if not signature:
             return out
-        for m in self._matches(signature, tuple(classes)):
-            st = self._stats[m.signature]
-            out.append(Neighbour(m.signature, st.error_class, m.similarity, st.weighted(step)))
-        out.sort(key=lambda n: -n.similarity)
+        for sig, similarity in self._similar(signature, tuple(classes)).items():
+            st = self._stats[sig]
+            out.append(Neighbour(sig, st.error_class, similarity, st.weighted(step)))
+        out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 
-    def _matches(self, signature: str, classes: tuple[str, ...]) -> list[_Match]:
+    def _similar(self, signature: str, classes: tuple[str, ...]) -> dict[str, float]:
+        """Signatures of these classes like this one (not itself), with their similarity."""
         key = (signature, classes)
         matches = self._fuzzy_cache.get(key)
         if matches is None:  # the matches change only when a new signature is indexed
-            matches = []
-            for c in classes:
+            matches = {}
+            for c in classes:  # each signature is indexed under one class only
                 choices = self._index.get(c)
                 if not choices:
                     continue
-                matches.extend(
-                    _Match(sig, float(sim))
+                matches.update(
+                    (sig, float(sim))
                     for sig, sim, _ in process.extract(
                         signature,
                         choices,

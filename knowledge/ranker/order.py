@@ -9,7 +9,6 @@ explored first.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
@@ -102,10 +101,12 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
     Manual intervention is ordered by :func:`order_score`, and takes a place among the fresh
     candidates only when that is still at least ``HOPELESS``.
     """
-    failures = Counter(exclude)
+    failures: dict[str, int] = {}
+    for name in exclude:
+        failures[name] = failures.get(name, 0) + 1
     fresh, fallback, rest = [], [], []
     for d in sorted(details, key=lambda d: -order_score(d)):
-        n = failures[d.strategy]
+        n = failures.get(d.strategy, 0)
         if n == 0 and d.strategy == MANUAL and order_score(d) < HOPELESS:
             fallback.append(d)
         elif n == 0 or (n == 1 and d.strategy != MANUAL):
@@ -119,7 +120,7 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
     if first:
         fresh.insert(0, fresh.pop(first))
     candidates = [
-        Candidate(d.strategy, d.score, _why_demoted(d, failures[d.strategy]), d.decided_by)
+        Candidate(d.strategy, d.score, _why_demoted(d, failures.get(d.strategy, 0)), d.decided_by)
         for d in (*fresh, *fallback, *rest)
     ]
     return Ordered(candidates, fresh)

@@ -118,10 +118,10 @@ class Scored:
 # --- priors ----------------------------------------------------------------------------------
 
 
-def likely_classes(failure: Failure, analysis: Analysis) -> list[str]:
+def likely_classes(failure: Failure, analysis: Analysis, scores: Mapping[str, float]) -> list[str]:
     """The failure's class first (the analysis' best if the analysis does not score it), then
-    the next likely ones among the analysis' best three (at least ``CLASS_CUTOFF``)."""
-    scores = dict(analysis.class_scores)
+    the next likely ones among the analysis' best three (at least ``CLASS_CUTOFF``); ``scores``
+    are the analysis' class scores."""
     main = failure.error_class if failure.error_class in scores else analysis.error_class
     return [main] + [c for c, s in analysis.class_scores[:3] if c != main and s >= CLASS_CUTOFF]
 
@@ -132,6 +132,7 @@ def _decay(position: int) -> float:
 
 def propose_priors(
     analysis: Analysis,
+    scores: Mapping[str, float],
     classes: Sequence[str],
     on_class: Mapping[str, Evidence],
     on_neighbours: Mapping[str, Evidence],
@@ -151,7 +152,6 @@ def propose_priors(
     for h in analysis.hits:
         for pos, name in enumerate(h.strategies):
             propose(name, h.weight * _decay(pos), f"rule {h.rule!r} ({h.error_class})")
-    scores = dict(analysis.class_scores)
     for c in classes:
         cs = max(scores.get(c, 0.0), MAIN_CLASS_FLOOR if c == main else 0.0)
         for pos, name in enumerate(strategies_for(c)):
@@ -289,10 +289,10 @@ def is_stuck(here: Mapping[str, Evidence]) -> bool:
 # --- the candidates --------------------------------------------------------------------------
 
 
-def decided_by(direct: Evidence, e: Estimate) -> str:
-    """What the score mostly rests on: outcomes on this error or its neighbours, the model, or
-    the rules."""
-    if direct.total >= HISTORY_AFTER:
+def decided_by(direct: float, e: Estimate) -> str:
+    """What the score mostly rests on: outcomes on this error or its neighbours (``direct``,
+    weighted), the model, or the rules."""
+    if direct >= HISTORY_AFTER:
         return "history"
     if e.on_class.total >= HISTORY_AFTER:
         return "history" if e.model is None else "model"
@@ -306,7 +306,9 @@ def detail(
     ``keep_failing``: :func:`is_stuck` holds on this signature in this step."""
     here = on_signature.here.get(e.strategy, NO_EVIDENCE)
     f, o = e.neighbours, e.other_steps
-    direct = Evidence(f.recovered + o.recovered + here.recovered, f.failed + o.failed + here.failed)
+    # outcomes on the neighbours and on this signature in any step
+    direct_recovered = f.recovered + o.recovered + here.recovered
+    direct_failed = f.failed + o.failed + here.failed
     stuck = keep_failing and e.strategy == MANUAL
     last = on_signature.last_fix
     return CandidateDetail(
@@ -321,10 +323,10 @@ def detail(
         ),
         class_recovered=round(e.on_class.recovered, 3),
         class_failed=round(e.on_class.failed, 3),
-        neighbour_recovered=round(direct.recovered, 3),
-        neighbour_failed=round(direct.failed, 3),
+        neighbour_recovered=round(direct_recovered, 3),
+        neighbour_failed=round(direct_failed, 3),
         model_probability=None if e.model is None else round(e.model, 4),
-        decided_by=decided_by(direct, e),
+        decided_by=decided_by(direct_recovered + direct_failed, e),
         why="",
         signature_recovered=round(o.recovered + here.recovered, 3),
         failed_since_it_worked=(
@@ -345,14 +347,15 @@ def score_candidates(
     equals)."""
     signature = failure.signature or analysis.signature
     step = failure.step
-    classes = likely_classes(failure, analysis)
+    class_scores = dict(analysis.class_scores)
+    classes = likely_classes(failure, analysis, class_scores)
     main = classes[0]
     on_class = evidence.on_class(main)
     votes, votes_in_step = evidence.votes(main), evidence.votes(main, step)
     neighbours = evidence.neighbours(signature, classes, step)
     on_neighbours = fuzzy_evidence(neighbours)
     on_signature = evidence.signature(signature, step)
-    priors = propose_priors(analysis, classes, on_class, on_neighbours, on_signature)
+    priors = propose_priors(analysis, class_scores, classes, on_class, on_neighbours, on_signature)
     model_p = model.predict(signature, main, list(priors), outcome_context(failure))
     estimates = [
         estimate(
