@@ -12,7 +12,10 @@ from aideploy.core.result import Result
 from aideploy.engine.recovery import RecoveryAdvisor
 from aideploy.knowledge.classes import risk_of
 from aideploy.knowledge.history import ListHistory, PastOutcome
-from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.ranker import CandidateDetail, Ranker
+from aideploy.knowledge.ranker.evidence import Evidence, EvidenceStore
+from aideploy.knowledge.ranker.order import order_score
+from aideploy.knowledge.ranker.score import MANUAL
 from aideploy.knowledge.rules import ErrorPattern, RuleSet, UnsafePatternError
 from aideploy.knowledge.signature import signature_of
 
@@ -111,6 +114,69 @@ def test_a_fix_that_worked_many_times_then_fails_twice_is_no_longer_first(
     # whatever works now starts a new record
     record("dpkg_repair", True)
     assert ranker.candidates(failure)[0].strategy == "dpkg_repair"
+
+
+def test_manual_is_held_back_until_automatic_strategies_keep_failing(ranker: Ranker) -> None:
+    """The "stuck" condition is a typed field of manual intervention's detail, set where it is
+    computed: three automatic strategies failing on this signature in this step."""
+    failure = ranker.detect("install", _result(APT_LOCK))
+
+    def details(step: str = "install") -> list[CandidateDetail]:
+        return ranker.explain(APT_LOCK, step=step).candidates
+
+    def manual(step: str = "install") -> CandidateDetail:
+        return next(d for d in details(step) if d.strategy == MANUAL)
+
+    assert not manual().stuck
+    assert order_score(manual()) < manual().score  # held back
+    for strategy in ("wait_for_apt_lock", "dpkg_repair", "retry_with_backoff"):
+        assert not manual().stuck
+        ranker.record(failure, strategy, Outcome.FAILED, duration=1, decided_by="x")
+    d = manual()
+    assert d.stuck and order_score(d) == d.score
+    assert d.prior_source == "automatic strategies keep failing on this signature in step install"
+    assert ranker.candidates(failure)[0].strategy == MANUAL
+    # only manual intervention is flagged, and only in the step where they keep failing
+    assert not any(d.stuck for d in details() if d.strategy != MANUAL)
+    assert not manual("build").stuck
+
+
+@pytest.mark.parametrize("name", ["frobnicator", "frobnicator keep failing"])
+def test_a_rule_that_proposes_manual_intervention_is_held_back_whatever_its_name(
+    name: str,
+) -> None:
+    """Manual intervention proposed by a rule is ordered by a quarter of its score, however the
+    rule is named (the stuck condition used to be read from the prior's text)."""
+    rules = RuleSet()
+    rules.add(ErrorPattern(name, r"frobnicator exploded", "unknown", MANUAL))
+    r = Ranker(ListHistory(), rules, explore=0.0)
+    cands = r.candidates(r.detect("build", _result("the frobnicator exploded")))
+    assert [c.strategy for c in cands][:2] == ["retry_with_backoff", MANUAL]
+    assert cands[1].score > cands[0].score
+
+
+def test_class_votes_count_each_signature_and_step_once() -> None:
+    """The fix of a (signature, step) pair votes once for its class in every step and once in
+    its own step, whatever the step is called; a failure since it last worked withdraws it."""
+    store = EvidenceStore()
+
+    def learn(sig: str, step: str, strategy: str, outcome: str) -> None:
+        store.learn(PastOutcome(sig, "apt_lock", strategy, outcome, context={"step": step}))
+
+    for step in ("install", "*"):
+        learn("sig a", step, "wait_for_apt_lock", "recovered")
+        learn("sig a", step, "wait_for_apt_lock", "recovered")
+    learn("sig b", "install", "dpkg_repair", "recovered")
+    assert dict(store.votes("apt_lock").by_strategy) == {"wait_for_apt_lock": 2, "dpkg_repair": 1}
+    assert store.votes("apt_lock").total == 3
+    assert dict(store.votes("apt_lock", "*").by_strategy) == {"wait_for_apt_lock": 1}
+    assert store.votes("apt_lock", "install").total == 2
+    learn("sig b", "install", "dpkg_repair", "failed")
+    assert store.votes("apt_lock", "install").by_strategy["dpkg_repair"] == 0
+    here = store.signature("sig b", "install")
+    assert here.here["dpkg_repair"] == Evidence(0.8, 1.0)
+    assert here.last_fix is not None and here.last_fix.failed == 1.0
+    assert store.on_class("apt_lock")["dpkg_repair"].failed == 1.0
 
 
 def test_record_changes_next_ranking(ranker: Ranker) -> None:

@@ -129,8 +129,8 @@ def explain(source: TextIO, kb_url: str | None, step: str) -> None:
     if e.neighbours:
         for n in e.neighbours:
             tallies = ", ".join(
-                f"{s} {rec:.1f} recovered/{fail:.1f} failed"
-                for s, (rec, fail) in n.outcomes.items()
+                f"{s} {ev.recovered:.1f} recovered/{ev.failed:.1f} failed"
+                for s, ev in n.outcomes.items()
             )
             first = redact(n.signature).splitlines()[0][:80] if n.signature else ""
             out.append(f"  similarity {n.similarity:.0f} [{n.error_class}] {first!r}: {tallies}")
