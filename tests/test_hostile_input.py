@@ -158,6 +158,8 @@ def _readers(path: str) -> list[list[str]]:
         ["deploy", "--local", "--dry-run", "--plan", path],
         ["learn", "classify", "--input", path, "--kb", "kb.db"],
         ["learn", "explain", path, "--kb", "kb.db"],
+        ["audit", "verify", "--file", path],
+        ["audit", "show", "--file", path],
     ]
 
 
