@@ -160,6 +160,8 @@ def _readers(path: str) -> list[list[str]]:
         ["learn", "explain", path, "--kb", "kb.db"],
         ["audit", "verify", "--file", path],
         ["audit", "show", "--file", path],
+        # refused before any connection: port 1 is never reached
+        ["test-connection", "--server", "127.0.0.1", "--port", "1", "--key-file", path],
     ]
 
 
