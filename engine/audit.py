@@ -180,6 +180,8 @@ def entries(path: Path | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
                 data = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise AuditError(f"line {number}: not JSON: {exc.msg}") from None
+            except RecursionError:  # no audit entry nests: this line is not one
+                raise AuditError(f"line {number}: not an audit entry (nested too deeply)") from None
             if not isinstance(data, dict):
                 raise AuditError(f"line {number}: not an audit entry")
             yield number, data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aideploy.core.errors import ConfigError
+from aideploy.core.inputs import check_regular, nested_deeper_than
 
 if TYPE_CHECKING:
     from aideploy.core.result import Result
@@ -112,23 +114,62 @@ BUILTIN_PLANS = {
 }
 
 
+#: how deeply tables and arrays may nest in a TOML plan file
+MAX_NESTING = 32
+
+
 def load_plan(spec: str) -> Plan:
-    """A plan by built-in name, ``module:attribute``, or a ``.toml`` plan file."""
+    """A plan by built-in name, ``module:attribute``, or a ``.toml`` plan file.
+
+    ``module:attribute`` names a :class:`Plan`, or a Python function that takes no arguments and
+    returns one (as the built-in plans do). Anything else (a module, a class, a built-in
+    function, a function that needs arguments) is refused without being called.
+    """
     if spec.endswith(".toml") or Path(spec).is_file():
         return load_plan_file(Path(spec))
     target = BUILTIN_PLANS.get(spec, spec)
     if ":" not in target:
+        check_regular(spec, error=ConfigError)  # a FIFO or directory given as the plan file
         known = ", ".join(sorted(BUILTIN_PLANS))
         raise ConfigError(f"unknown plan {spec!r} (built-in: {known}; or a .toml file)")
     module_name, _, attr = target.partition(":")
     try:
         obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        # TypeError, ValueError: a relative or empty module name (":x", ".x:y")
         raise ConfigError(f"cannot load plan {spec!r}: {exc}") from None
-    plan = obj() if callable(obj) else obj
+    if isinstance(obj, Plan):
+        return obj
+    if not (inspect.isfunction(obj) and _takes_no_arguments(obj)):
+        raise ConfigError(f"--plan {spec}: not a plan ({_kind_of(obj)})")
+    plan = obj()
     if not isinstance(plan, Plan):
-        raise ConfigError(f"{spec!r} is not a plan")
+        raise ConfigError(f"--plan {spec}: not a plan ({attr}() returned {_kind_of(plan)})")
     return plan
+
+
+def _takes_no_arguments(func: Callable[..., Any]) -> bool:
+    try:
+        inspect.signature(func).bind()
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _kind_of(obj: object) -> str:
+    """What ``obj`` is, for a message: "a module", "a built-in function", "a str"..."""
+    if inspect.ismodule(obj):
+        return "a module"
+    if inspect.isclass(obj):
+        return "a class"
+    if inspect.isbuiltin(obj) or inspect.ismethoddescriptor(obj):
+        return "a built-in function"
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return "a function that needs arguments"
+    if obj is None:
+        return "None"
+    name = type(obj).__name__
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 _STEP_KEYS = {"name", "description", "commands", "check", "verify", "timeout"}
@@ -145,12 +186,21 @@ def load_plan_file(path: Path) -> Plan:
     commands = ['mkdir -p "$SITE_ROOT"']
     check = 'test -d "$SITE_ROOT"'
     """
+    check_regular(path, error=ConfigError)
+    too_deep = ConfigError(
+        f"{path}: tables and arrays nested more than {MAX_NESTING} levels deep "
+        "(the limit for a plan file)"
+    )
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such plan file") from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    except RecursionError:  # nested deeper than the parser can follow, so far past the limit
+        raise too_deep from None
+    if nested_deeper_than(data, MAX_NESTING):
+        raise too_deep
     unknown = set(data) - {"name", "description", "env", "steps"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")

@@ -17,7 +17,7 @@ def config_group() -> None:
 
 
 @config_group.command("validate")
-@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.argument("file", required=False, type=click.Path())
 def config_validate(file: str | None) -> None:
     """Validate a configuration file (default: the one in use)."""
     path = Path(

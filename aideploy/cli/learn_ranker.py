@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any, TextIO
 import click
 
 from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
+from aideploy.core.inputs import STDIN, check_regular
 from aideploy.core.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES
 from aideploy.knowledge.ranker import Ranker
@@ -25,6 +27,21 @@ def build_ranker(url: str | None) -> Ranker:
     return compose.build_ranker(open_knowledge(url), explore=0.0)
 
 
+@contextlib.contextmanager
+def _open_text(name: str) -> Iterator[TextIO]:
+    """Standard input for "-", else the regular file ``name`` (anything else: exit 2)."""
+    if name == STDIN:
+        yield sys.stdin
+        return
+    check_regular(name)
+    try:
+        stream = open(name, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    with stream:
+        yield stream
+
+
 def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
     for n, line in enumerate(stream, 1):
         if not line.strip():
@@ -33,6 +50,8 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UsageError(f"{name}:{n}: not JSON ({exc.msg})") from None
+        except RecursionError:  # far deeper than any {"id", "text"} line
+            raise UsageError(f"{name}:{n}: lists and objects nested too deeply") from None
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise UsageError(f'{name}:{n}: expected {{"id": ..., "text": "..."}}')
         yield str(item.get("id", n)), item["text"]
@@ -42,7 +61,8 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
 @click.option(
     "--input",
     "input_file",
-    type=click.File("r", encoding="utf-8", errors="replace"),
+    metavar="FILENAME",
+    type=click.Path(allow_dash=True),
     help='JSONL file of {"id", "text"} lines ("-" for stdin). Without it: one text on stdin.',
 )
 @click.option(
@@ -54,12 +74,13 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
     help="Output format.",
 )
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
-def classify(input_file: TextIO | None, fmt: str, kb_url: str | None) -> None:
+def classify(input_file: str | None, fmt: str, kb_url: str | None) -> None:
     """Signature, error class scores and ranked strategies for each error text."""
     if input_file is None:
         items = [("stdin", sys.stdin.read())]
     else:
-        items = list(_read_inputs(input_file, getattr(input_file, "name", "<input>")))
+        with _open_text(input_file) as stream:
+            items = list(_read_inputs(stream, "<stdin>" if input_file == STDIN else input_file))
     ranker = build_ranker(kb_url)
     analyses = ranker.analyze_many([text for _, text in items])
     rows: list[dict[str, Any]] = []
@@ -99,12 +120,13 @@ def classify(input_file: TextIO | None, fmt: str, kb_url: str | None) -> None:
 
 
 @click.command("explain")
-@click.argument("source", default="-", type=click.File("r", encoding="utf-8", errors="replace"))
+@click.argument("source", default=STDIN, type=click.Path(allow_dash=True))
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 @click.option("--step", default="", help="Deployment step the error came from (context).")
-def explain(source: TextIO, kb_url: str | None, step: str) -> None:
+def explain(source: str, kb_url: str | None, step: str) -> None:
     """Explain the ranking of one error text (FILE, or stdin with - / no argument)."""
-    text = source.read()
+    with _open_text(source) as stream:
+        text = stream.read()
     if not text.strip():
         raise UsageError("no error text given")
     ranker = build_ranker(kb_url)

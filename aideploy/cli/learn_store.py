@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import click
 from tabulate import tabulate
 
-from aideploy.core.errors import UsageError
+from aideploy.core.errors import ImportRejected, UsageError
+from aideploy.core.inputs import STDIN, check_regular
 from aideploy.core.strategies import CATALOGUE
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
@@ -204,7 +205,7 @@ def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
 
 @click.command("import")
 @kb_option
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.argument("file", type=click.Path(allow_dash=True))
 @click.option(
     "--source", help="Name recorded as the origin of what is imported (default: FILE's name)."
 )
@@ -219,6 +220,8 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     """Import an export FILE: every line is checked first and a bad line rejects the whole file
     (exit 2, nothing imported); importing the same file again adds nothing. Imported strategies
     with shell commands stay untrusted until `aideploy learn trust NAME`."""
+    if file != STDIN:
+        check_regular(file, error=ImportRejected)  # before the knowledge base is created
     with open_knowledge(kb_url) as kb:
         if file == "-":
             summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)

@@ -16,6 +16,7 @@ import click
 
 from aideploy.cli import wizard
 from aideploy.core.errors import AideployError, UsageError
+from aideploy.core.inputs import check_regular
 from aideploy.core.redact import register_secret
 from aideploy.core.schema import check_domain, check_hostname, check_name, check_username
 from aideploy.engine import audit
@@ -31,7 +32,11 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @click.option(
-    "--file", "file", type=click.Path(dir_okay=False), help="Audit log (default: the one in use)."
+    "--file",
+    "file",
+    metavar="FILE",
+    type=click.Path(),
+    help="Audit log (default: the one in use).",
 )
 @click.option(
     "--head",
@@ -41,6 +46,8 @@ def audit_group() -> None:
 @click.pass_context
 def audit_verify(ctx: click.Context, file: str | None, head: str | None) -> None:
     """Check the hash chain; exit 1 naming the first broken line."""
+    if file:
+        check_regular(file)
     result = audit.verify(Path(file) if file else None, head=head)
     if not result.ok:
         click.echo(
@@ -55,9 +62,11 @@ def audit_verify(ctx: click.Context, file: str | None, head: str | None) -> None
 @audit_group.command("show")
 @click.option("-n", "limit", type=click.IntRange(1), help="Only the last N entries.")
 @click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON lines.")
-@click.option("--file", "file", type=click.Path(dir_okay=False), help="Audit log.")
+@click.option("--file", "file", metavar="FILE", type=click.Path(), help="Audit log.")
 def audit_show(limit: int | None, as_json: bool, file: str | None) -> None:
     """Show the audit log, oldest first."""
+    if file:
+        check_regular(file)
     rows = [entry for _, entry in audit.entries(Path(file) if file else None)]
     if limit:
         rows = rows[-limit:]

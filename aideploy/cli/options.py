@@ -51,7 +51,7 @@ def target_options(*, local: bool = True) -> Callable[[Callable[..., Any]], Call
             click.option("--server", help="Host name or address (overrides the profile's)."),
             click.option("--user", "username", help="Remote user."),
             click.option("--port", type=click.IntRange(1, 65535), help="SSH port."),
-            click.option("--key-file", type=click.Path(dir_okay=False), help="SSH private key."),
+            click.option("--key-file", metavar="FILE", type=click.Path(), help="SSH private key."),
         ]
         if local:
             options.append(click.option("--local", is_flag=True, help="This machine, without SSH."))

@@ -20,6 +20,7 @@ import msgspec.inspect as schema_info
 from msgspec import Meta
 
 from aideploy.core.errors import ConfigError
+from aideploy.core.inputs import check_regular, nested_deeper_than
 from aideploy.core.schema import (
     Port,
     check_domain,
@@ -220,23 +221,10 @@ def parse_config(data: Any, source: str = "config") -> Config:
     return config
 
 
-def _nested_deeper_than(data: Any, limit: int) -> bool:
-    """Whether lists and objects in ``data`` nest more than ``limit`` levels (walked with a stack,
-    so no depth can exhaust the interpreter's)."""
-    stack = [(data, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, dict | list):
-            if level > limit:
-                return True
-            items = value.values() if isinstance(value, dict) else value
-            stack.extend((item, level + 1) for item in items)
-    return False
-
-
 def load_config(path: Path) -> Config:
     """Read and validate a configuration file; any problem is one ConfigError line."""
     path = Path(path).expanduser()
+    check_regular(path, error=ConfigError)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -255,7 +243,7 @@ def load_config(path: Path) -> Config:
         ) from None
     except RecursionError:  # nested deeper than the parser can follow, so far past the limit
         raise too_deep from None
-    if _nested_deeper_than(data, MAX_NESTING):
+    if nested_deeper_than(data, MAX_NESTING):
         raise too_deep
     return parse_config(data, path.name)
 

@@ -37,11 +37,13 @@ from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import (
     AuthenticationError,
     CommandError,
+    ConfigError,
     ConnectError,
     ConnectionRefusedError_,
     ConnectTimeoutError,
     DNSError,
 )
+from aideploy.core.inputs import check_regular
 from aideploy.core.settings import SSH_DEFAULTS
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.connectors.session import export_prefix, group_kill_command
@@ -210,6 +212,8 @@ class SSHConnector(Connector):
         else:
             keys = [str(k) for k in key_filename]
         self.key_filenames = [os.path.expanduser(k) for k in keys]
+        for key in self.key_filenames:
+            check_regular(key, error=ConfigError)  # a FIFO would block the key reader
         self.config_identity_files = list(config.identity_files)
         self.password = password
         self.passphrase_callback = passphrase_callback

@@ -13,15 +13,19 @@ from typing import IO, Any
 import msgspec
 
 from aideploy.core.errors import ImportRejected
+from aideploy.core.inputs import check_regular, nested_deeper_than
+from aideploy.knowledge.classes import ERROR_CLASSES, UNKNOWN
 from aideploy.knowledge.exchange.schema import (
     FORMAT,
     KEY_RE,
     MAX_LINE_CHARS,
+    MAX_NESTING,
     RECORD_TYPES,
     VERSION,
     AttemptRecord,
     Parsed,
     WireAttempt,
+    safe_name,
 )
 from aideploy.knowledge.exchange.validate import (
     CONTEXT_CACHE_SIZE,
@@ -30,8 +34,17 @@ from aideploy.knowledge.exchange.validate import (
     ValidationCache,
 )
 
+KNOWN_CLASSES = frozenset(ERROR_CLASSES)
 _WIRE_ATTEMPT = msgspec.json.Decoder(WireAttempt)
 _DECODE_ANY = msgspec.json.Decoder().decode
+
+
+def too_deep(number: int) -> ImportRejected:
+    """The rejection of line ``number`` for nesting deeper than :data:`.schema.MAX_NESTING`."""
+    return ImportRejected(
+        f"line {number}: lists and objects nested more than {MAX_NESTING} levels deep "
+        "(the limit for a line of an import file)"
+    )
 
 
 def check_header(line: str) -> int:
@@ -40,6 +53,8 @@ def check_header(line: str) -> int:
         header = json.loads(line)
     except ValueError:
         raise ImportRejected("line 1: not a JSON header line") from None
+    except RecursionError:  # nested deeper than the parser can follow
+        raise too_deep(1) from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise ImportRejected(f'line 1: not an {FORMAT} file (no "format": "{FORMAT}" header)')
     version = header.get("version")
@@ -71,12 +86,23 @@ def fast_path(out: Parsed, c: ValidationCache) -> Callable[[WireAttempt], bool]:
     add = out.attempts.append
     key_ok = KEY_RE.match
     fromisoformat = datetime.fromisoformat
+    classes = KNOWN_CLASSES
+    deployments: set[str] = set()  # deployment ids that passed safe_name
 
     def take(a: WireAttempt) -> bool:
         text = signatures(a.signature)
         strategy = a.strategy
         if text is None or (strategy not in strategies and not strategy_ok(strategy)):
             return False
+        error_class = a.error_class
+        if error_class and error_class not in classes:
+            return False
+        dep = a.deployment
+        if dep and dep not in deployments:
+            if not safe_name(dep):
+                return False
+            if len(deployments) < CONTEXT_CACHE_SIZE:
+                deployments.add(dep)
         key = a.id
         if not (key.isascii() and key.isalnum()) and key_ok(key) is None:
             return False
@@ -95,15 +121,14 @@ def fast_path(out: Parsed, c: ValidationCache) -> Callable[[WireAttempt], bool]:
             value = decode(raw)
             if value is None:
                 value = {}
-            elif value.__class__ is not dict:
-                return False
+            elif value.__class__ is not dict or nested_deeper_than(value, MAX_NESTING - 1):
+                return False  # the validator says why
             context = context_of(value)
             if len(contexts) < CONTEXT_CACHE_SIZE:
                 contexts[raw] = context
         step = texts(a.step)
         if step is None:
             step = text_of(a.step)
-        dep = a.deployment
         if dep:
             found = texts(dep)
             dep = text_of(dep) if found is None else found
@@ -111,7 +136,7 @@ def fast_path(out: Parsed, c: ValidationCache) -> Callable[[WireAttempt], bool]:
             AttemptRecord(
                 key=key,
                 text=text,
-                error_class=a.error_class or "unknown",
+                error_class=error_class or UNKNOWN,
                 strategy=strategy,
                 outcome=a.outcome,
                 step=step,
@@ -149,38 +174,46 @@ def parse_lines(lines: Iterable[str]) -> Parsed:
     loads = json.loads
     validators = VALIDATORS
     records = number = 0
-    for number, line in enumerate(lines, 1):
-        if number == 1:
-            expected = check_header(line)
-            continue
-        if len(line) > MAX_LINE_CHARS and line.strip():
-            raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
-        try:
-            if take(fast(line)):
-                records += 1
+    try:
+        for number, line in enumerate(lines, 1):
+            if number == 1:
+                expected = check_header(line)
                 continue
-        except fast_error:  # from the struct, or from a context msgspec cannot read
-            if not line.strip():
-                continue
-        try:
-            rec = decode(line)
-        except fast_error:
-            # msgspec is stricter than the json module (NaN, lone surrogates): json's verdict counts
+            if len(line) > MAX_LINE_CHARS and line.strip():
+                raise ImportRejected(f"line {number}: longer than {MAX_LINE_CHARS} characters")
             try:
-                rec = loads(line)
-            except ValueError as exc:
-                raise ImportRejected(f"line {number}: not valid JSON ({exc})") from None
-        if not isinstance(rec, dict):
-            raise ImportRejected(f"line {number}: a record must be a JSON object")
-        kind = rec.get("type")
-        validate = validators.get(kind) if isinstance(kind, str) else None
-        if validate is None:
-            raise ImportRejected(f'line {number}: "type" must be one of {", ".join(RECORD_TYPES)}')
-        try:
-            validate(rec, out, cache)
-        except RecordError as exc:
-            raise ImportRejected(f"line {number}: {kind}: {exc}") from None
-        records += 1
+                if take(fast(line)):
+                    records += 1
+                    continue
+            except fast_error:  # from the struct, or from a context msgspec cannot read
+                if not line.strip():
+                    continue
+            try:
+                rec = decode(line)
+            except fast_error:
+                # msgspec is stricter than the json module (NaN, lone surrogates): json's
+                # verdict counts
+                try:
+                    rec = loads(line)
+                except ValueError as exc:
+                    raise ImportRejected(f"line {number}: not valid JSON ({exc})") from None
+            if not isinstance(rec, dict):
+                raise ImportRejected(f"line {number}: a record must be a JSON object")
+            if nested_deeper_than(rec, MAX_NESTING):
+                raise too_deep(number)
+            kind = rec.get("type")
+            validate = validators.get(kind) if isinstance(kind, str) else None
+            if validate is None:
+                raise ImportRejected(
+                    f'line {number}: "type" must be one of {", ".join(RECORD_TYPES)}'
+                )
+            try:
+                validate(rec, out, cache)
+            except RecordError as exc:
+                raise ImportRejected(f"line {number}: {kind}: {exc}") from None
+            records += 1
+    except RecursionError:  # a line nested deeper than a parser can follow: past the limit
+        raise too_deep(number) from None
     out.records = records
     if expected is None:
         raise ImportRejected("line 1: the file is empty")
@@ -193,10 +226,12 @@ def parse_lines(lines: Iterable[str]) -> Parsed:
 
 
 def read(source: str | os.PathLike[str] | IO[str]) -> Parsed:
-    """:func:`parse_lines` of an open text stream, or of the file at a path."""
+    """:func:`parse_lines` of an open text stream, or of the file at a path (which must be a
+    regular file: a FIFO, device or directory is refused before it is opened)."""
     if hasattr(source, "read"):
         return parse_lines(source)  # type: ignore[arg-type]
     path = Path(os.fspath(source))
+    check_regular(path, error=ImportRejected)
     try:
         with path.open(encoding="utf-8") as handle:
             return parse_lines(handle)

@@ -21,6 +21,9 @@ RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
 
 #: a longer line is rejected before it is parsed
 MAX_LINE_CHARS = 1_000_000
+#: how deeply lists and objects may nest in one line (a record and its context); a deeper line
+#: is rejected before anything walks it
+MAX_NESTING = 32
 #: the largest encounter number a file may carry (the column is a 32-bit integer)
 MAX_ENCOUNTER = 2**31 - 1
 # limits of the attempt fields that the fast path (WireAttempt) and the validator both check
@@ -31,6 +34,17 @@ CLASS_CHARS = 64
 MAX_DURATION = 1e9  # seconds
 #: what a record id may look like
 KEY_RE = re.compile(rf"^[A-Za-z0-9_.:\-]{{1,{KEY_CHARS}}}\Z")
+#: what a strategy or pattern name and a deployment id may look like (no shell metacharacters,
+#: no path: a first character that is no "-", "." or "/"); ".." anywhere is refused as well
+NAME_RE = re.compile(rf"^[A-Za-z0-9_][A-Za-z0-9_.:\-]{{0,{NAME_CHARS - 1}}}\Z")
+#: the rule NAME_RE and safe_name enforce, for messages
+NAME_RULE = f"1-{NAME_CHARS} letters, digits or _.:- (not starting with - or ., no ..)"
+
+
+def safe_name(value: str) -> bool:
+    """Whether ``value`` may be imported as a strategy or pattern name or a deployment id."""
+    return NAME_RE.match(value) is not None and ".." not in value
+
 
 OutcomeName = Literal[
     "recovered", "failed", "skipped"

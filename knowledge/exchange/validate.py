@@ -12,6 +12,7 @@ from typing import Any
 
 from aideploy.core.errors import ConfigError
 from aideploy.core.redact import redact, redact_obj
+from aideploy.knowledge.classes import ERROR_CLASSES, UNKNOWN
 from aideploy.knowledge.exchange.schema import (
     CLASS_CHARS,
     KEY_CHARS,
@@ -19,6 +20,7 @@ from aideploy.knowledge.exchange.schema import (
     MAX_DURATION,
     MAX_ENCOUNTER,
     NAME_CHARS,
+    NAME_RULE,
     SIGNATURE_CHARS,
     AttemptRecord,
     DeploymentRecord,
@@ -26,6 +28,7 @@ from aideploy.knowledge.exchange.schema import (
     PatternRecord,
     SignatureRecord,
     StrategyRecord,
+    safe_name,
 )
 from aideploy.knowledge.exchange.scrub import context_key
 from aideploy.knowledge.models import utcnow
@@ -62,6 +65,25 @@ def _str(rec: dict[str, Any], key: str, *, required: bool = False, limit: int = 
         raise RecordError(f'"{key}" must not be empty')
     if len(value) > limit:
         raise RecordError(f'"{key}" is longer than {limit} characters')
+    return value
+
+
+def _name(rec: dict[str, Any], key: str, *, required: bool = False) -> str:
+    """A strategy or pattern name, or a deployment id: :func:`.schema.safe_name` or empty."""
+    value = _str(rec, key, required=required)
+    if value and not safe_name(value):
+        raise RecordError(f'"{key}" must be {NAME_RULE}, got {value[:40]!r}')
+    return value
+
+
+_CLASSES = frozenset(ERROR_CLASSES)
+
+
+def _class(rec: dict[str, Any], *, required: bool = False) -> str:
+    """An error class: one aideploy knows ("unknown" when it is missing or empty)."""
+    value = _str(rec, "error_class", required=required, limit=CLASS_CHARS) or UNKNOWN
+    if value not in _CLASSES:
+        raise RecordError(f'"error_class" {value[:40]!r} is not an error class aideploy knows')
     return value
 
 
@@ -120,8 +142,9 @@ class ValidationCache:
         self.valid_strategies: set[str] = set()
 
     def strategy_ok(self, value: str) -> bool:
-        """Whether a strategy name of the right length is not blank (remembered when it is not)."""
-        if not value.strip():
+        """Whether a strategy name of the right length is a :func:`.schema.safe_name`
+        (remembered when it is)."""
+        if not safe_name(value):
             return False
         if len(self.valid_strategies) < STRATEGY_CACHE_SIZE:
             self.valid_strategies.add(value)
@@ -153,7 +176,7 @@ class ValidationCache:
 
 
 def _v_strategy(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
-    name = _str(rec, "name", required=True)
+    name = _name(rec, "name", required=True)
     risk = _str(rec, "risk", limit=16) or "medium"
     if risk not in RISKS:
         raise RecordError(f'"risk" must be one of {", ".join(RISKS)}')
@@ -173,7 +196,7 @@ def _v_strategy(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
 
 
 def _v_pattern(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
-    name = _str(rec, "name", required=True)
+    name = _name(rec, "name", required=True)
     regex = _str(rec, "regex", required=True, limit=1000)
     try:
         check_regex(regex)
@@ -186,8 +209,8 @@ def _v_pattern(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
         PatternRecord(
             name=name,
             regex=regex,
-            error_class=_str(rec, "error_class", required=True, limit=CLASS_CHARS),
-            strategy=_str(rec, "strategy"),
+            error_class=_class(rec, required=True),
+            strategy=_name(rec, "strategy"),
             severity=_str(rec, "severity", limit=16) or "medium",
             description=redact(_str(rec, "description", limit=4000)),
             retry_count=retry,
@@ -200,7 +223,7 @@ def _v_deployment(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
     # through the cache: profiles and plans repeat, and the attempts name the same ids
     out.deployments.append(
         DeploymentRecord(
-            id=c.text(_str(rec, "id", required=True)),
+            id=c.text(_name(rec, "id", required=True)),
             profile=c.text(_str(rec, "profile")),
             host=c.text(_str(rec, "host", limit=255)),
             plan=c.text(_str(rec, "plan")),
@@ -221,7 +244,7 @@ def _v_signature(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
     out.signatures.append(
         SignatureRecord(
             text=text,
-            error_class=_str(rec, "error_class", limit=CLASS_CHARS) or "unknown",
+            error_class=_class(rec),
             count=count,
             first_seen=first or last or utcnow(),
             last_seen=last or first or utcnow(),
@@ -272,12 +295,14 @@ def _v_attempt(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
     dep = get("deployment")
     if dep is not None and not isinstance(dep, str):
         raise RecordError('"deployment" must be a string')
+    if dep and not safe_name(dep):
+        raise RecordError(f'"deployment" must be {NAME_RULE}, got {dep[:40]!r}')
     error_class = get("error_class")
-    if error_class.__class__ is not str or len(error_class) > CLASS_CHARS:
-        error_class = _str(rec, "error_class", limit=CLASS_CHARS)
+    if error_class.__class__ is not str or error_class not in _CLASSES:
+        error_class = _class(rec)
     strategy = get("strategy")
-    if strategy.__class__ is not str or len(strategy) > NAME_CHARS or not strategy.strip():
-        strategy = _str(rec, "strategy", required=True)
+    if strategy.__class__ is not str or strategy not in c.valid_strategies:
+        strategy = _name(rec, "strategy", required=True)
     step = get("step")
     if step.__class__ is not str or len(step) > NAME_CHARS:
         step = _str(rec, "step")
@@ -296,7 +321,7 @@ def _v_attempt(rec: dict[str, Any], out: Parsed, c: ValidationCache) -> None:
         AttemptRecord(
             key=key,
             text=text,
-            error_class=error_class or "unknown",
+            error_class=error_class or UNKNOWN,
             strategy=strategy,
             outcome=outcome,
             step=c.text(step),
