@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 
 from aideploy.core import paths
 from aideploy.core.errors import AideployError
+from aideploy.core.private import create_private, private_dir
 from aideploy.core.redact import redact_obj
 
 log = logging.getLogger("aideploy.audit")
@@ -122,7 +123,11 @@ def record(
     }
     entry = typing.cast(dict[str, Any], redact_obj(entry))
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent == paths.home():
+            paths.private_home()
+        else:
+            private_dir(path.parent)
+        create_private(path)  # an existing file made 0600 too
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(fd, "r+b") as handle:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX)

@@ -16,6 +16,7 @@ from pathlib import Path
 import paramiko
 
 from aideploy.core.errors import ChangedHostKeyError, UnknownHostKeyError
+from aideploy.core.private import private_dir
 
 #: algorithm names paramiko negotiates for each key type found in known_hosts
 _ALGORITHMS = {
@@ -97,7 +98,7 @@ class KnownHosts:
         entry = host_entry(hostname, port)
         if hashed:
             entry = paramiko.HostKeys.hash_host(entry)
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         line = f"{entry} {key.get_name()} {key.get_base64()}\n"
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         with os.fdopen(fd, "a") as handle:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from aideploy.core import paths
+from aideploy.core.private import create_private
 from aideploy.core.redact import redact
 
 current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
@@ -118,8 +119,7 @@ class DeploymentLog:
     """Attach the per-deployment file handlers for the duration of a run."""
 
     def __init__(self, deployment_id: str, host: str, *, resume: bool = False) -> None:
-        folder = paths.logs_dir()
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = paths.private_home("logs")
         stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
         self.files = LogFiles(
             human=folder / f"deployment_{stamp}_{deployment_id}.log",
@@ -132,8 +132,8 @@ class DeploymentLog:
             (self.files.human, HumanFormatter()),
             (self.files.jsonl, JsonLinesFormatter()),
         ):
+            create_private(path)  # 0600 before logging opens it by name
             handler = logging.FileHandler(path, encoding="utf-8")
-            os.chmod(path, 0o600)
             handler.setLevel(level)
             handler.setFormatter(formatter)
             handler.addFilter(self._filter)

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
-from prometheus_client import CollectorRegistry, start_http_server, write_to_textfile
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -36,6 +35,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from aideploy.core import paths
+from aideploy.core.atomic import write_atomic
+from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.core.schema import Port, check_hostname, checked
 from aideploy.engine.state import (
     DeploymentState,
@@ -74,6 +75,13 @@ class MetricsSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             "default: <state dir>/metrics/aideploy.prom)."
         ),
     ] = None
+    textfile_mode: Annotated[
+        Literal["0600", "0640", "0644"],
+        Meta(
+            description="Mode of the textfile. 0600 (private to this user) unless node_exporter, "
+            "running as another user, must read it: then 0640 (its group) or 0644 (everyone)."
+        ),
+    ] = "0600"
     http_port: Annotated[
         Port | None,
         Meta(
@@ -284,20 +292,35 @@ def default_textfile() -> Path:
 
 
 def write_textfile(
-    path: Path | None = None, *, states: Iterable[DeploymentState] | None = None
+    path: Path | None = None,
+    *,
+    states: Iterable[DeploymentState] | None = None,
+    mode: int = FILE_MODE,
 ) -> Path:
-    """Write the exposition to ``path`` atomically (temp file + rename) and return the path."""
-    target = Path(path).expanduser() if path else default_textfile()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_to_textfile(str(target), registry(states))
-    os.chmod(target, 0o644)  # node_exporter usually runs as another user
+    """Write the exposition to ``path`` atomically (temp file + rename) and return the path.
+
+    The file is 0600 unless ``mode`` (``metrics.textfile_mode``) lets node_exporter's user read
+    it; a directory created for it is 0700 (the default one under ``$AIDEPLOY_HOME``) or, for a
+    configured path, 0700 only when ``mode`` is private (else 0755, so the collector can enter).
+    """
+    if path:
+        target = Path(path).expanduser()
+        if mode & 0o077:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            private_dir(target.parent)
+    else:
+        target = paths.private_home("metrics") / "aideploy.prom"
+    write_atomic(target, generate_latest(registry(states)), mode=mode)
     return target
 
 
 def try_write_textfile(settings: MetricsSettings | None = None) -> Path | None:
     """:func:`write_textfile` at the end of a deploy: a failure is logged, never raised."""
     try:
-        return write_textfile(settings.textfile if settings else None)
+        if settings is None:
+            return write_textfile()
+        return write_textfile(settings.textfile, mode=int(settings.textfile_mode, 8))
     except Exception as exc:
         log.error("metrics: cannot write the textfile: %s", exc)
         return None

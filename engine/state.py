@@ -19,6 +19,7 @@ from typing import Any
 from aideploy.core import paths
 from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
+from aideploy.core.private import FILE_MODE
 from aideploy.core.redact import redact_obj
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
@@ -109,7 +110,8 @@ class DeploymentState:
     def save(self) -> None:
         data = redact_obj(asdict(self))
         text = json.dumps(data, indent=2, default=str) + "\n"
-        write_atomic(self.path, text.encode(), mode=0o600)
+        paths.private_home("deployments")
+        write_atomic(self.path, text.encode(), mode=FILE_MODE)
 
     @classmethod
     def load(cls, deployment_id: str) -> DeploymentState:

@@ -482,17 +482,18 @@ def http_get(
 ) -> tuple[int, bytes]:
     """GET an ``http://`` or ``https://`` URL: status and body. ``host_header`` picks the nginx
     site when ``url`` names an address. HTTPS trusts exactly ``certificate`` (PEM text: the
-    host's self-signed one), without a host name check since the URL names an address."""
+    host's self-signed one), without a host name check since the URL names an address; so does
+    the HTTPS URL an ``http://`` one is redirected to (nginx's redirect when TLS is on)."""
     import ssl
 
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"not an http(s) URL: {url}")
     context = None
-    if url.startswith("https://"):
-        if certificate is None:
-            raise ValueError("https needs the certificate to trust")
+    if certificate is not None:
         context = ssl.create_default_context(cadata=certificate)
         context.check_hostname = False
+    elif url.startswith("https://"):
+        raise ValueError("https needs the certificate to trust")
     headers = {"Host": host_header} if host_header else {}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
     with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310

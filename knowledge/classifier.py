@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aideploy.core.atomic import atomic_file
+from aideploy.core.private import private_dir
 
 if TYPE_CHECKING:
     pass
@@ -309,7 +310,7 @@ def cache_key(texts: Sequence[str], labels: Sequence[str]) -> str:
 
 def _private_dir(path: Path) -> bool:
     """A directory only this user owns and can write (0700), created so when missing."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path, tighten=True)
     st = os.lstat(path)
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 

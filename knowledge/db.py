@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.private import create_private, private_dir
 from aideploy.core.redact import redact
 
 ENV_VAR = "AIDEPLOY_KB"
@@ -89,13 +90,27 @@ def sqlite_file(url: URL) -> Path | None:
     return None if database.startswith("file:") else Path(database)
 
 
+def _private_sqlite_file(file: Path) -> None:
+    """The KB file exists 0600 (its directory, when created here, 0700) before SQLite opens it.
+
+    SQLite gives the ``-wal``, ``-shm`` and ``-journal`` files it creates the database file's
+    mode, so those are 0600 too; companions left by an older version are made 0600 here.
+    """
+    private_dir(file.parent)
+    create_private(file)
+    for suffix in ("-wal", "-shm", "-journal"):
+        companion = file.with_name(file.name + suffix)
+        if companion.exists():
+            create_private(companion)
+
+
 def make_engine(url: URL) -> Engine:
     """An engine for ``url`` with the SQLite settings described above."""
     try:
         if url.get_backend_name() == "sqlite":
             file = sqlite_file(url)
             if file is not None:
-                file.parent.mkdir(parents=True, exist_ok=True)
+                _private_sqlite_file(file)
             engine = create_engine(
                 url, poolclass=NullPool, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}
             )

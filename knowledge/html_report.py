@@ -32,6 +32,7 @@ from sqlalchemy import select
 from aideploy import __version__
 from aideploy.core.atomic import atomic_file
 from aideploy.core.errors import UsageError
+from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.knowledge.models import DEPLOYMENTS
 from aideploy.knowledge.report import (
     SECTIONS,
@@ -435,7 +436,8 @@ def write_html_report(
     """
     page = build_html(kb, since=since, profile=profile, host=host, top=top)
     target = Path(path).expanduser()
-    with atomic_file(target, mode=None, text=True) as handle:
+    private_dir(target.parent)
+    with atomic_file(target, mode=FILE_MODE, text=True) as handle:
         handle.write(page)
     return target
 

@@ -120,7 +120,12 @@ def test_snapshot_counts_real_deployments(deployments: Path) -> None:
 def test_textfile_parses_back_with_the_prometheus_parser(deployments: Path) -> None:
     path = metrics.write_textfile()
     assert path == deployments / "metrics" / "aideploy.prom"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # private unless metrics.textfile_mode
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    collector = metrics.write_textfile(path.parent / "c" / "x.prom", mode=0o644)
+    assert stat.S_IMODE(collector.stat().st_mode) == 0o644  # what node_exporter needs
+    collector.unlink()
+    collector.parent.rmdir()
     assert not [p for p in path.parent.iterdir() if p != path]  # no temp file left behind
     parsed = _parse(path.read_text())
     assert set(parsed) == set(metrics.FAMILIES)

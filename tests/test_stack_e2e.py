@@ -97,7 +97,8 @@ class Deployer:
             stdin=subprocess.DEVNULL,
         )
 
-    def get(self, path: str, *, tls: bool = False) -> tuple[int, bytes]:
+    def get(self, path: str, *, tls: bool = True) -> tuple[int, bytes]:
+        # with TLS on, nginx answers plain HTTP with a 301 to HTTPS (docs/security.md)
         if not tls:
             return http_get(f"http://127.0.0.1:{self.http_port}{path}", host_header=DOMAIN)
         certificate = self.host.read("/etc/aideploy/sampleapp/tls/fullchain.pem")
@@ -341,7 +342,9 @@ def test_failed_deploy_keeps_the_old_site_and_releases_the_lock_a_resume_takes_i
     assert not host.exists(LOCK)
     assert "server_name other.test" in host.path(site).read_text()
     health = http_get(
-        f"http://127.0.0.1:{deployer.http_port}/api/health/", host_header="other.test"
+        f"https://127.0.0.1:{deployer.https_port}/api/health/",
+        host_header="other.test",
+        certificate=host.read("/etc/aideploy/sampleapp/tls/fullchain.pem"),
     )
     assert health[0] == 200
 

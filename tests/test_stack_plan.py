@@ -107,10 +107,12 @@ def test_service_files_carry_checked_values() -> None:
     assert "EnvironmentFile=/opt/sampleapp/shared/app.env" in unit and "User=deploy" in unit
 
 
-# -- the rendered files: jinja templates, byte for byte what the str.format code wrote ------------
+# -- the rendered files, byte for byte ------------------------------------------------------------
 
-# tests/support/stack_rendered/<case>.* were written by the str.format/f-string renderers the
-# templates replaced; the templates must keep producing them byte for byte.
+# tests/support/stack_rendered/<case>.* pin what the templates write. They were first written by
+# the str.format/f-string renderers the templates replaced; the nginx sites were regenerated on
+# purpose for the hardening (security headers, server_tokens off, HTTP->HTTPS redirect, HSTS,
+# CLIENT_MAX_BODY_SIZE; docs/security.md). A change here must be a deliberate one.
 CASES = {
     "default": {},
     "custom": {
@@ -126,13 +128,14 @@ CASES = {
         "GUNICORN_WORKERS": "4",
         "DEPLOY_USER": "www_shop",
         "TLS": "certbot",
+        "CLIENT_MAX_BODY_SIZE": "50m",
     },
     "tls-off": {"TLS": "off", "DOMAIN": "sampleapp.test"},
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_rendered_files_are_byte_identical_to_the_format_strings_they_replaced(case: str) -> None:
+def test_rendered_files_are_byte_identical_to_the_pinned_ones(case: str) -> None:
     env = _env(**CASES[case])
     for suffix, rendered in (
         ("nginx-site", render_site(env)),
@@ -155,6 +158,8 @@ def test_a_value_a_template_needs_and_did_not_get_is_an_error() -> None:
         "http_port": "80",
         "https_port": "443",
         "tls": True,
+        "tls_dir": "/etc/aideploy/a/tls",
+        "client_max_body_size": "10m",
     }
     assert "server_name x;" in render("nginx-site.conf.j2", domain="x", **given)
     with pytest.raises(jinja2.UndefinedError, match="'domain' is undefined"):
@@ -318,3 +323,14 @@ def test_private_repo_without_token_fails_without_prompting(
     result = download_application.work(ctx)
     assert not result.ok
     assert "Authentication failed" in result.output or "could not read Username" in result.output
+
+
+@pytest.mark.parametrize("size", ["10m", "512k", "1g", "0", "2048"])
+def test_client_max_body_size_takes_an_nginx_size(size: str) -> None:
+    assert f"client_max_body_size {size};" in render_site(_env(CLIENT_MAX_BODY_SIZE=size))
+
+
+@pytest.mark.parametrize("size", ["", "10 m", "10m;", "10mb", "1m; return 200"])
+def test_client_max_body_size_refuses_anything_else(size: str) -> None:
+    with pytest.raises(ConfigError, match="CLIENT_MAX_BODY_SIZE"):
+        render_site(_env(CLIENT_MAX_BODY_SIZE=size))

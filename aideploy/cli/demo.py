@@ -23,7 +23,9 @@ from pathlib import Path
 import click
 import platformdirs
 
+from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import AideployError, UsageError
+from aideploy.core.private import private_dir
 from aideploy.engine.throwaway import (
     AppRepo,
     ThrowawayHost,
@@ -109,20 +111,14 @@ def stack_settings(repo: str, ports: Ports, domain: str = DOMAIN) -> dict[str, s
 def write_config(paths: DemoPaths, host: ThrowawayHost) -> None:
     """The demo's configuration, and a known_hosts holding exactly this host's generated key
     (a new host, port and key every run, so the file is rewritten, never appended to)."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    paths.known_hosts.write_text(host.host_key_line() + "\n")
-    paths.known_hosts.chmod(0o600)
-    paths.config.write_text(
-        json.dumps(
-            {
-                "version": "1.0",
-                "ssh": {"known_hosts": str(paths.known_hosts), "connect_retries": 2},
-                "deployment": {"command_timeout": 1200},
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    private_dir(paths.root)
+    write_atomic(paths.known_hosts, (host.host_key_line() + "\n").encode())
+    config = {
+        "version": "1.0",
+        "ssh": {"known_hosts": str(paths.known_hosts), "connect_retries": 2},
+        "deployment": {"command_timeout": 1200},
+    }
+    write_atomic(paths.config, (json.dumps(config, indent=2) + "\n").encode())
 
 
 def aideploy_command(paths: DemoPaths, *args: str) -> list[str]:

@@ -24,6 +24,7 @@ from aideploy.core.errors import (
     AideployError,
     ConfigError,
 )
+from aideploy.core.private import open_private
 from aideploy.core.redact import redact
 from aideploy.engine.logs import configure_console
 
@@ -118,10 +119,8 @@ def cli(
 
 def _debug_log(exc: BaseException) -> Path | None:
     try:
-        folder = paths.logs_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "debug.log"
-        with path.open("a", encoding="utf-8") as handle:
+        path = paths.private_home("logs") / "debug.log"
+        with open_private(path) as handle:
             handle.write(f"--- {datetime.now().isoformat()} {sys.argv!r}\n")
             handle.write(redact("".join(traceback.format_exception(exc))))
         return path

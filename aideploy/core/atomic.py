@@ -30,10 +30,11 @@ def _create_temp(path: Path, mode: int | None) -> tuple[int, Path]:
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, mode: int | None = 0o644, text: bool = False) -> Iterator[IO[Any]]:
+def atomic_file(path: Path, *, mode: int | None = 0o600, text: bool = False) -> Iterator[IO[Any]]:
     """A handle on a temp file beside ``path`` that replaces ``path`` when the block ends cleanly
     (after an fsync; the directory is fsynced after the rename). On an error the temp file is
-    removed and ``path`` is left as it was. ``mode=None`` keeps what ``open()`` would give."""
+    removed and ``path`` is left as it was. The file is 0600 unless ``mode`` says otherwise
+    (:mod:`aideploy.core.private`); ``mode=None`` keeps what ``open()`` would give."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = _create_temp(path, mode)
     try:
@@ -52,7 +53,7 @@ def atomic_file(path: Path, *, mode: int | None = 0o644, text: bool = False) -> 
         os.close(dir_fd)
 
 
-def write_atomic(path: Path, data: bytes, *, mode: int | None = 0o644) -> None:
+def write_atomic(path: Path, data: bytes, *, mode: int | None = 0o600) -> None:
     """Write ``data`` to ``path`` so that a crash leaves either the old or the new file."""
     with atomic_file(path, mode=mode) as handle:
         handle.write(data)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from aideploy.core.private import private_dir
+
 
 def home() -> Path:
     """Base directory for state and logs: ``$AIDEPLOY_HOME`` or the user's state directory."""
@@ -21,3 +23,12 @@ def deployments_dir() -> Path:
 
 def logs_dir() -> Path:
     return home() / "logs"
+
+
+def private_home(*parts: str) -> Path:
+    """``home()/parts`` as a directory only this user can enter: ``home()`` and each level under
+    it are created 0700, or made 0700 when they exist looser (they are aideploy's own)."""
+    folder = private_dir(home(), tighten=True)
+    for part in parts:
+        folder = private_dir(folder / part, tighten=True)
+    return folder

@@ -140,7 +140,7 @@ class LocalConnector(Connector):
         self.write_file(remote, data, mode=mode if mode is not None else 0o644)
 
     def get_file(self, remote: str, local: Path) -> None:
-        shutil.copyfile(remote, local)
+        write_atomic(Path(local), Path(remote).read_bytes(), mode=0o600)
 
     def write_file(self, remote: str, data: bytes, *, mode: int = 0o644) -> None:
         write_atomic(Path(remote), data, mode=mode)

@@ -14,6 +14,7 @@ from sqlalchemy import Text, select, type_coerce
 
 from aideploy.core.atomic import atomic_file
 from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
 from aideploy.knowledge.exchange.schema import FORMAT, VERSION
 from aideploy.knowledge.exchange.scrub import Scrubber, context_key
@@ -173,7 +174,8 @@ def export_kb(
         return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
     path = Path(os.fspath(destination))
     try:
-        with atomic_file(path, mode=None, text=True) as handle:
+        private_dir(path.parent)
+        with atomic_file(path, mode=FILE_MODE, text=True) as handle:
             count = _write_export(kb, handle, keep_hosts=keep_hosts)
     except OSError as exc:
         raise KnowledgeBaseError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -43,6 +43,7 @@ DEFAULTS: dict[str, str] = {
     "HTTPS_PORT": "443",
     "TLS": "auto",  # auto | self-signed | certbot | off
     "CERTBOT_EMAIL": "",
+    "CLIENT_MAX_BODY_SIZE": "10m",  # nginx's limit on a request body
     "GUNICORN_WORKERS": "2",
     "KEEP_RELEASES": "5",
     "MIN_DISK_MB": "1024",
@@ -74,6 +75,7 @@ _CHECKS: dict[str, tuple[str, str]] = {
     "HTTP_PORT": (r"[0-9]{1,5}", "a port number"),
     "HTTPS_PORT": (r"[0-9]{1,5}", "a port number"),
     "TLS": (r"auto|self-signed|certbot|off", "auto, self-signed, certbot or off"),
+    "CLIENT_MAX_BODY_SIZE": (r"[0-9]{1,6}[kKmMgG]?", "an nginx size such as 10m"),
     "GUNICORN_WORKERS": (r"[0-9]{1,2}", "a number"),
     "KEEP_RELEASES": (r"[0-9]{1,3}", "a number"),
     "MIN_DISK_MB": (r"[0-9]{1,9}", "a number"),

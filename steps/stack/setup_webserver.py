@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.steps.stack.common import fail, run, validate
+from aideploy.steps.stack.common import DEFAULTS, fail, run, validate
 from aideploy.steps.stack.render import render
 
 
@@ -44,6 +44,8 @@ def render_site(env: Mapping[str, str]) -> str:
         http_port=env["HTTP_PORT"],
         https_port=env["HTTPS_PORT"],
         tls=env.get("TLS") != "off",
+        tls_dir=f"/etc/aideploy/{env['APP_NAME']}/tls",
+        client_max_body_size=env.get("CLIENT_MAX_BODY_SIZE", DEFAULTS["CLIENT_MAX_BODY_SIZE"]),
     )
 
 
