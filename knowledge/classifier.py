@@ -309,8 +309,8 @@ def cache_key(texts: Sequence[str], labels: Sequence[str]) -> str:
 
 
 def _private_dir(path: Path) -> bool:
-    """A directory only this user owns and can write (0700), created so when missing."""
-    private_dir(path, tighten=True)
+    """Whether ``path`` is a directory only this user owns and can write (0700). Reading checks
+    and never changes it: a cache others could have written into is not trusted."""
     st = os.lstat(path)
     return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & 0o077
 
@@ -352,6 +352,7 @@ def store_cached(directory: Path, key: str, classifier: TextClassifier) -> None:
     if not hasattr(os, "getuid") or not classifier.fitted:
         return
     with contextlib.suppress(OSError):
+        private_dir(directory, tighten=True)  # aideploy's own cache: created or made 0700
         if not _private_dir(directory):
             return
         with atomic_file(cache_file(directory, key), mode=0o600) as fh:
