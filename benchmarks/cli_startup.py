@@ -24,6 +24,7 @@ def _once(python: str, args: tuple[str, ...], home: str) -> float:
     subprocess.run(
         [python, "-m", "aideploy", *args],
         env=env,
+        cwd=home,  # not a checkout: `-m` would import the aideploy/ folder found there
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         check=False,

@@ -31,13 +31,15 @@ def test_the_declared_one_line_help_is_each_commands_own() -> None:
     them); each must be the command's own help."""
     import click
 
-    from aideploy.cli.main import COMMANDS, cli
+    from aideploy.cli import learn, main
 
-    ctx = click.Context(cli)
-    for name, entry in COMMANDS.items():
-        command = cli.get_command(ctx, name)
-        assert command is not None, name
-        assert entry.short_help == command.get_short_help_str(limit=10_000), name
+    for group, commands in ((main.cli, main.COMMANDS), (learn.learn, learn.COMMANDS)):
+        ctx = click.Context(group)
+        assert isinstance(group, click.Group)
+        for name, entry in commands.items():
+            command = group.get_command(ctx, name)
+            assert command is not None, name
+            assert entry.short_help == command.get_short_help_str(limit=10_000), name
 
 
 def test_listing_the_commands_imports_none_of_them() -> None:

@@ -18,7 +18,6 @@ import click
 from aideploy import __version__
 from aideploy.cli.lazy import LazyCommand, LazyGroup
 from aideploy.cli.options import DEFAULT_CONFIG, GlobalOptions
-from aideploy.cli.progress import set_plain
 from aideploy.core import paths
 from aideploy.core.errors import (
     AideployError,
@@ -112,8 +111,7 @@ def cli(
 ) -> None:
     """Deploy web applications over SSH, recover from failures, and learn what works."""
     verbosity = -1 if quiet else (2 if debug else verbose)
-    set_plain(plain)
-    ctx.obj = GlobalOptions(debug, verbosity, config_path)
+    ctx.obj = GlobalOptions(debug, verbosity, config_path, plain)
     configure_console(verbosity)
 
 

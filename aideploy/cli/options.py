@@ -17,11 +17,15 @@ class GlobalOptions:
     debug: bool = False
     verbosity: int = 0  # -1 quiet, 0 normal, 1 -v, 2 -vv / --debug
     config_path: str | None = None
+    #: ``--plain``: plain timestamped lines even on a terminal
+    plain: bool = False
 
 
 def settings() -> GlobalOptions:
-    """The options given to the root group of the command running now."""
-    obj = click.get_current_context().find_object(GlobalOptions)
+    """The options given to the root group of the command running now (the defaults outside
+    a command line)."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(GlobalOptions) if ctx is not None else None
     return obj if obj is not None else GlobalOptions()
 
 

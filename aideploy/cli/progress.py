@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
+from aideploy.cli.options import settings
 from aideploy.engine.logs import ROOT
 
 if TYPE_CHECKING:
@@ -37,19 +38,11 @@ if TYPE_CHECKING:
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 COMMAND_CUT = 110  # a command line is shortened to this many characters, on a terminal or not
 
-_forced_plain = False
-
-
-def set_plain(value: bool) -> None:
-    """``--plain``: plain timestamped lines even on a terminal (set once per command line)."""
-    global _forced_plain
-    _forced_plain = value
-
 
 def plain(stream: TextIO | None = None) -> bool:
     """True when output should be plain timestamped lines (not a terminal, NO_COLOR, --plain)."""
     stream = stream or sys.stdout
-    return _forced_plain or not stream.isatty() or bool(os.environ.get("NO_COLOR"))
+    return settings().plain or not stream.isatty() or bool(os.environ.get("NO_COLOR"))
 
 
 def say(message: str, *, fg: str | None = None, err: bool = False) -> None:
