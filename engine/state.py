@@ -20,6 +20,7 @@ from aideploy.core import paths
 from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
 from aideploy.core.private import FILE_MODE
+from aideploy.core.process import pid_alive
 from aideploy.core.redact import redact_obj
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
@@ -155,13 +156,7 @@ class DeploymentState:
         pid = self.owner.get("pid")
         if not pid or self.owner.get("host") != socket.gethostname() or pid == os.getpid():
             return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return pid_alive(int(pid))
 
 
 def state_path(deployment_id: str) -> Path:

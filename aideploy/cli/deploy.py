@@ -63,49 +63,21 @@ from aideploy.cli.options import target_options
 )
 @click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
 @click.option("--deployment-id", help="With --resume: the deployment to continue.")
-def deploy(
-    target_opts: dict[str, Any],
-    domain: str | None,
-    plan_spec: str,
-    sets: tuple[str, ...],
-    secret_env: tuple[str, ...],
-    interactive: bool,
-    auto: bool,
-    dry_run: bool,
-    assume_yes: bool,
-    kb: str | None,
-    lock_wait: float | None,
-    resume_flag: bool,
-    deployment_id: str | None,
-) -> None:
+def deploy(**options: Any) -> None:
     """Run a deployment plan against a server (or this machine with --local)."""
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
 
-    deploy_actions.run_deploy(
-        target_opts=target_opts,
-        domain=domain,
-        plan_spec=plan_spec,
-        sets=sets,
-        secret_env=secret_env,
-        interactive=interactive,
-        auto=auto,
-        dry_run=dry_run,
-        assume_yes=assume_yes,
-        kb=kb,
-        lock_wait=lock_wait,
-        resume_flag=resume_flag,
-        deployment_id=deployment_id,
-    )
+    deploy_actions.run_deploy(**options)
 
 
 @click.command()
 @click.argument("deployment_id")
 @click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB", help="Knowledge base.")
-def resume(deployment_id: str, kb: str | None) -> None:
+def resume(**options: Any) -> None:
     """Continue a deployment from its first unfinished step."""
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
 
-    deploy_actions.run_resume(deployment_id=deployment_id, kb=kb)
+    deploy_actions.run_resume(**options)
 
 
 @click.command()
@@ -129,17 +101,9 @@ def resume(deployment_id: str, kb: str | None) -> None:
     help="Also restore the database dump taken before the live release migrated.",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the releases; change nothing.")
-def rollback(
-    target_opts: dict[str, Any],
-    sets: tuple[str, ...],
-    to: str | None,
-    with_database: bool,
-    list_only: bool,
-) -> None:
+def rollback(**options: Any) -> None:
     """Switch the stack app back to an earlier release and restart it."""
 
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
 
-    deploy_actions.run_rollback(
-        target_opts=target_opts, sets=sets, to=to, with_database=with_database, list_only=list_only
-    )
+    deploy_actions.run_rollback(**options)

@@ -25,6 +25,7 @@ import socket
 import time
 
 from aideploy.core.errors import ConfigError, LockHeld
+from aideploy.core.process import pid_alive
 from aideploy.core.result import Result
 from aideploy.engine import audit
 from aideploy.engine.plan import StepContext
@@ -178,13 +179,7 @@ def holder_alive(holder: dict[str, str]) -> bool | None:
     pid = holder.get("pid", "")
     if holder.get("from") != socket.gethostname() or not pid.isdigit():
         return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(int(pid))
 
 
 def remove(runner: Runner, app_name: str) -> bool:
