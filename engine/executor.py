@@ -139,6 +139,7 @@ class Executor:
             env=self.plan.env,
             deployment_id=self.state.deployment_id,
             settings=dict(self.context),
+            clock=self.clock,
         )
 
     def _run_step(self, index: int, step: Step) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import ConfigError
 from aideploy.core.inputs import check_regular, nested_deeper_than
 
@@ -38,6 +39,8 @@ class StepContext:
     env: Mapping[str, str]
     deployment_id: str
     settings: Mapping[str, Any] = field(default_factory=dict)
+    #: time for a step that waits (injectable, so waiting is tested without waiting)
+    clock: Clock = field(default_factory=SystemClock)
 
     def run(self, command: str, *, timeout: float | None = None) -> Result:
         return self.runner.run(command, env=self.env, timeout=timeout)

@@ -175,7 +175,9 @@ def run(
                 sinks=sinks,
                 context=context,
             )
-            ctx = StepContext(runner, connector, plan.env, state.deployment_id, dict(context))
+            ctx = StepContext(
+                runner, connector, plan.env, state.deployment_id, dict(context), clock
+            )
             if resumed and plan.on_resume is not None:
                 _before_resume(plan, ctx)
             try:

@@ -62,6 +62,7 @@ BUILTIN_RULES: tuple[Rule, ...]
 
 
 @cache
+@cache
 def _builtin() -> tuple[Rule, ...]:
     return tuple(
         Rule(r.name, r.error_class, r.pattern, r.strategies, r.weight) for r in builtin_rules()

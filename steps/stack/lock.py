@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import socket
-import time
 
 from aideploy.core.errors import ConfigError, LockHeld
 from aideploy.core.process import pid_alive
@@ -98,14 +97,15 @@ def acquire(ctx: StepContext) -> Result:
     """Take the lock. Held by another deployment: wait up to ``LOCK_WAIT`` seconds (saying so
     once), then raise :class:`LockHeld`."""
     wait = float(ctx.env.get("LOCK_WAIT", "0") or 0)
-    deadline = time.monotonic() + wait
+    clock = ctx.clock
+    deadline = clock.now() + wait
     waiting = False
     while True:
         result = _try_acquire(ctx)
         if result.ok or result.exit_code != HELD:
             return result
         holder = _held_by(result.stderr)
-        if time.monotonic() >= deadline:
+        if clock.now() >= deadline:
             app = ctx.env.get("APP_NAME", "")
             dead = holder.get("deployment_id", "<its deployment id>")
             raise LockHeld(
@@ -117,7 +117,7 @@ def acquire(ctx: StepContext) -> Result:
         if not waiting:
             waiting = True
             log.warning("deploy lock held by %s: waiting up to %g s for it", describe(holder), wait)
-        time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
+        clock.sleep(min(POLL, max(0.0, deadline - clock.now())))
 
 
 def _try_acquire(ctx: StepContext) -> Result:
