@@ -8,6 +8,8 @@ run, and the connector a target needs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from aideploy.core.errors import ConfigError, KnowledgeBaseError
@@ -16,6 +18,7 @@ from aideploy.engine.connectors.local import LocalConnector
 from aideploy.engine.connectors.session import SessionConnector
 from aideploy.engine.connectors.ssh import SSHConnector
 from aideploy.engine.recovery import Strategy
+from aideploy.engine.runner import Runner
 from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.rules import ErrorPattern, RuleSet
 from aideploy.knowledge.store import KnowledgeBase
@@ -96,3 +99,17 @@ def build_connector(
     if use_session:
         return SessionConnector(inner)
     return inner
+
+
+@contextmanager
+def target_runner(
+    config: Config, target: Target, ask_secret: Ask | None = None
+) -> Iterator[Runner]:
+    """A runner on ``target`` for a short job (rollback, unlock): one plain connection (no
+    session), the configured command timeout, closed when the block ends."""
+    connector = build_connector(target, session=False, ask_secret=ask_secret)
+    connector.connect()
+    try:
+        yield Runner(connector, timeout=config.deployment.command_timeout)
+    finally:
+        connector.close()

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from aideploy.core.errors import AideployError, LockError, StateError, UsageError
 from aideploy.engine import audit
 from aideploy.engine.plan import StepContext
-from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
-from aideploy.services.compose import build_connector
+from aideploy.services.compose import target_runner
 from aideploy.services.config import Config
 from aideploy.services.deploy import prepare_plan
 from aideploy.services.target import Ask, Target
@@ -39,10 +38,7 @@ def unlock(
     """Remove the deploy lock of ``APP_NAME`` on ``target``; returns what it held (None: there
     was no lock). Raises LockError while its holder may be alive and ``force`` is not given."""
     app = plan_vars.get("APP_NAME", DEFAULTS["APP_NAME"])
-    connector = build_connector(target, session=False, ask_secret=ask_secret)
-    connector.connect()
-    try:
-        runner = Runner(connector, timeout=config.deployment.command_timeout)
+    with target_runner(config, target, ask_secret) as runner:
         holder = lock.holder(runner, app)
         if holder is None:
             return None
@@ -63,8 +59,6 @@ def unlock(
             removed = lock.break_lock(runner, app, holder["deployment_id"])
         else:
             removed = lock.remove(runner, app)
-    finally:
-        connector.close()
     audit.try_record(
         "unlock",
         result="ok" if removed else "failed",
@@ -135,14 +129,9 @@ def _give_back(config: Config, state: DeploymentState, ask_secret: Ask | None) -
         return "its plan holds nothing on the target"
     how = f"aideploy unlock --set APP_NAME={plan.env.get('APP_NAME', '?')} (with its target)"
     try:
-        connector = build_connector(target, session=False, ask_secret=ask_secret)
-        connector.connect()
-        try:
-            runner = Runner(connector, timeout=config.deployment.command_timeout)
-            ctx = StepContext(runner, connector, plan.env, state.deployment_id, {})
+        with target_runner(config, target, ask_secret) as runner:
+            ctx = StepContext(runner, runner.connector, plan.env, state.deployment_id, {})
             outcome = plan.on_failed(ctx)
-        finally:
-            connector.close()
     except Exception as exc:
         return f"could not release its lock on {target.describe()} ({exc}); run {how}"
     if outcome is not None and not outcome.ok:

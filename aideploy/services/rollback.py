@@ -8,9 +8,8 @@ from collections.abc import Mapping
 from aideploy.core.errors import AideployError, UsageError
 from aideploy.core.result import Result
 from aideploy.engine import audit, notify
-from aideploy.engine.runner import Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
-from aideploy.services.compose import build_connector
+from aideploy.services.compose import target_runner
 from aideploy.services.config import Config
 from aideploy.services.target import Ask, Target
 from aideploy.steps.stack.releases import Release, list_releases
@@ -21,13 +20,8 @@ def releases(
     config: Config, target: Target, plan_vars: Mapping[str, str], ask_secret: Ask | None = None
 ) -> list[Release]:
     """The releases kept on ``target``, newest first."""
-    connector = build_connector(target, session=False, ask_secret=ask_secret)
-    connector.connect()
-    try:
-        runner = Runner(connector, timeout=config.deployment.command_timeout)
+    with target_runner(config, target, ask_secret) as runner:
         return list(list_releases(runner, **plan_vars))
-    finally:
-        connector.close()
 
 
 def rollback(
@@ -41,16 +35,11 @@ def rollback(
 ) -> Result:
     """Switch ``target`` back to release ``to`` (default: the previous one); raises
     AideployError when the switch failed, after notifying and auditing it either way."""
-    connector = build_connector(target, session=False, ask_secret=ask_secret)
-    connector.connect()
-    try:
-        runner = Runner(connector, timeout=config.deployment.command_timeout)
+    with target_runner(config, target, ask_secret) as runner:
         try:
             result = switch_back(runner, to=to, with_database=with_database, **plan_vars)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-    finally:
-        connector.close()
     notify_rollback(config, target.describe(), result.ok, to, result.tail(2))
     audit.try_record(
         "rollback",
