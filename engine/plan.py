@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import ConfigError
-from aideploy.core.inputs import check_regular, nested_deeper_than
+from aideploy.core.inputs import MAX_NESTING, check_regular, decode_within_nesting
 
 if TYPE_CHECKING:
     from aideploy.core.result import Result
@@ -117,10 +117,6 @@ BUILTIN_PLANS = {
 }
 
 
-#: how deeply tables and arrays may nest in a TOML plan file
-MAX_NESTING = 32
-
-
 def load_plan(spec: str) -> Plan:
     """A plan by built-in name, ``module:attribute``, or a ``.toml`` plan file.
 
@@ -195,15 +191,11 @@ def load_plan_file(path: Path) -> Plan:
         "(the limit for a plan file)"
     )
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = decode_within_nesting(tomllib.loads, path.read_text(encoding="utf-8"), too_deep)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such plan file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    except RecursionError:  # nested deeper than the parser can follow, so far past the limit
-        raise too_deep from None
-    if nested_deeper_than(data, MAX_NESTING):
-        raise too_deep
     unknown = set(data) - {"name", "description", "env", "steps"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")

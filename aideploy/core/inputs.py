@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
+from typing import Any
 
 from aideploy.core.errors import AideployError, UsageError
 
 #: what a name means when a command reads standard input instead of a file
 STDIN = "-"
+
+#: how deeply lists and objects (tables and arrays) may nest in a file a user gives: the
+#: configuration, a plan, a line of a knowledge-base import (each needs a handful of levels)
+MAX_NESTING = 32
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -62,3 +68,18 @@ def nested_deeper_than(data: object, limit: int) -> bool:
             items = value.values() if isinstance(value, dict) else value
             stack.extend((item, level + 1) for item in items)
     return False
+
+
+def decode_within_nesting(
+    decode: Callable[[str], Any], text: str, too_deep: AideployError, limit: int = MAX_NESTING
+) -> Any:
+    """``decode(text)`` (a JSON or TOML parser), raising ``too_deep`` when what it holds nests
+    more than ``limit`` levels, or deeper than the parser itself can follow. The parser's own
+    errors pass through."""
+    try:
+        data = decode(text)
+    except RecursionError:  # nested deeper than the parser can follow, so far past the limit
+        raise too_deep from None
+    if nested_deeper_than(data, limit):
+        raise too_deep
+    return data

@@ -20,7 +20,7 @@ import msgspec.inspect as schema_info
 from msgspec import Meta
 
 from aideploy.core.errors import ConfigError
-from aideploy.core.inputs import check_regular, nested_deeper_than
+from aideploy.core.inputs import MAX_NESTING, check_regular, decode_within_nesting
 from aideploy.core.schema import (
     Port,
     check_domain,
@@ -41,9 +41,6 @@ from aideploy.knowledge.rules import (
     error_class_problem,
     severity_problem,
 )
-
-#: the deepest a configuration file may nest lists and objects (it needs four)
-MAX_NESTING = 32
 
 # -- the schema ------------------------------------------------------------------------------
 
@@ -236,15 +233,11 @@ def load_config(path: Path) -> Config:
         "(the limit for a configuration file)"
     )
     try:
-        data = json.loads(text)
+        data = decode_within_nesting(json.loads, text, too_deep)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
-    except RecursionError:  # nested deeper than the parser can follow, so far past the limit
-        raise too_deep from None
-    if nested_deeper_than(data, MAX_NESTING):
-        raise too_deep
     return parse_config(data, path.name)
 
 

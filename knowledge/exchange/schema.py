@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from aideploy.core.inputs import MAX_NESTING as INPUT_MAX_NESTING
+
 FORMAT = "aideploy-kb"
 VERSION = 1
 RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
@@ -23,7 +25,7 @@ RECORD_TYPES = ("strategy", "pattern", "deployment", "signature", "attempt")
 MAX_LINE_CHARS = 1_000_000
 #: how deeply lists and objects may nest in one line (a record and its context); a deeper line
 #: is rejected before anything walks it
-MAX_NESTING = 32
+MAX_NESTING = INPUT_MAX_NESTING
 #: the largest encounter number a file may carry (the column is a 32-bit integer)
 MAX_ENCOUNTER = 2**31 - 1
 # limits of the attempt fields that the fast path (WireAttempt) and the validator both check
