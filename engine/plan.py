@@ -24,6 +24,7 @@ from aideploy.core.inputs import MAX_NESTING, check_regular, decode_within_nesti
 if TYPE_CHECKING:
     from aideploy.core.result import Result
     from aideploy.engine.connectors.base import Connector
+    from aideploy.engine.preview import StepPreview
     from aideploy.engine.runner import Runner
 
 _STEP_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -51,6 +52,15 @@ Check = str | Callable[[StepContext], bool] | None
 
 @dataclass(frozen=True)
 class Step:
+    """One step. Besides its work, a step may say what it needs and how to look before acting:
+
+    ``requires`` names the plan variables that must be set (non-empty) for it to work, so a
+    deployment missing one stops before connecting; ``follows`` names earlier steps whose change
+    makes this one change too (a new release must be built); ``preview`` is a read-only look at
+    the target saying what the step would change (``deploy --check``), for a step whose check
+    alone cannot say it (or that has none).
+    """
+
     name: str
     description: str = ""
     commands: tuple[str, ...] = ()
@@ -58,12 +68,18 @@ class Step:
     check: Check = None
     verify: Check = None
     timeout: float | None = None
+    requires: tuple[str, ...] = ()
+    follows: tuple[str, ...] = ()
+    preview: Callable[[StepContext], StepPreview] | None = None
 
     def __post_init__(self) -> None:
         if not _STEP_NAME.match(self.name):
             raise ConfigError(f"step name {self.name!r}: use lower-case letters, digits and '_'")
         if not self.commands and self.work is None:
             raise ConfigError(f"step {self.name!r}: needs commands or work")
+        for name in self.requires:
+            if not _ENV_NAME.match(name):
+                raise ConfigError(f"step {self.name!r}: requires {name!r}, not a variable name")
 
 
 Hook = Callable[[StepContext], "Result | None"]
@@ -101,6 +117,35 @@ def check_env(key: str, value: str, where: str) -> None:
         raise ConfigError(f"{where}: variable name {key!r} must be UPPER_CASE letters/digits/_")
     if not isinstance(value, str) or "\x00" in value:
         raise ConfigError(f"{where}: value of {key} must be a string without NUL bytes")
+
+
+@dataclass(frozen=True)
+class MissingVariable:
+    """A variable a step requires that the plan's environment leaves unset or empty."""
+
+    name: str
+    step: str
+
+
+def missing_variables(plan: Plan) -> tuple[MissingVariable, ...]:
+    """Every required variable that is unset, in step order (each named once)."""
+    found: dict[str, MissingVariable] = {}
+    for step in plan.steps:
+        for name in step.requires:
+            if not plan.env.get(name) and name not in found:
+                found[name] = MissingVariable(name, step.name)
+    return tuple(found.values())
+
+
+def require_variables(plan: Plan) -> None:
+    """Raise one ConfigError naming every unset required variable (and the step needing it)."""
+    missing = missing_variables(plan)
+    if missing:
+        listed = ", ".join(f"{m.name} (for {m.step})" for m in missing)
+        raise ConfigError(
+            f"plan {plan.name}: unset required variable{'s' if len(missing) > 1 else ''} "
+            f"{listed}; set with --set NAME=VALUE"
+        )
 
 
 def with_env(plan: Plan, extra: Mapping[str, str]) -> Plan:
@@ -171,7 +216,7 @@ def _kind_of(obj: object) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
-_STEP_KEYS = {"name", "description", "commands", "check", "verify", "timeout"}
+_STEP_KEYS = {"name", "description", "commands", "check", "verify", "timeout", "requires"}
 
 
 def load_plan_file(path: Path) -> Plan:
@@ -182,6 +227,7 @@ def load_plan_file(path: Path) -> Plan:
     SITE_ROOT = "/srv/hello"
     [[steps]]
     name = "prepare"
+    requires = ["SITE_ROOT"]          # must be set (non-empty), else nothing connects
     commands = ['mkdir -p "$SITE_ROOT"']
     check = 'test -d "$SITE_ROOT"'
     """
@@ -220,6 +266,9 @@ def load_plan_file(path: Path) -> Plan:
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0
         ):
             raise ConfigError(f"{where}.timeout: expected a positive number")
+        requires = raw.get("requires", [])
+        if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
+            raise ConfigError(f"{where}.requires: expected a list of variable names")
         if "name" not in raw or not isinstance(raw["name"], str):
             raise ConfigError(f"{where}.name: missing required field")
         steps.append(
@@ -230,6 +279,7 @@ def load_plan_file(path: Path) -> Plan:
                 check=raw.get("check"),
                 verify=raw.get("verify"),
                 timeout=float(timeout) if timeout is not None else None,
+                requires=tuple(requires),
             )
         )
     env = data.get("env", {})

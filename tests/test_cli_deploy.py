@@ -35,7 +35,7 @@ def test_example_plan_deploys_locally_and_prints_what_it_did(tmp_path: Path) -> 
 
 
 def test_dry_run_runs_nothing(tmp_path: Path) -> None:
-    proc = run_cli(tmp_path, "deploy", "--local", "--dry-run")
+    proc = run_cli(tmp_path, "deploy", "--local", "--dry-run", "--offline")
     assert proc.returncode == 0, proc.stderr
     assert "Dry run" in proc.stdout and "run: " in proc.stdout
     assert not (tmp_path / "home" / "example-site").exists()
@@ -160,6 +160,7 @@ def test_protected_profile_needs_confirmation(tmp_path: Path) -> None:
         "production",
         "--yes",
         "--dry-run",
+        "--offline",
     )
     assert confirmed.returncode == 0, confirmed.stderr
     assert "Dry run" in confirmed.stdout
@@ -284,7 +285,7 @@ name = "leak"
 commands = ['echo "mail with $SMTP_PASSWORD"']
 """
     )
-    dry = run_cli(tmp_path, "deploy", "--local", "--plan", str(plan), "--dry-run")
+    dry = run_cli(tmp_path, "deploy", "--local", "--plan", str(plan), "--dry-run", "--offline")
     assert dry.returncode == 0 and "env SMTP_PASSWORD=***" in dry.stdout
     proc = run_cli(tmp_path, "-v", "deploy", "--local", "--plan", str(plan))
     assert proc.returncode == 0, proc.stdout + proc.stderr

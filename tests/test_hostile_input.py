@@ -270,6 +270,8 @@ def test_plan_function_must_return_a_plan(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(tmp_path)}
     proc = run_cli(tmp_path, "deploy", "--local", "--dry-run", "--plan", "myplans:nothing", env=env)
     _refused(proc, "--plan myplans:nothing: not a plan (nothing() returned an int)")
-    proc = run_cli(tmp_path, "deploy", "--local", "--dry-run", "--plan", "myplans:good", env=env)
+    proc = run_cli(
+        tmp_path, "deploy", "--local", "--dry-run", "--offline", "--plan", "myplans:good", env=env
+    )
     assert proc.returncode == 0, proc.stderr
     assert "Dry run: plan example" in proc.stdout

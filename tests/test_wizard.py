@@ -11,16 +11,23 @@ import paramiko
 import pytest
 from click.testing import CliRunner
 
-from aideploy.cli import wizard
+from aideploy.cli import ops, wizard
 from aideploy.cli.ops import init
 from aideploy.core.errors import ConfigError, UsageError
 from aideploy.services.config import load_config
+from tests.support.cli import run_cli
 from tests.support.sshd import SSHServer
 
 
 @pytest.fixture(autouse=True)
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "state"))
+
+
+@pytest.fixture
+def terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The click runner's input stands for a person at a terminal."""
+    monkeypatch.setattr(ops, "stdin_is_terminal", lambda: True)
 
 
 def _mode(path: Path) -> int:
@@ -100,6 +107,7 @@ def test_auto_needs_a_hostname_and_a_set_passphrase_variable(tmp_path: Path) -> 
     assert not (tmp_path / "cfg.json").exists()
 
 
+@pytest.mark.usefixtures("terminal")
 def test_interactive_flow(tmp_path: Path) -> None:
     key = tmp_path / "id_ed25519"
     answers = [
@@ -139,6 +147,7 @@ def test_interactive_flow(tmp_path: Path) -> None:
     assert cfg.read_text() == before
 
 
+@pytest.mark.usefixtures("terminal")
 def test_interactive_existing_key_is_used_not_overwritten(tmp_path: Path) -> None:
     pair = wizard.generate_key(tmp_path / "mine")
     before = pair.private.read_bytes()
@@ -247,3 +256,48 @@ def test_guide_profiles_round_trip() -> None:
     )
     text = json.dumps(data)
     assert json.loads(text)["server_profiles"]["development"]["username"] == "deploy"
+
+
+# -- scripted: through the installed command, stdin not a terminal -------------------------------
+
+
+def test_init_without_a_terminal_names_the_flags_and_writes_nothing(tmp_path: Path) -> None:
+    proc = run_cli(tmp_path, "init", "--config", str(tmp_path / "c.json"))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    for flag in ("--yes", "--hostname", "--profile", "--key-file", "--protected", "--force"):
+        assert flag in lines[0], flag
+    assert "not a terminal" in lines[0]
+    assert not (tmp_path / "c.json").exists()
+    assert not (tmp_path / "home" / ".ssh").exists()
+
+
+def test_init_yes_with_a_flag_per_answer(tmp_path: Path) -> None:
+    key = tmp_path / "keys" / "id_rsa"
+    cfg = tmp_path / "c.json"
+    args = [
+        "init", "--yes", "--config", str(cfg), "--profile", "staging", "--hostname",
+        "10.0.0.5", "--username", "ops", "--domain", "staging.myapp.com", "--port", "2222",
+        "--key-type", "rsa", "--key-file", str(key), "--protected",
+    ]  # fmt: skip
+    proc = run_cli(tmp_path, *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _mode(cfg) == 0o600 and _mode(key) == 0o600
+    profile = load_config(cfg).profile("staging")
+    assert (profile.hostname, profile.username, profile.domain) == (
+        "10.0.0.5",
+        "ops",
+        "staging.myapp.com",
+    )
+    assert profile.port == 2222 and profile.protected is True
+    again = run_cli(tmp_path, *args)  # never replaced without --force
+    assert again.returncode == 2 and "--force" in again.stderr
+    # without --yes but with the answers given, a script still runs (stdin is no terminal)
+    other = tmp_path / "d.json"
+    quiet = run_cli(
+        tmp_path, "init", "--config", str(other), "--hostname", "h.example.com", "--key-file",
+        str(key), "--unprotected",
+    )  # fmt: skip
+    assert quiet.returncode == 0, quiet.stderr
+    assert load_config(other).profile("production").protected is False

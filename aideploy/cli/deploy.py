@@ -40,7 +40,29 @@ from aideploy.cli.options import target_options
 )
 @click.option("--interactive", is_flag=True, help="Ask about risky recoveries and prompts.")
 @click.option("--auto", is_flag=True, help="Never ask; high-risk recoveries need auto_approve.")
-@click.option("--dry-run", is_flag=True, help="Print what would run; run nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Same as --check (with --offline: list the plan's commands without connecting).",
+)
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Connect and say, step by step, what a deploy would change (skip / change / "
+    "unknown, with diffs of rendered files); change nothing.",
+)
+@click.option(
+    "--offline",
+    is_flag=True,
+    help="With --dry-run or --check: list each step's commands; do not connect.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="With --check or --dry-run: print the plan check as JSON (docs/json.md).",
+)
 @click.option(
     "--yes",
     "assume_yes",

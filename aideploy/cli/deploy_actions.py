@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -17,7 +18,10 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.redact import MASK, is_secret_key, redact
+from aideploy.engine.plan import require_variables
+from aideploy.engine.preview import Verdict
 from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.services import check as check_service
 from aideploy.services import deploy as deploy_service
 from aideploy.services import rollback as rollback_service
 from aideploy.services.config import Config
@@ -97,6 +101,9 @@ def run_deploy(
     interactive: bool,
     auto: bool,
     dry_run: bool,
+    check_only: bool,
+    offline: bool,
+    as_json: bool,
     assume_yes: bool,
     kb: str | None,
     lock_wait: float | None,
@@ -132,15 +139,44 @@ def run_deploy(
         mode=mode,
         secret_env=tuple(secret_env),
     )
-    if dry_run:
+    previewing = dry_run or check_only
+    if (offline or as_json) and not previewing:
+        raise UsageError("--offline and --json go with --check or --dry-run")
+    if offline and as_json:
+        raise UsageError("--json shows a plan check: it cannot be used with --offline")
+    if previewing and offline:
         plan = deploy_service.prepare_plan(plan_spec, env, "<deployment-id>")
+        require_variables(plan)
         _print_dry_run(plan, target)
         return
+    if previewing:
+        _print_check(check_service.check(request, secret_prompt()), as_json)
+        return
     plan = deploy_service.prepare_plan(plan_spec, env, "dry")  # validates the plan before any state
+    require_variables(plan)  # every variable a step needs is set, before connecting
     request.secrets()  # and every --secret-env is set
     state = deploy_service.new_state(request, plan)
     state.save()
     _run(request, state, mode)
+
+
+def _print_check(found: check_service.PlanCheck, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(found.to_json(), indent=2))
+        return
+    click.echo(f"Check: plan {found.plan} -> {found.target} (nothing was changed)")
+    width = max(len(step.name) for step in found.steps)
+    for index, step in enumerate(found.steps, 1):
+        verdict = step.preview.verdict.value
+        click.echo(
+            f"[{index:>2}/{len(found.steps)}] {step.name:<{width}}  {verdict:<7}  "
+            f"{step.preview.reason}"
+        )
+        for change in step.preview.files:
+            for line in change.diff.splitlines():
+                click.echo(f"        {line}")
+    summary = ", ".join(f"{found.count(v)} {v.value}" for v in Verdict)
+    click.echo(f"{summary}")
 
 
 def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool = False) -> None:

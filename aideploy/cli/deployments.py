@@ -36,10 +36,32 @@ def status(deployment_id: str | None, as_json: bool) -> None:
         click.echo(f"  - {step.name}: {step.status.value}{extra}")
 
 
+def summary(state: DeploymentState) -> dict[str, object]:
+    """One deployment in ``list --json`` (docs/json.md): stable keys, null when unknown."""
+    return {
+        "id": state.deployment_id,
+        "plan": state.plan,
+        "status": state.status.value,
+        "current_step": state.current_step,
+        "total_steps": state.total_steps,
+        "errors": state.error_count,
+        "host": state.server_info.get("hostname"),
+        "profile": state.profile,
+        "started": state.start_time,
+        "ended": state.end_time,
+        "reason": state.reason,
+    }
+
+
 @click.command("list")
-def list_cmd() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (docs/json.md).")
+def list_cmd(as_json: bool) -> None:
     """List deployments, newest first."""
     from tabulate import tabulate
+
+    if as_json:
+        click.echo(json.dumps([summary(s) for s in list_states()], indent=2))
+        return
 
     rows = [
         (

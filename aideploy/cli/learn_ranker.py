@@ -225,11 +225,30 @@ def patterns_add(
 
 @patterns.command("list")
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
-def patterns_list(kb_url: str | None) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the patterns as JSON (docs/json.md).")
+def patterns_list(kb_url: str | None, as_json: bool) -> None:
     """List the custom patterns of the knowledge base."""
     kb = open_knowledge(kb_url, existing=True)
     rows_of = getattr(kb, "patterns", None)
     rows = list(rows_of(trusted_only=False)) if rows_of is not None else []
+    if as_json:
+        listed = []
+        for row in rows:
+            p = ErrorPattern.from_row(row)
+            trusted = row.get("trusted") if isinstance(row, dict) else getattr(row, "trusted", None)
+            listed.append(
+                {
+                    "name": p.name,
+                    "error_class": p.error_class,
+                    "recovery": p.recovery,
+                    "severity": p.severity,
+                    "trusted": bool(trusted),
+                    "pattern": p.pattern,
+                    "description": p.description,
+                }
+            )
+        click.echo(json.dumps(listed, indent=2))
+        return
     if not rows:
         click.echo("no custom patterns")
         return

@@ -7,6 +7,7 @@ their exit code (ImportRejected: 2).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -38,6 +39,18 @@ def kb_option(func: F) -> F:
 
 
 def format_option(func: F) -> F:
+    """``--format`` and its shorthand ``--json`` (the same as ``--format json``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, as_json: bool, fmt: str, **kwargs: Any) -> Any:
+        return func(*args, fmt="json" if as_json else fmt, **kwargs)
+
+    wrapper = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Print JSON (the same as --format json; docs/json.md).",
+    )(wrapper)
     return click.option(
         "--format",
         "fmt",
@@ -45,7 +58,7 @@ def format_option(func: F) -> F:
         default="table",
         show_default=True,
         help="Output format.",
-    )(func)
+    )(wrapper)  # type: ignore[return-value]
 
 
 def _since(value: str | None) -> datetime | None:

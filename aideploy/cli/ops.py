@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,19 @@ def _valid(check: Callable[[str], str | None], optional: bool = False) -> Callab
     return convert
 
 
+def stdin_is_terminal() -> bool:
+    """Whether init can ask: standard input is a terminal."""
+    return sys.stdin.isatty()
+
+
 @click.command("init")
-@click.option("--auto", is_flag=True, help="Never ask: everything comes from the options.")
+@click.option(
+    "--auto",
+    "--yes",
+    "auto",
+    is_flag=True,
+    help="Never ask: every answer comes from the options, the rest take their defaults.",
+)
 @click.option(
     "--config",
     "config_file",
@@ -150,6 +162,13 @@ def _valid(check: Callable[[str], str | None], optional: bool = False) -> Callab
     metavar="NAME",
     help="With --auto --install-key: the login password is in this variable (never stored).",
 )
+@click.option(
+    "--protected/--unprotected",
+    "protected",
+    default=None,
+    help="Whether deploying to the profile asks to type its name (default: the guide's: "
+    "production is protected).",
+)
 @click.option("--test-connection", "test_conn", is_flag=True, help="--auto: log in once to test.")
 @click.option(
     "--known-hosts",
@@ -177,11 +196,22 @@ def init(
     passphrase_env: str | None,
     install_key: bool,
     password_env: str | None,
+    protected: bool | None,
     test_conn: bool,
     known_hosts: str,
     accept_new_host_key: bool,
 ) -> None:
     """Set up: SSH key, server profiles and a validated configuration file (the guide's wizard)."""
+    if not auto and not stdin_is_terminal():
+        # no one to ask: the options are the answers, and the one without a default must be there
+        if not hostname:
+            raise UsageError(
+                "init: standard input is not a terminal, so nothing can be asked; run "
+                "`aideploy init --yes --hostname HOST` (answers: --profile, --username, "
+                "--domain, --port, --key-type, --key-file, --passphrase-env, --protected, "
+                "--install-key --password-env, --test-connection, --force)"
+            )
+        auto = True
     ask = not auto
     root = ctx.find_root().params.get("config_path")
     path = Path(config_file or root or DEFAULT_CONFIG).expanduser()
@@ -244,7 +274,7 @@ def init(
             raise UsageError(f"profile: {problem}")
         guide_user = wizard.GUIDE_PROFILES.get(name, {}).get("username", "root")
         host, user, dom = hostname, username or guide_user, domain
-        protected = None
+        is_protected = protected
         if ask:
             host = click.prompt(
                 f"[{name}] server host name or address",
@@ -259,15 +289,19 @@ def init(
                 default=domain or "",
                 value_proc=_valid(check_domain, optional=True),
             )
-            protected = click.confirm(
+            is_protected = click.confirm(
                 f"[{name}] protected (deploying asks to type the profile name)?",
-                default=bool(wizard.GUIDE_PROFILES.get(name, {}).get("protected")),
+                default=bool(
+                    wizard.GUIDE_PROFILES.get(name, {}).get("protected")
+                    if protected is None
+                    else protected
+                ),
             )
         elif not host:
-            raise UsageError("--auto needs --hostname")
+            raise UsageError("init --yes (--auto) needs --hostname HOST")
         assert host is not None
         profiles[name] = wizard.profile_data(
-            name, host, username=user, domain=dom or None, port=port, protected=protected
+            name, host, username=user, domain=dom or None, port=port, protected=is_protected
         )
     data = wizard.build_config(profiles, key_file=pair.private, port=22)
     parse_config(data, path.name)  # fail before touching the server

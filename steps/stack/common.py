@@ -13,14 +13,16 @@ Layout on the server::
 
 from __future__ import annotations
 
+import base64
 import re
 import shlex
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from aideploy.core.errors import ConfigError
+from aideploy.core.errors import CommandError, ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import StepContext
+from aideploy.engine.preview import FileChange, StepPreview, Verdict
 
 DEFAULTS: dict[str, str] = {
     "APP_NAME": "sampleapp",
@@ -136,6 +138,37 @@ def run(ctx: StepContext, body: str, timeout: float | None = None, **extra: str)
 
 def q(value: str) -> str:
     return shlex.quote(value)
+
+
+_MISSING = "__aideploy_no_such_file__"
+
+
+def remote_text(ctx: StepContext, path: str) -> str | None:
+    """The text of the file at ``path`` on the target (None when there is none). Read-only."""
+    # base64: the output comes back byte for byte (no redaction, no lost final newline)
+    result = ctx.runner.run(
+        f'if [ -f "$F" ]; then base64 < "$F"; else echo {_MISSING}; fi',
+        env={**ctx.env, "F": path},
+        timeout=30,
+    )
+    if not result.ok or result.truncated:
+        raise CommandError(f"cannot read {path}: {result.tail(2) or 'too large'}")
+    if result.stdout.strip() == _MISSING:
+        return None
+    try:
+        return base64.b64decode("".join(result.stdout.split()), validate=True).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {path}: {exc}") from None
+
+
+def verdict(
+    done: bool, files: Iterable[FileChange | None], *, done_reason: str, change_reason: str
+) -> StepPreview:
+    """A step's preview from its check (``done``) and the diffs of the files it renders."""
+    changes = tuple(f for f in files if f is not None)
+    if done and not changes:
+        return StepPreview(Verdict.SKIP, done_reason)
+    return StepPreview(Verdict.CHANGE, change_reason, changes)
 
 
 def fail(ctx: StepContext, command: str, message: str) -> Result:

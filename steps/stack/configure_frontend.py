@@ -28,4 +28,5 @@ def step() -> Step:
         commands=(sh(WORK),),
         check=sh(CHECK),
         timeout=1200,
+        follows=("download_application",),
     )

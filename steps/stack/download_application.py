@@ -23,6 +23,7 @@ from aideploy.core.errors import ConfigError
 from aideploy.core.redact import register_secret
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.preview import StepPreview, Verdict
 from aideploy.steps.stack.common import fail, run
 
 GIT = r"""
@@ -116,6 +117,12 @@ def check(ctx: StepContext) -> bool:
         return run(ctx, CHECK, timeout=120, **extra).ok
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    if check(ctx):
+        return StepPreview(Verdict.SKIP, "the live release is at the wanted commit")
+    return StepPreview(Verdict.CHANGE, "a new release of APP_REPO at APP_REF would be fetched")
+
+
 def work(ctx: StepContext) -> Result:
     try:
         with token_on_server(ctx) as extra:
@@ -131,4 +138,6 @@ def step() -> Step:
         work=work,
         check=check,
         timeout=900,
+        requires=("APP_REPO",),
+        preview=preview,
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.preview import StepPreview, Verdict
 from aideploy.steps.stack import lock
 from aideploy.steps.stack.releases import PRUNE, SWITCH
 
@@ -75,10 +76,16 @@ def work(ctx: StepContext) -> Result:
     return result
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    return StepPreview(Verdict.SKIP, "no new release: only the checks through nginx run")
+
+
 def step() -> Step:
     return Step(
         "final_verification",
         "Verify the release, switch current to it, check the page and /api/health/ via nginx",
         work=work,
         timeout=300,
+        follows=("download_application", "configure_backend", "configure_frontend"),
+        preview=preview,
     )

@@ -6,8 +6,9 @@ and installs the first when none is.
 
 from __future__ import annotations
 
-from aideploy.engine.plan import Step
-from aideploy.steps.stack.common import sh
+from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.preview import StepPreview, Verdict
+from aideploy.steps.stack.common import run, sh
 
 MISSING = r"""
 installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
@@ -39,6 +40,16 @@ $SUDO apt-get install -y -q --no-install-recommends $missing
 )
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    result = run(ctx, MISSING + 'echo "missing:$missing"', timeout=120)
+    missing = result.stdout.strip().rpartition("missing:")[2].split()
+    if not result.ok:
+        return StepPreview(Verdict.UNKNOWN, f"check failed: {result.tail(1)}")
+    if not missing:
+        return StepPreview(Verdict.SKIP, "all packages present")
+    return StepPreview(Verdict.CHANGE, f"would install: {' '.join(missing)}")
+
+
 def step() -> Step:
     return Step(
         "install_dependencies",
@@ -47,4 +58,5 @@ def step() -> Step:
         check=sh(CHECK),
         verify=sh(CHECK),
         timeout=1800,
+        preview=preview,
     )

@@ -10,12 +10,15 @@ DATABASE_URL, ALLOWED_HOSTS for the app. Without systemd the cluster is started 
 
 from __future__ import annotations
 
+import base64
 import secrets
 
+from aideploy.core.errors import CommandError
 from aideploy.core.redact import register_secret
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.steps.stack.common import run, sh
+from aideploy.engine.preview import StepPreview, file_change
+from aideploy.steps.stack.common import remote_text, run, sh, verdict
 from aideploy.steps.stack.render import render
 
 CLUSTER = r"""
@@ -85,6 +88,32 @@ echo "database $DB_NAME and role $DB_USER ready on port $DB_PORT"
 )
 
 
+RENDER = (
+    CLUSTER
+    + APP_ENV
+    + r"""
+if [ -f "$CONF/db.env" ]; then . "$CONF/db.env"; fi
+: "${DB_PASSWORD:=generated-at-deploy}"
+render_app_env | base64
+"""
+)
+
+
+def preview(ctx: StepContext) -> StepPreview:
+    """The check, and the diff of ``shared/app.env`` (its secret values masked)."""
+    rendered = run(ctx, RENDER, timeout=30)
+    if not rendered.ok:
+        raise CommandError(f"cannot render app.env: {rendered.tail(2)}")
+    new = base64.b64decode("".join(rendered.stdout.split())).decode()
+    path = f"{ctx.env['APP_ROOT']}/shared/app.env"
+    return verdict(
+        run(ctx, CHECK, timeout=60).ok,
+        [file_change(path, remote_text(ctx, path), new, env_file=True)],
+        done_reason="database, role and app.env in place",
+        change_reason="PostgreSQL, the role, the database or app.env would change",
+    )
+
+
 def work(ctx: StepContext) -> Result:
     prepared = run(ctx, 'mkdir -p "$CONF" && chmod 700 "$CONF" && test -s "$CONF/db.env"')
     if not prepared.ok:  # no password yet: generate one here and send it over SFTP
@@ -104,4 +133,5 @@ def step() -> Step:
         check=sh(CHECK),
         verify=sh(CHECK),
         timeout=180,
+        preview=preview,
     )

@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.steps.stack.common import fail, run, validate
+from aideploy.engine.preview import StepPreview, Verdict, file_change
+from aideploy.steps.stack.common import fail, remote_text, run, validate, verdict
 from aideploy.steps.stack.render import render
 
 
@@ -100,6 +101,31 @@ def check(ctx: StepContext) -> bool:
     return run(ctx, CHECK, timeout=30, **extra).ok
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    """The check, and the diffs of the control script and (under systemd) the unit."""
+    try:
+        ctl, unit, extra = render_ctl(ctx.env), render_unit(ctx.env), _extra(ctx.env)
+    except ConfigError as exc:
+        return StepPreview(Verdict.UNKNOWN, str(exc))
+    app = ctx.env["APP_NAME"]
+    files = [
+        file_change(
+            f"/usr/local/sbin/aideploy-{app}",
+            remote_text(ctx, f"/usr/local/sbin/aideploy-{app}"),
+            ctl,
+        )
+    ]
+    if run(ctx, "has_systemd", timeout=30).ok:
+        path = f"/etc/systemd/system/aideploy-{app}.service"
+        files.append(file_change(path, remote_text(ctx, path), unit))
+    return verdict(
+        run(ctx, CHECK, timeout=30, **extra).ok,
+        files,
+        done_reason="service files unchanged and the app server running",
+        change_reason="the service files would change or the app server (re)start",
+    )
+
+
 def work(ctx: StepContext) -> Result:
     try:
         ctl, unit = render_ctl(ctx.env), render_unit(ctx.env)
@@ -122,4 +148,5 @@ def step() -> Step:
         check=check,
         verify=check,
         timeout=180,
+        preview=preview,
     )

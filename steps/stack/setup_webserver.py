@@ -17,7 +17,8 @@ from collections.abc import Mapping
 from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
-from aideploy.steps.stack.common import DEFAULTS, fail, run, validate
+from aideploy.engine.preview import StepPreview, Verdict, file_change
+from aideploy.steps.stack.common import DEFAULTS, fail, remote_text, run, validate, verdict
 from aideploy.steps.stack.render import render
 
 
@@ -131,6 +132,21 @@ def check(ctx: StepContext) -> bool:
     return run(ctx, CHECK, timeout=30, **extra).ok
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    """The check, and the site's diff against the one the server has."""
+    try:
+        site, extra = render_site(ctx.env), _extra(ctx.env)
+    except ConfigError as exc:
+        return StepPreview(Verdict.UNKNOWN, str(exc))
+    path = f"/etc/nginx/sites-available/aideploy-{ctx.env['APP_NAME']}"
+    return verdict(
+        run(ctx, CHECK, timeout=30, **extra).ok,
+        [file_change(path, remote_text(ctx, path), site)],
+        done_reason="site unchanged, enabled and served",
+        change_reason="nginx site, its certificate or nginx itself would change",
+    )
+
+
 def work(ctx: StepContext) -> Result:
     try:
         site = render_site(ctx.env)
@@ -152,4 +168,5 @@ def step() -> Step:
         check=check,
         verify=check,
         timeout=300,
+        preview=preview,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aideploy.core.errors import ConfigError
 from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
+from aideploy.engine.preview import StepPreview, Verdict
 from aideploy.steps.stack import lock
 from aideploy.steps.stack.common import fail, run, validate
 
@@ -49,10 +50,23 @@ def work(ctx: StepContext) -> Result:
     return lock.acquire(ctx)
 
 
+def preview(ctx: StepContext) -> StepPreview:
+    """The server's checks, without taking the lock."""
+    try:
+        validate(ctx.env)
+    except ConfigError as exc:
+        return StepPreview(Verdict.UNKNOWN, f"the deploy would stop here: {exc}")
+    result = run(ctx, SCRIPT, timeout=60)
+    if not result.ok:
+        return StepPreview(Verdict.UNKNOWN, f"the deploy would stop here: {result.tail(1)}")
+    return StepPreview(Verdict.SKIP, f"{result.tail(1)}; the deploy lock is taken here")
+
+
 def step() -> Step:
     return Step(
         "validate_server",
         "Check OS, privileges, disk, memory and ports; take the deploy lock",
         work=work,
         timeout=120,
+        preview=preview,
     )
