@@ -45,6 +45,7 @@ from aideploy.knowledge.report import (
 
 if TYPE_CHECKING:
     from aideploy.knowledge.store import KnowledgeBase
+    from aideploy.knowledge.suggest import Suggestion
 
 TOP_CLASSES = 10
 COLORS = {"succeeded": "#2e7d32", "failed": "#c62828", "other": "#757575", "line": "#1565c0"}
@@ -326,8 +327,10 @@ def render_html(
     *,
     source: str = "",
     generated: datetime | None = None,
+    suggestions: Sequence[Suggestion] | None = None,
 ) -> str:
-    """The whole page: summary, four plots, then every report table."""
+    """The whole page: summary, four plots, the suggestions (when given), then every report
+    table."""
     s = report.sections
     plots = [
         (
@@ -386,6 +389,13 @@ def render_html(
             f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
     parts.append("</div>")
+    if suggestions is not None:
+        parts.append('<h2 id="suggestions">Suggestions</h2>')
+        rows = [
+            {"kind": s.kind, "subject": s.subject, "advice": s.advice, "evidence": s.evidence}
+            for s in suggestions
+        ]
+        parts.append(_table("suggestions", rows))
     for name, title in SECTIONS.items():
         parts.append(f"<h2>{_e(title)}</h2>")
         parts.append(_table(name, s.get(name, [])))
@@ -413,11 +423,14 @@ def build_html(
     profile: str | None = None,
     host: str | None = None,
     top: int = TOP_SIGNATURES,
+    suggestions: Sequence[Suggestion] | None = None,
 ) -> str:
     """The HTML page for ``kb`` (see :func:`write_html_report`)."""
     filters = _filters(since, profile, host)
     report = build_report(kb, filters, top=top)
-    return render_html(report, deployment_times(kb, filters), source=kb.url)
+    return render_html(
+        report, deployment_times(kb, filters), source=kb.url, suggestions=suggestions
+    )
 
 
 def write_html_report(
@@ -428,13 +441,15 @@ def write_html_report(
     profile: str | None = None,
     host: str | None = None,
     top: int = TOP_SIGNATURES,
+    suggestions: Sequence[Suggestion] | None = None,
 ) -> Path:
     """Write the self-contained HTML report of ``kb`` to ``path`` (atomically); returns the path.
 
     ``since`` is a datetime or an ISO date (``2025-01-31``); ``profile`` and ``host`` keep only
-    those deployments, as ``aideploy learn report`` does.
+    those deployments, as ``aideploy learn report`` does. ``suggestions`` (``learn suggest``'s)
+    get their own section; None leaves it out (``ai_features.optimization_suggestions`` off).
     """
-    page = build_html(kb, since=since, profile=profile, host=host, top=top)
+    page = build_html(kb, since=since, profile=profile, host=host, top=top, suggestions=suggestions)
     target = Path(path).expanduser()
     private_dir(target.parent)
     with atomic_file(target, mode=FILE_MODE, text=True) as handle:

@@ -47,6 +47,10 @@ COMMANDS = {
         "aideploy.cli.learn_ranker:patterns",
         "Custom error patterns (regex -> error class -> recovery strategy).",
     ),
+    "suggest": LazyCommand(
+        "aideploy.cli.learn_suggest:suggest_cmd",
+        "Optimisation suggestions from the knowledge base and the deployment states: the slowest steps and their trend, steps that rerun with unchanged inputs, recoveries that keep recurring (and the change that prevents them), memory and disk warnings; each with its evidence.",
+    ),
     "report-html": LazyCommand(
         "aideploy.cli.learn_html:report_html_cmd",
         "Write the report to FILE as one self-contained HTML page with plots: success rate per strategy, first-try recovery rate per week (the learning curve), top error classes and deployment durations, then the report's tables.",

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from aideploy.cli.context import current_config
+from aideploy.cli.learn_suggest import optimisation_suggestions
 from aideploy.core.errors import UsageError
 from aideploy.knowledge import html_report
 from aideploy.knowledge.report import TOP_SIGNATURES
@@ -32,13 +34,19 @@ def write_html_report(
     host: str | None = None,
     top: int = TOP_SIGNATURES,
 ) -> Path:
-    """Write the HTML report of ``kb`` to ``path``; returns the path written.
+    """Write the HTML report of ``kb`` to ``path``, with the optimisation suggestions when the
+    configuration asks for them (``ai_features.optimization_suggestions``); returns the path.
 
     Raises UsageError when matplotlib is not installed.
     """
+    suggestions = (
+        optimisation_suggestions(kb)
+        if current_config().ai_features.optimization_suggestions
+        else None
+    )
     try:
         return html_report.write_html_report(
-            kb, path, since=since, profile=profile, host=host, top=top
+            kb, path, since=since, profile=profile, host=host, top=top, suggestions=suggestions
         )
     except ModuleNotFoundError as exc:
         raise UsageError(
