@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -173,7 +174,9 @@ def test_check_after_a_deploy_names_exactly_the_steps_one_changed_file_changes(
     before = _snapshot(throwaway)
     assert "/var/lock/aideploy-sampleapp.lock" not in before
 
+    started = time.monotonic()
     same = deployer.cli("deploy", "--plan", "stack", *deployer.settings(), "--check", "--json")
+    print(f"deploy --check after a deploy: {time.monotonic() - started:.1f}s")
     assert same.returncode == 0, same.stderr
     assert set(_verdicts(same.stdout).values()) == {"skip"}, same.stdout
 
