@@ -244,7 +244,7 @@ def fit_logistic(
         start,
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": LOGISTIC_MAX_ITER, "gtol": 1e-6},
+        options={"maxiter": LOGISTIC_MAX_ITER, "gtol": 1e-5, "ftol": 1e-8},
     )
     a = found.x[:split].reshape(n, n_classes)
     coef = np.asarray((x.T @ a).T, dtype=np.float64)
