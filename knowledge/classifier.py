@@ -1,10 +1,12 @@
 """The text classifier: error text -> error class.
 
-TF-IDF over character n-grams of the masked text plus word features, and a LogisticRegression;
-trained on the corpus' train split and synthetic examples only. It gives a sensible class to
-text no rule matches. scikit-learn only trains: what the classifier learned is kept as plain
-numpy arrays (cached on disk, keyed by the training data) and scoring uses numpy, so ranking with
-a cached classifier never imports scikit-learn (importing it takes about two seconds).
+TF-IDF over character n-grams of the masked text plus word features, and a multinomial logistic
+regression; trained on the corpus' train split and synthetic examples only. It gives a sensible
+class to text no rule matches. Training is numpy/scipy (the features and objective of
+scikit-learn's TfidfVectorizer and LogisticRegression, solved in the dual: see
+:func:`fit_logistic`), and what the classifier learned is kept as plain numpy arrays (cached on
+disk, keyed by the training data); scoring is numpy over those. scikit-learn is only the tests'
+yardstick.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     pass
 
 CLASSIFIER_TEXT_CHARS = 2000
+WORD_CACHE_SIZE = 50_000  # words whose character n-gram columns a classifier keeps
 _SPACE = re.compile(r"\s+")
 _HEXISH = re.compile(r"\b(?=[0-9a-f]*\d)[0-9a-f]+\b|\d+")
 
@@ -128,6 +131,126 @@ def _fit_estimators(docs: Sequence[str], labels: Sequence[str]) -> tuple[Any, An
     return chars, words, model
 
 
+# --- training: TF-IDF and a multinomial logistic regression in numpy/scipy -----------------
+# The same features and objective as scikit-learn's TfidfVectorizer(sublinear_tf=True) and
+# LogisticRegression(C=LOGISTIC_C, class_weight="balanced"), solved in its dual form: with far
+# fewer texts than n-grams, the weights are a combination of the training rows (W = X.T @ A), so
+# L-BFGS works on one number per (text, class) over the texts' Gram matrix instead of one per
+# (n-gram, class). Training the bundled corpus takes a fraction of a second and imports no
+# scikit-learn.
+
+LOGISTIC_C = 20.0
+LOGISTIC_MAX_ITER = 500
+
+
+def _grams_of_words(doc: str, lo: int, hi: int, cache: dict[str, list[str]]) -> Counter[str]:
+    """:func:`char_wb_grams` of ``doc`` as counts, each distinct word's n-grams made once."""
+    counts: Counter[str] = Counter()
+    for word, n in Counter(doc.lower().split()).items():
+        grams = cache.get(word)
+        if grams is None:
+            grams = cache[word] = char_wb_grams(word, lo, hi)
+        for gram in grams:
+            counts[gram] += n
+    return counts
+
+
+def _block_counts(
+    analyzer: str, ngrams: tuple[int, int], pattern: str, docs: Sequence[str]
+) -> list[Counter[str]]:
+    if analyzer == "char_wb":
+        cache: dict[str, list[str]] = {}
+        return [_grams_of_words(doc, *ngrams, cache) for doc in docs]
+    grams = word_grams_of(pattern, *ngrams)
+    return [Counter(grams(doc)) for doc in docs]
+
+
+def fit_tfidf(docs: Sequence[str]) -> tuple[list[_Block], Any]:
+    """The feature blocks learned from ``docs`` and the documents' TF-IDF rows (scipy CSR):
+    sublinear term frequency, smoothed idf, each block's part of a row of unit length."""
+    from scipy import sparse
+
+    blocks: list[_Block] = []
+    parts = []
+    offset = 0
+    n_docs = len(docs)
+    for analyzer, ngrams, pattern, limit in (
+        ("char_wb", CHAR_NGRAMS, "", CHAR_MAX_FEATURES),
+        ("word", WORD_NGRAMS, WORD_PATTERN, 0),
+    ):
+        counts = _block_counts(analyzer, ngrams, pattern, docs)
+        total: Counter[str] = Counter()
+        df: Counter[str] = Counter()
+        for c in counts:
+            total.update(c)
+            df.update(c.keys())
+        terms = sorted(total)
+        if limit and len(terms) > limit:  # the most frequent, as TfidfVectorizer's max_features
+            terms = sorted(sorted(total, key=lambda t: (-total[t], t))[:limit])
+        column = {t: j for j, t in enumerate(terms)}
+        idf = np.log((1.0 + n_docs) / (1.0 + np.array([df[t] for t in terms], dtype=np.float64)))
+        idf += 1.0
+        rows, cols, vals = [], [], []
+        for i, c in enumerate(counts):
+            for gram, n in c.items():
+                j = column.get(gram)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+                    vals.append(n)
+        col = np.asarray(cols, dtype=np.int64)
+        val = (np.log(np.asarray(vals, dtype=np.float64)) + 1.0) * idf[col] if vals else np.zeros(0)
+        part = sparse.csr_matrix((val, (rows, col)), shape=(n_docs, len(terms)))
+        norms = np.sqrt(np.asarray(part.multiply(part).sum(axis=1)).ravel())
+        norms[norms == 0] = 1.0
+        parts.append(sparse.diags(1.0 / norms) @ part)
+        blocks.append(_Block(analyzer, ngrams, pattern, tuple(terms), idf, offset))
+        offset += len(terms)
+    return blocks, sparse.hstack(parts, format="csr")
+
+
+def fit_logistic(
+    x: Any, y: Sequence[int], n_classes: int, *, c: float = LOGISTIC_C
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (classes x features) and intercepts minimising sum_i w_i * cross-entropy_i +
+    |W|^2 / (2c), with w_i balancing the classes (n / (k * n_class)); the intercepts are not
+    penalised."""
+    from scipy.optimize import minimize
+
+    labels = np.asarray(y, dtype=np.int64)
+    n = x.shape[0]
+    onehot = np.zeros((n, n_classes))
+    onehot[np.arange(n), labels] = 1.0
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    weights = (n / (n_classes * np.maximum(counts, 1.0)))[labels][:, None]
+    gram = np.asarray((x @ x.T).todense(), dtype=np.float64)
+    split = n * n_classes
+
+    def objective(params: np.ndarray) -> tuple[float, np.ndarray]:
+        a = params[:split].reshape(n, n_classes)
+        b = params[split:]
+        ka = gram @ a
+        z = ka + b
+        z -= z.max(axis=1, keepdims=True)
+        log_p = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+        loss = -float((weights * onehot * log_p).sum()) + float((a * ka).sum()) / (2.0 * c)
+        g = weights * (np.exp(log_p) - onehot)
+        grad_a = gram @ (g + a / c)
+        return loss, np.concatenate([grad_a.ravel(), g.sum(axis=0)])
+
+    start = np.zeros(split + n_classes)
+    found = minimize(
+        objective,
+        start,
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": LOGISTIC_MAX_ITER, "gtol": 1e-5, "ftol": 1e-8},
+    )
+    a = found.x[:split].reshape(n, n_classes)
+    coef = np.asarray((x.T @ a).T, dtype=np.float64)
+    return coef, np.asarray(found.x[split:], dtype=np.float64)
+
+
 class TextClassifier:
     """Error class from text, for text the rules do not settle.
 
@@ -141,17 +264,29 @@ class TextClassifier:
         self._blocks: list[_Block] = []
         self._analyzers: list[Callable[[str], list[str]]] = []
         self._vocabs: list[dict[str, int]] = []
+        self._word_columns: dict[str, list[int]] = {}  # word -> its char n-grams' columns
         self._coef_t = np.zeros((0, 0))
         self._intercept = np.zeros(0)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextClassifier:
+        """Train on ``texts`` (numpy and scipy; see :func:`fit_tfidf` and :func:`fit_logistic`)."""
         if len(set(labels)) < 2:
             self.fitted = False
             self.classes_ = sorted(set(labels))
             return self
+        from threadpoolctl import threadpool_limits
+
         docs = [classifier_text(t) for t in texts]
-        chars, words, model = _fit_estimators(docs, labels)
-        return self._set_estimators(chars, words, model)
+        classes = sorted(set(labels))
+        # small matrices: one BLAS thread is fastest, and threads spinning on a busy machine
+        # made training many times slower
+        with threadpool_limits(limits=1):
+            blocks, x = fit_tfidf(docs)
+            y = [classes.index(label) for label in labels]
+            coef, intercept = fit_logistic(x, y, len(classes))
+        if len(classes) == 2:  # one logit, as scoring expects of two classes
+            coef, intercept = coef[1:] - coef[:1], intercept[1:] - intercept[:1]
+        return self._set(blocks, coef, intercept, classes)
 
     def _set_estimators(self, chars: Any, words: Any, model: Any) -> TextClassifier:
         blocks, offset = [], 0
@@ -182,21 +317,41 @@ class TextClassifier:
         self._blocks = blocks
         self._analyzers = [b.grams() for b in blocks]
         self._vocabs = [{t: j for j, t in enumerate(b.terms)} for b in blocks]
+        self._word_columns = {}
         self._coef_t = np.ascontiguousarray(coef.T)
         self._intercept = intercept
         self.classes_ = classes
         self.fitted = True
         return self
 
+    def _char_counts(self, doc: str, block: _Block, vocab: dict[str, int]) -> dict[int, int]:
+        """Column -> count of the character n-grams of ``doc``: a word's known columns are
+        worked out once and kept (error output repeats its words across texts)."""
+        cache = self._word_columns
+        lo, hi = block.ngrams
+        counts: dict[int, int] = {}
+        for word, n in Counter(doc.lower().split()).items():
+            cols = cache.get(word)
+            if cols is None:
+                cols = [j for g in char_wb_grams(word, lo, hi) if (j := vocab.get(g)) is not None]
+                if len(cache) < WORD_CACHE_SIZE:
+                    cache[word] = cols
+            for j in cols:
+                counts[j] = counts.get(j, 0) + n
+        return counts
+
     def _scores(self, doc: str) -> np.ndarray:
         """Decision values of one document: sublinear TF-IDF, l2 per block, dot the weights."""
         idx_parts, val_parts = [], []
         for block, analyzer, vocab in zip(self._blocks, self._analyzers, self._vocabs, strict=True):
-            counts: dict[int, int] = {}
-            for gram, n in Counter(analyzer(doc)).items():  # each distinct n-gram looked up once
-                j = vocab.get(gram)
-                if j is not None:
-                    counts[j] = n
+            if block.analyzer == "char_wb":
+                counts = self._char_counts(doc, block, vocab)
+            else:
+                counts = {}
+                for gram, n in Counter(analyzer(doc)).items():  # each n-gram looked up once
+                    j = vocab.get(gram)
+                    if j is not None:
+                        counts[j] = n
             if not counts:
                 continue
             idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
@@ -287,7 +442,9 @@ class TextClassifier:
 
 # --- the bundled classifier, cached on disk -----------------------------------------------
 
-CACHE_FORMAT = 2  # bump when TextClassifier's fitted state changes shape (1: a pickle)
+CACHE_FORMAT = (
+    3  # bump when training or the fitted state change (1: a pickle; 2: scikit-learn fits)
+)
 
 
 def _sklearn_version() -> str:

@@ -1,5 +1,7 @@
 """``aideploy demo`` for real: the sample app deployed with the stack plan into a throwaway host,
-run the way ``./scripts/demo`` runs it but without a terminal (so it stops the host at once)."""
+run the way ``./scripts/demo`` runs it but without a terminal (so it stops the host at once).
+The demo injects a real fault (a stray server on nginx's port) before each of its two deploys:
+the first recovers on the rules, the second on what the first taught the knowledge base."""
 
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ def _demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Completed
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(available() is not None, reason=str(available()))
-def test_demo_deploys_the_sample_app_says_where_it_answered_and_reports(tmp_path: Path) -> None:
+def test_demo_deploys_recovers_learns_says_where_it_answered_and_reports(tmp_path: Path) -> None:
     directory = tmp_path / "demo"
     result = _demo("--dir", str(directory))
     out = result.stdout
@@ -39,7 +41,21 @@ def test_demo_deploys_the_sample_app_says_where_it_answered_and_reports(tmp_path
     assert f"Demo directory: {directory}" in out
     # the real deploy command ran, over SSH, with the stack plan
     assert re.search(r"aideploy --config \S+ deploy --server 127\.0\.0\.1 --port \d+", out)
-    assert "--plan stack" in out and re.search(r"Deployment \S+ completed \(11 steps", out)
+    assert "--plan stack" in out
+    # two deploys, each meeting the injected fault: a stray server on nginx's port
+    first, second = out.split("[1/2] Fault injected", 1)[1].split("[2/2] nginx stopped", 1)
+    for deploy in (first, second):
+        assert re.search(
+            r"error in validate_server: port_in_use: Address already in use: port \d+ is held "
+            r"by: .*python3",
+            deploy,
+        )
+        assert "recovery free_port: recovered" in deploy
+        assert re.search(r"Deployment \S+ completed \(11 steps, 1 errors recovered\)", deploy)
+    # the first recovery comes from the rules alone; the second one on the evidence of the first
+    assert "recovery: free_port (rule 'eaddrinuse' (port_in_use) gives prior" in first
+    assert "on class" not in first.split("recovery free_port: recovered")[0]
+    assert re.search(r"recovery: free_port \(.*on class port_in_use: 1\.0 recovered", second)
     # where it answered, through nginx
     answered = out.split("The app answered at:", 1)[1]
     urls = re.findall(r"https?://localhost:\d+/\S*", answered)
@@ -50,9 +66,14 @@ def test_demo_deploys_the_sample_app_says_where_it_answered_and_reports(tmp_path
     # then the report of the demo's knowledge base
     report = out.split("learn report --kb", 1)[1]
     assert "Deployments per week" in report and "100.0%" in report
-    # kept in the demo directory: a completed deployment, the host's key and nothing else
+    # what fixed what, and the first-try rate on the first and the second encounter
+    assert re.search(r"\nport_in_use +free_port +2 +100\.0%", report)
+    by_encounter = report.split("First-try recovery rate by encounter", 1)[1]
+    assert re.search(r"port_in_use +free_port +1 +100\.0% +1 +100\.0%", by_encounter)
+    # kept in the demo directory: the completed deployments, the host's key and nothing else
     states = list((directory / "home" / "deployments").glob("*.json"))
-    assert len(states) == 1 and json.loads(states[0].read_text())["status"] == "completed"
+    assert len(states) == 2
+    assert all(json.loads(state.read_text())["status"] == "completed" for state in states)
     assert (directory / "knowledge.db").is_file()
     port = re.search(r"sshd on 127\.0\.0\.1:(\d+)", out)
     assert port

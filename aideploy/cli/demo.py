@@ -6,6 +6,13 @@ sample app there as a git repository, trusts exactly the host key it generated, 
 ``aideploy deploy --plan stack`` over SSH, fetches the page and the API through nginx, and prints
 ``aideploy learn report`` for the demo's own knowledge base. Everything it keeps lives in one
 directory (:func:`demo_dir`); everything deployed goes with the host.
+
+The demo also shows the learning: before the deploy, a stray web server in the host holds the
+port nginx is to serve on (a real process, a real ``Address already in use``). The deploy
+classifies the failure, frees the port with the matching strategy and goes on. Then nginx is
+stopped, the stray server takes the port again and the app is deployed a second time: the
+strategy that worked is now tried first on the knowledge base's evidence, and the report shows
+what fixed what and the first-try rate.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ import contextlib
 import json
 import os
 import shlex
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +125,9 @@ def write_config(paths: DemoPaths, host: ThrowawayHost) -> None:
     config = {
         "version": "1.0",
         "ssh": {"known_hosts": str(paths.known_hosts), "connect_retries": 2},
-        "deployment": {"command_timeout": 1200},
+        # everything in the throwaway host goes with it: high-risk recoveries (stopping the
+        # stray server on nginx's port) may run there without a question
+        "deployment": {"command_timeout": 1200, "auto_approve": True},
     }
     write_atomic(paths.config, (json.dumps(config, indent=2) + "\n").encode())
 
@@ -169,6 +180,51 @@ def probe(host: ThrowawayHost, ports: Ports, domain: str = DOMAIN) -> list[tuple
             continue
         found.append((url, f"{status} {_describe(body)}"))
     return found
+
+
+#: the demo's deploys, each after the fault: what the user is told before it
+DEPLOYS = (
+    "Fault injected: a stray web server (python3 -m http.server) holds port {port}, where nginx "
+    "is to serve. The deploy meets it, classifies it and recovers:",
+    "nginx stopped and the stray server took port {port} again. Deploying again: the fix that "
+    "worked is now tried first, on the knowledge base's evidence:",
+)
+
+#: how long the stray server may take to start listening, or nginx to let go of the port
+PORT_WAIT_SECONDS = 30.0
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def _wait_port(port: int, *, held: bool) -> None:
+    """Until something listens on ``port`` (or nothing, with ``held=False``)."""
+    deadline = time.monotonic() + PORT_WAIT_SECONDS
+    while _listening(port) is not held:
+        if time.monotonic() > deadline:
+            state = "listening" if held else "free"
+            raise RuntimeError(f"port {port} was not {state} after {PORT_WAIT_SECONDS:g} s")
+        time.sleep(0.1)
+
+
+def occupy_port(host: ThrowawayHost, port: int) -> None:
+    """The fault: a stray web server inside the host listening on ``port`` (stopping nginx first,
+    which may hold it from an earlier deploy)."""
+    if host.run("pgrep -x nginx >/dev/null").returncode == 0:
+        host.run("nginx -s stop", check=True)
+        _wait_port(port, held=False)
+    host.run(
+        # under a shell that waits for it, so that once killed it is reaped, not left a zombie
+        f"setsid sh -c 'python3 -m http.server {port} --bind 127.0.0.1; true' "
+        ">/dev/null 2>&1 </dev/null &",
+        check=True,
+    )
+    _wait_port(port, held=True)
 
 
 def _describe(body: bytes) -> str:
@@ -235,8 +291,14 @@ def _demo(paths: DemoPaths, host: ThrowawayHost, source: Path) -> int:
     _say(f"Sample app published in the host as git repository {REPO_INSIDE} (from {source})")
     ports = Ports.free()
     command = deploy_command(paths, host, stack_settings(REPO_INSIDE, ports))
-    _say(f"\n$ AIDEPLOY_HOME={shlex.quote(str(paths.home))} {_shown(command)}\n", bold=True)
-    code = _run(paths, command)
+    code = 0
+    for n, story in enumerate(DEPLOYS, 1):
+        occupy_port(host, ports.http)
+        _say(f"\n[{n}/{len(DEPLOYS)}] {story.format(port=ports.http)}", bold=True)
+        _say(f"$ AIDEPLOY_HOME={shlex.quote(str(paths.home))} {_shown(command)}\n", bold=True)
+        code = _run(paths, command)
+        if code:
+            break
     answered = []
     if code == 0:
         _say("\nThrough nginx in the throwaway host:", bold=True)

@@ -23,7 +23,7 @@ from aideploy.core.strategies import CATALOGUE
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
-from aideploy.services.compose import open_knowledge
+from aideploy.services.compose import import_classifier, open_knowledge
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -236,10 +236,13 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     if file != STDIN:
         check_regular(file, error=ImportRejected)  # before the knowledge base is created
     with open_knowledge(kb_url) as kb:
+        classify = import_classifier(kb)
         if file == "-":
-            summary = import_kb(kb, sys.stdin, source_name=source or "stdin", weight=weight)
+            summary = import_kb(
+                kb, sys.stdin, source_name=source or "stdin", weight=weight, classify=classify
+            )
         else:
-            summary = import_kb(kb, file, source_name=source, weight=weight)
+            summary = import_kb(kb, file, source_name=source, weight=weight, classify=classify)
     audit.try_record(
         "import",
         result="ok",
@@ -248,6 +251,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
             "source": summary.source,
             "records": summary.records,
             "untrusted": list(summary.untrusted),
+            "classified": summary.classified,
         },
     )
     added = ", ".join(f"{n} {kind}s" for kind, n in summary.added.items() if n) or "nothing new"
@@ -255,6 +259,7 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     click.echo(
         f"imported {summary.records} records from {summary.source}: added {added}"
         + (f"; {skipped} already known" if skipped else "")
+        + (f"; {summary.classified} without a class classified" if summary.classified else "")
     )
     for name in summary.untrusted:
         click.echo(

@@ -8,7 +8,7 @@ run, and the connector a target needs.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -20,6 +20,7 @@ from aideploy.engine.connectors.ssh import SSHConnector
 from aideploy.engine.recovery import Strategy
 from aideploy.engine.runner import Runner
 from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.ranker.detect import Detector, bundled_classifier
 from aideploy.knowledge.rules import ErrorPattern, RuleSet
 from aideploy.knowledge.store import KnowledgeBase
 from aideploy.services.config import Config
@@ -52,6 +53,17 @@ def build_ranker(
     for pattern in config.custom_patterns if config is not None else ():
         rules.add(ErrorPattern.from_row(pattern))
     return Ranker(knowledge, rules, explore=EXPLORE if explore is None else explore)
+
+
+def import_classifier(knowledge: KnowledgeBase) -> Callable[[Sequence[str]], list[str]]:
+    """The error class of each text, for records an import brings without one: the built-in
+    rules, the KB's trusted patterns and the bundled classifier (loaded only when called)."""
+
+    def classify(texts: Sequence[str]) -> list[str]:
+        detector = Detector(RuleSet.from_kb(knowledge), bundled_classifier())
+        return [a.error_class for a in detector.analyze_many(texts)]
+
+    return classify
 
 
 def strategies(knowledge: KnowledgeBase) -> dict[str, Strategy]:

@@ -48,6 +48,8 @@ class ImportSummary:
     added: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
     untrusted: list[str] = field(default_factory=list)
+    #: records that came without an error class and were classified on import
+    classified: int = 0
 
     @property
     def total_added(self) -> int:

@@ -10,6 +10,7 @@ from aideploy.core.errors import KnowledgeBaseError
 from aideploy.core.redact import redact
 from aideploy.knowledge.exchange import bulk, load
 from aideploy.knowledge.exchange.bulk import ImportSummary
+from aideploy.knowledge.exchange.classify import Classify, classify_unlabelled
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
 from aideploy.knowledge.store import KnowledgeBase
 
@@ -25,11 +26,13 @@ def import_kb(
     *,
     source_name: str | None = None,
     weight: float = DEFAULT_IMPORT_WEIGHT,
+    classify: Classify | None = None,
 ) -> ImportSummary:
     """Import an export file into ``kb``: validated in full, then written in one transaction.
 
     ``source_name`` names the origin of the imported records (default: the file's name without
-    its suffix, or "import" for a stream).
+    its suffix, or "import" for a stream). With ``classify``, records that have no error class
+    (or "unknown") get the class of their text (see :mod:`.classify`).
     """
     if not 0.0 < weight <= 1.0:
         raise KnowledgeBaseError("the import weight must be in (0, 1]")
@@ -43,6 +46,8 @@ def import_kb(
             name = Path(os.fspath(source)).stem
         name = redact(name)[:MAX_SOURCE_CHARS] or "import"
         summary = ImportSummary(source=name, records=parsed.records)
+        if classify is not None:
+            summary.classified = classify_unlabelled(parsed, classify)
         with kb.writing(bulk=True) as conn:
             bulk.write(conn, parsed, summary, weight)
     return summary
