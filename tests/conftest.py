@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 from hypothesis import settings
+
+# The suite never reads or writes the operator's own knowledge base, caches or state: every
+# per-user directory aideploy (and each CLI it starts) resolves is under one temporary root.
+_USER_DIRS = tempfile.mkdtemp(prefix="aideploy-tests-")
+atexit.register(shutil.rmtree, _USER_DIRS, ignore_errors=True)
+for _var in ("XDG_DATA_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
+    os.environ[_var] = os.path.join(_USER_DIRS, _var.lower())
 
 # each entry is a module of fixtures (real sshd, real PostgreSQL, ...)
 pytest_plugins: list[str] = ["tests.support.sshd", "tests.support.postgres"]
