@@ -86,7 +86,8 @@ def test_nginx_site_serves_the_build_and_proxies_the_api() -> None:
     assert "listen 8080;" in site and "listen 8443 ssl;" in site
     assert "server_name app.example.org;" in site
     assert "root /opt/sampleapp/current/frontend/dist;" in site
-    assert "proxy_pass http://unix:/run/aideploy-sampleapp/gunicorn.sock;" in site
+    assert "include /etc/aideploy/sampleapp/upstream.conf;" in site
+    assert "proxy_pass http://aideploy-sampleapp-app;" in site
     assert "ssl_certificate /etc/aideploy/sampleapp/tls/fullchain.pem;" in site
     assert "ssl" not in render_site(_env(TLS="off")).replace("# managed", "")
 
@@ -104,7 +105,7 @@ def test_service_files_carry_checked_values() -> None:
     assert "start-stop-daemon --start" in ctl
     subprocess.run(["sh", "-n"], input=ctl, text=True, check=True)
     unit = render_unit(_env())
-    assert "EnvironmentFile=/opt/sampleapp/shared/app.env" in unit and "User=deploy" in unit
+    assert "ExecStart=/usr/local/sbin/aideploy-sampleapp serve %i" in unit and "User=deploy" in unit
 
 
 # -- the rendered files, byte for byte ------------------------------------------------------------
@@ -159,6 +160,7 @@ def test_a_value_a_template_needs_and_did_not_get_is_an_error() -> None:
         "https_port": "443",
         "tls": True,
         "tls_dir": "/etc/aideploy/a/tls",
+        "upstream_file": "/etc/aideploy/a/upstream.conf",
         "client_max_body_size": "10m",
     }
     assert "server_name x;" in render("nginx-site.conf.j2", domain="x", **given)
