@@ -432,3 +432,63 @@ def test_a_redeploy_of_a_new_commit_drops_no_request(
     assert host.run("/usr/local/sbin/aideploy-sampleapp status").returncode == 0
     pids = host.run("ls /run/aideploy-sampleapp").stdout.split()
     assert pids.count(f"{live}.pid") == 1 and len([p for p in pids if p.endswith(".pid")]) == 1
+
+
+def _site_packages_file(host: ThrowawayHost, release: str) -> str:
+    found = host.run(f"ls -d /opt/sampleapp/{release}/venv/lib/python3*/site-packages/django")
+    return found.stdout.strip() + "/__init__.py"
+
+
+@pytest.mark.timeout(900)
+def test_a_backend_change_reuses_the_environments_and_rolls_back_to_its_own(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host = deployer.host
+    before = _live(host)
+    views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
+    changed = views.replace('{"status": "ok",', '{"status": "ok", "version": "cached",')
+    deployer.repo.commit("a one-file backend change", {"backend/notes/views.py": changed})
+    started = time.monotonic()
+    cached = deployer.aideploy(
+        "-v",
+        "deploy",
+        *host.ssh_options(),
+        "--accept-new-host-key",
+        "--plan",
+        PLAN,
+        *deployer.settings(),
+        timeout=900,
+    )
+    took = time.monotonic() - started
+    print(f"one-file backend change: {took:.1f}s")
+    assert cached.returncode == 0, _explain(cached)
+    assert re.search(
+        r"python environment: reused from release \S+ .*0 packages installed", cached.stdout
+    )
+    assert "frontend: build reused from release" in cached.stdout, cached.stdout
+    after = _live(host)
+    assert after != before
+    assert json.loads(deployer.get("/api/health/")[1]).get("version") == "cached"
+    # its own copy: another file than the earlier release's, and scripts naming its own venv
+    ino = host.run(
+        f"stat -c %i {_site_packages_file(host, before)} {_site_packages_file(host, after)}"
+    ).stdout.split()
+    assert len(ino) == 2 and ino[0] != ino[1]
+    gunicorn = host.read(f"/opt/sampleapp/{after}/venv/bin/gunicorn") or ""
+    assert gunicorn.startswith(f"#!/opt/sampleapp/{after}/venv/bin/python")
+
+    for runner in _runner(host):
+        back = rollback(runner, DB_PORT=str(deployer.db_port))
+        assert back.ok, back.output
+    assert _live(host) == before
+    # the cached release is gone altogether: the old one runs on its own environment
+    host.run(f"rm -rf /opt/sampleapp/{after}", check=True)
+    status, body = deployer.get("/api/health/")
+    assert status == 200 and json.loads(body).get("version") != "cached"
+    live = host.run("/usr/local/sbin/aideploy-sampleapp live").stdout.strip()
+    pid = host.read(f"/run/aideploy-sampleapp/{live}.pid")
+    assert pid
+    command = host.run(f"tr '\\0' ' ' < /proc/{pid.strip()}/cmdline").stdout
+    assert f"/opt/sampleapp/{before}/venv/bin/gunicorn" in command, command
