@@ -90,7 +90,15 @@ class RequestLoop:
 
 def deploy(paths: DemoPaths, host: ThrowawayHost, settings: dict[str, str]) -> tuple[float, str]:
     command = aideploy_command(
-        paths, "-v", "deploy", *host.ssh_options(), "--plan", "stack", *set_options(settings)
+        paths,
+        "-v",
+        "deploy",
+        *host.ssh_options(),
+        "--plan",
+        "stack",
+        "--kb",
+        str(paths.kb),
+        *set_options(settings),
     )
     env = {**os.environ, "AIDEPLOY_HOME": str(paths.home), "NO_COLOR": "1"}
     started = time.monotonic()
@@ -131,6 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--show", action="store_true", help="print each redeploy's CLI output")
     args = parser.parse_args()
     why = available()
     if why:
@@ -151,6 +160,8 @@ def main() -> None:
             for kind, files in changes(number).items():
                 repo.commit(f"{kind} change, round {number}", files)
                 took, out = deploy(paths, host, settings)
+                if args.show:
+                    print(out)
                 steps = {name: float(s) for name, s in STEP_DONE.findall(out)}
                 installed = INSTALLED.search(out)
                 row[kind] = {

@@ -93,7 +93,12 @@ class Deployer:
             capture_output=True,
             text=True,
             cwd=self.work,
-            env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
+            env={
+                **os.environ,
+                "AIDEPLOY_HOME": str(self.work / "home"),
+                "AIDEPLOY_KB": str(self.work / "knowledge.db"),  # never the user's own
+                "NO_COLOR": "1",
+            },
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )

@@ -28,11 +28,11 @@ up() {  # up INSTANCE: start it on its own socket; 0 once it answers /api/health
   fi
   i=0; until [ -S "$sock" ]; do
     i=$((i+1))
-    if [ $i -ge 120 ] || ! running "$1"; then
+    if [ $i -ge 300 ] || ! running "$1"; then
       echo "gunicorn did not start; last log lines:" >&2; tail -n 20 "$LOG/gunicorn.log" >&2 || true
       return 1
     fi
-    sleep 0.25
+    sleep 0.1
   done
   curl -fsS -o /dev/null --max-time 20 --unix-socket "$sock" -H "Host: localhost" \
     http://localhost/api/health/
