@@ -438,6 +438,20 @@ def test_a_redeploy_of_a_new_commit_drops_no_request(
     pids = host.run("ls /run/aideploy-sampleapp").stdout.split()
     assert pids.count(f"{live}.pid") == 1 and len([p for p in pids if p.endswith(".pid")]) == 1
 
+    # a restart of the same release (app.env or the script changed) is a switch to the other slot
+    with RequestLoop(deployer) as again:
+        while again.requests < 20:
+            time.sleep(0.05)
+        restarted = host.run("/usr/local/sbin/aideploy-sampleapp restart")
+        seen = again.requests
+        while again.requests < seen + 20:
+            time.sleep(0.05)
+    assert restarted.returncode == 0, restarted.stderr
+    assert again.failures == [], again.failures[:5]
+    other = host.run("/usr/local/sbin/aideploy-sampleapp live").stdout.strip()
+    assert other != live and other.rsplit(".", 1)[0] == live.rsplit(".", 1)[0]
+    assert host.run("ls /run/aideploy-sampleapp").stdout.split().count(f"{live}.pid") == 0
+
 
 def _site_packages_file(host: ThrowawayHost, release: str) -> str:
     found = host.run(f"ls -d /opt/sampleapp/{release}/venv/lib/python3*/site-packages/django")

@@ -4,8 +4,9 @@
 replaced by renaming a new symlink over it, so readers see the old or the new target, never none.
 Switching is the control script's ``switch`` (setup_services): the new app server starts beside
 the old one and takes the traffic only once it answers. ``rollback`` switches to an earlier
-verified release (the one before the live one, or ``to``) the same way; ``with_database`` also restores the ``pg_dump`` taken before the
-migrations of the release being rolled back (``shared/backups/db-<id>.dump``).
+verified release (the one before the live one, or ``to``) the same way; ``with_database`` also
+restores the ``pg_dump`` taken before the migrations of the release being rolled back
+(``shared/backups/db-<id>.dump``).
 """
 
 from __future__ import annotations
