@@ -336,3 +336,25 @@ def test_client_max_body_size_takes_an_nginx_size(size: str) -> None:
 def test_client_max_body_size_refuses_anything_else(size: str) -> None:
     with pytest.raises(ConfigError, match="CLIENT_MAX_BODY_SIZE"):
         render_site(_env(CLIENT_MAX_BODY_SIZE=size))
+
+
+def _ctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "ctl"
+    script.write_text(render_ctl(_env(APP_NAME="aideploy-test-none", APP_ROOT=str(tmp_path))))
+    return subprocess.run(["sh", str(script), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("release", ["", "../x", "a/b", ".hidden"])
+def test_the_control_script_switches_only_to_a_release_name(tmp_path: Path, release: str) -> None:
+    refused = _ctl(tmp_path, "switch", release)
+    assert refused.returncode in (1, 2) and refused.stderr.count("\n") == 1, refused.stderr
+    assert not (tmp_path / "current").exists()
+
+
+def test_the_control_script_names_its_commands_and_reports_nothing_live(tmp_path: Path) -> None:
+    usage = _ctl(tmp_path, "candidate", str(tmp_path))
+    assert usage.returncode == 2
+    assert "switch RELEASE_ID|start|stop|restart|status|live" in usage.stderr
+    assert _ctl(tmp_path, "status").returncode != 0
+    missing = _ctl(tmp_path, "switch", "20260101-000000-aaaaaa")
+    assert missing.returncode == 1 and "no release 20260101-000000-aaaaaa" in missing.stderr

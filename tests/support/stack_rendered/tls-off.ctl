@@ -70,6 +70,7 @@ upstream() {  # upstream SOCKET: nginx's upstream file, replaced by a rename; ng
 }
 switch() {  # switch RELEASE_ID: the zero-downtime switch (see the top of this file)
   target="$1"; before=$(live)
+  case "$target" in ""|.*|*/*) echo "not a release: '$target' (is $APP_ROOT/current set?)" >&2; exit 1 ;; esac
   [ -d "$APP_ROOT/releases/$target" ] || { echo "no release $target under $APP_ROOT/releases" >&2; exit 1; }
   inst="$target.a"; [ "$before" != "$inst" ] || inst="$target.b"
   running "$inst" 2>/dev/null && down "$inst"
