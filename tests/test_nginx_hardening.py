@@ -66,6 +66,7 @@ def _site(root: Path, tls: bool, http: int, https: int) -> str:
         https_port=str(https),
         tls=tls,
         tls_dir=str(root / "tls"),
+        upstream_file=str(root / "upstream.conf"),
         client_max_body_size="10m",
     )
 
@@ -117,6 +118,9 @@ def nginx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Nginx]:
     )
     server = Nginx(root, _free_port(), _free_port(), _free_port(), tls)
     site = root / "site.conf"
+    (root / "upstream.conf").write_text(
+        f"upstream aideploy-sampleapp-app {{ server unix:{root}/none.sock; }}\n"
+    )
     # the site listens on every address (as on a server); the test reaches it on 127.0.0.1
     site.write_text(_site(root, tls, server.http, server.https))
     conf = root / "nginx.conf"

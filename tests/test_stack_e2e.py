@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,7 +93,12 @@ class Deployer:
             capture_output=True,
             text=True,
             cwd=self.work,
-            env={**os.environ, "AIDEPLOY_HOME": str(self.work / "home"), "NO_COLOR": "1"},
+            env={
+                **os.environ,
+                "AIDEPLOY_HOME": str(self.work / "home"),
+                "AIDEPLOY_KB": str(self.work / "knowledge.db"),  # never the user's own
+                "NO_COLOR": "1",
+            },
             timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
@@ -352,3 +358,156 @@ def test_failed_deploy_keeps_the_old_site_and_releases_the_lock_a_resume_takes_i
     again = deployer.deploy()
     assert again.returncode == 0, _explain(again)
     assert deployer.get("/")[0] == 200
+
+
+class RequestLoop:
+    """Requests ``/`` and ``/api/health/`` through nginx (HTTPS, a new connection each time) in a
+    thread until stopped; counts them, keeps every failure and what each health answer said."""
+
+    def __init__(self, deployer: Deployer) -> None:
+        self.deployer = deployer
+        self.done = threading.Event()
+        self.requests = 0
+        self.failures: list[str] = []
+        self.versions: list[str] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            for path in ("/", "/api/health/"):
+                self.requests += 1
+                try:
+                    status, body = self.deployer.get(path)
+                except OSError as exc:  # URLError and HTTPError (a 502) are OSErrors
+                    self.failures.append(f"{path}: {exc}")
+                    continue
+                if status != 200:
+                    self.failures.append(f"{path}: HTTP {status}")
+                elif path == "/api/health/":
+                    self.versions.append(str(json.loads(body).get("version", "old")))
+
+    def __enter__(self) -> RequestLoop:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join(timeout=60)
+
+
+def _gunicorn_starts(host: ThrowawayHost) -> int:
+    log = host.read("/opt/sampleapp/shared/log/gunicorn.log") or ""
+    return log.count("Starting gunicorn")
+
+
+@pytest.mark.timeout(900)
+def test_a_redeploy_of_a_new_commit_drops_no_request(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host = deployer.host
+    before = _live(host)
+    starts = _gunicorn_starts(host)
+    views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
+    new_views = views.replace('{"status": "ok",', '{"status": "ok", "version": "new",')
+    assert new_views != views
+    deployer.repo.commit("say which version answers", {"backend/notes/views.py": new_views})
+    with RequestLoop(deployer) as loop:
+        # the loop runs before, during and after the switch
+        while loop.requests < 20:
+            time.sleep(0.05)
+        redeploy = deployer.deploy()
+        seen = loop.requests
+        while loop.requests < seen + 20:
+            time.sleep(0.05)
+    print(f"redeploy under load: {loop.requests} requests, {len(loop.failures)} failed")
+    assert redeploy.returncode == 0, _explain(redeploy)
+    assert _live(host) != before
+    assert loop.failures == [], f"{len(loop.failures)} of {loop.requests}: {loop.failures[:5]}"
+    assert loop.requests >= 100, loop.requests  # enough requests to have seen a gap
+    # the old code answered, then the new one, and only the new one once it had taken over
+    assert loop.versions[0] == "old" and loop.versions[-1] == "new"
+    switched = loop.versions.index("new")
+    assert set(loop.versions[switched:]) == {"new"}, loop.versions[switched:]
+    # the release's server booted once: the one that passed the check is the one serving
+    assert _gunicorn_starts(host) == starts + 1
+    live = host.run("/usr/local/sbin/aideploy-sampleapp live").stdout.strip()
+    assert live.startswith(_live(host).split("/")[-1] + ".")
+    assert host.run("/usr/local/sbin/aideploy-sampleapp status").returncode == 0
+    pids = host.run("ls /run/aideploy-sampleapp").stdout.split()
+    assert pids.count(f"{live}.pid") == 1 and len([p for p in pids if p.endswith(".pid")]) == 1
+
+    # a restart of the same release (app.env or the script changed) is a switch to the other slot
+    with RequestLoop(deployer) as again:
+        while again.requests < 20:
+            time.sleep(0.05)
+        restarted = host.run("/usr/local/sbin/aideploy-sampleapp restart")
+        seen = again.requests
+        while again.requests < seen + 20:
+            time.sleep(0.05)
+    assert restarted.returncode == 0, restarted.stderr
+    assert again.failures == [], again.failures[:5]
+    other = host.run("/usr/local/sbin/aideploy-sampleapp live").stdout.strip()
+    assert other != live and other.rsplit(".", 1)[0] == live.rsplit(".", 1)[0]
+    assert host.run("ls /run/aideploy-sampleapp").stdout.split().count(f"{live}.pid") == 0
+
+
+def _site_packages_file(host: ThrowawayHost, release: str) -> str:
+    found = host.run(f"ls -d /opt/sampleapp/{release}/venv/lib/python3*/site-packages/django")
+    return found.stdout.strip() + "/__init__.py"
+
+
+@pytest.mark.timeout(900)
+def test_a_backend_change_reuses_the_environments_and_rolls_back_to_its_own(
+    deployed: tuple[Deployer, subprocess.CompletedProcess[str], float],
+) -> None:
+    deployer, first, _ = deployed
+    assert first.returncode == 0, _explain(first)
+    host = deployer.host
+    before = _live(host)
+    views = (SAMPLEAPP / "backend" / "notes" / "views.py").read_text()
+    changed = views.replace('{"status": "ok",', '{"status": "ok", "version": "cached",')
+    deployer.repo.commit("a one-file backend change", {"backend/notes/views.py": changed})
+    started = time.monotonic()
+    cached = deployer.aideploy(
+        "-v",
+        "deploy",
+        *host.ssh_options(),
+        "--accept-new-host-key",
+        "--plan",
+        PLAN,
+        *deployer.settings(),
+        timeout=900,
+    )
+    took = time.monotonic() - started
+    print(f"one-file backend change: {took:.1f}s")
+    assert cached.returncode == 0, _explain(cached)
+    assert re.search(
+        r"python environment: reused from release \S+ .*0 packages installed", cached.stdout
+    )
+    assert "frontend: build reused from release" in cached.stdout, cached.stdout
+    after = _live(host)
+    assert after != before
+    assert json.loads(deployer.get("/api/health/")[1]).get("version") == "cached"
+    # its own copy: another file than the earlier release's, and scripts naming its own venv
+    ino = host.run(
+        f"stat -c %i {_site_packages_file(host, before)} {_site_packages_file(host, after)}"
+    ).stdout.split()
+    assert len(ino) == 2 and ino[0] != ino[1]
+    gunicorn = host.read(f"/opt/sampleapp/{after}/venv/bin/gunicorn") or ""
+    assert gunicorn.startswith(f"#!/opt/sampleapp/{after}/venv/bin/python")
+
+    for runner in _runner(host):
+        back = rollback(runner, DB_PORT=str(deployer.db_port))
+        assert back.ok, back.output
+    assert _live(host) == before
+    # the cached release is gone altogether: the old one runs on its own environment
+    host.run(f"rm -rf /opt/sampleapp/{after}", check=True)
+    status, body = deployer.get("/api/health/")
+    assert status == 200 and json.loads(body).get("version") != "cached"
+    live = host.run("/usr/local/sbin/aideploy-sampleapp live").stdout.strip()
+    pid = host.read(f"/run/aideploy-sampleapp/{live}.pid")
+    assert pid
+    command = host.run(f"tr '\\0' ' ' < /proc/{pid.strip()}/cmdline").stdout
+    assert f"/opt/sampleapp/{before}/venv/bin/gunicorn" in command, command

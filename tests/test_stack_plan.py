@@ -86,7 +86,8 @@ def test_nginx_site_serves_the_build_and_proxies_the_api() -> None:
     assert "listen 8080;" in site and "listen 8443 ssl;" in site
     assert "server_name app.example.org;" in site
     assert "root /opt/sampleapp/current/frontend/dist;" in site
-    assert "proxy_pass http://unix:/run/aideploy-sampleapp/gunicorn.sock;" in site
+    assert "include /etc/aideploy/sampleapp/upstream.conf;" in site
+    assert "proxy_pass http://aideploy-sampleapp-app;" in site
     assert "ssl_certificate /etc/aideploy/sampleapp/tls/fullchain.pem;" in site
     assert "ssl" not in render_site(_env(TLS="off")).replace("# managed", "")
 
@@ -104,7 +105,7 @@ def test_service_files_carry_checked_values() -> None:
     assert "start-stop-daemon --start" in ctl
     subprocess.run(["sh", "-n"], input=ctl, text=True, check=True)
     unit = render_unit(_env())
-    assert "EnvironmentFile=/opt/sampleapp/shared/app.env" in unit and "User=deploy" in unit
+    assert "ExecStart=/usr/local/sbin/aideploy-sampleapp serve %i" in unit and "User=deploy" in unit
 
 
 # -- the rendered files, byte for byte ------------------------------------------------------------
@@ -159,6 +160,7 @@ def test_a_value_a_template_needs_and_did_not_get_is_an_error() -> None:
         "https_port": "443",
         "tls": True,
         "tls_dir": "/etc/aideploy/a/tls",
+        "upstream_file": "/etc/aideploy/a/upstream.conf",
         "client_max_body_size": "10m",
     }
     assert "server_name x;" in render("nginx-site.conf.j2", domain="x", **given)
@@ -334,3 +336,25 @@ def test_client_max_body_size_takes_an_nginx_size(size: str) -> None:
 def test_client_max_body_size_refuses_anything_else(size: str) -> None:
     with pytest.raises(ConfigError, match="CLIENT_MAX_BODY_SIZE"):
         render_site(_env(CLIENT_MAX_BODY_SIZE=size))
+
+
+def _ctl(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "ctl"
+    script.write_text(render_ctl(_env(APP_NAME="aideploy-test-none", APP_ROOT=str(tmp_path))))
+    return subprocess.run(["sh", str(script), *args], capture_output=True, text=True, check=False)
+
+
+@pytest.mark.parametrize("release", ["", "../x", "a/b", ".hidden"])
+def test_the_control_script_switches_only_to_a_release_name(tmp_path: Path, release: str) -> None:
+    refused = _ctl(tmp_path, "switch", release)
+    assert refused.returncode in (1, 2) and refused.stderr.count("\n") == 1, refused.stderr
+    assert not (tmp_path / "current").exists()
+
+
+def test_the_control_script_names_its_commands_and_reports_nothing_live(tmp_path: Path) -> None:
+    usage = _ctl(tmp_path, "candidate", str(tmp_path))
+    assert usage.returncode == 2
+    assert "switch RELEASE_ID|start|stop|restart|status|live" in usage.stderr
+    assert _ctl(tmp_path, "status").returncode != 0
+    missing = _ctl(tmp_path, "switch", "20260101-000000-aaaaaa")
+    assert missing.returncode == 1 and "no release 20260101-000000-aaaaaa" in missing.stderr

@@ -1,9 +1,11 @@
 """final_verification: verify the new release, switch ``current`` to it, check through nginx.
 
-With a new release: its gunicorn is started on a side socket and ``/api/health/`` must answer 200
-(``current`` is untouched if not); then ``current`` is switched atomically (rename of a symlink),
-gunicorn restarted, and the frontend page and ``/api/health/`` are fetched through nginx. If that
-fails, ``current`` goes back to the previous release, which is restarted. On success the release is
+With a new release: the control script's ``switch`` starts its gunicorn beside the live one, on
+its own socket, and ``/api/health/`` must answer 200 there (nothing changes if not); then
+``current`` (rename of a symlink) and nginx's upstream point at that server, nginx reloads
+gracefully and the old server is drained and stopped: no request is dropped. The frontend page and
+``/api/health/`` are then fetched through nginx; if that fails, the previous release is switched
+back in the same way. On success the release is
 marked verified and old releases are pruned (``KEEP_RELEASES``). The deploy lock is released
 at the end of this step whatever its outcome.
 Without a new release (nothing changed) only the checks through nginx run.
@@ -15,7 +17,7 @@ from aideploy.core.result import Result
 from aideploy.engine.plan import Step, StepContext
 from aideploy.engine.preview import StepPreview, Verdict
 from aideploy.steps.stack import lock
-from aideploy.steps.stack.releases import PRUNE, SWITCH
+from aideploy.steps.stack.releases import PRUNE
 
 CHECKS = r"""
 through_nginx() {
@@ -37,7 +39,6 @@ through_nginx() {
 
 WORK = (
     CHECKS
-    + SWITCH
     + PRUNE
     + r"""
 if ! pending; then
@@ -45,20 +46,20 @@ if ! pending; then
   exit 0
 fi
 test -s "$REL/$FRONTEND_DIR/$FRONTEND_BUILD_DIR/index.html"
-if ! "$CTL" candidate "$REL"; then
+previous=$(basename "$(readlink "$APP_ROOT/current" 2>/dev/null)" 2>/dev/null || true)
+switched=0; "$CTL" switch "$DEPLOYMENT_ID" || switched=$?
+if [ "$switched" = 3 ]; then
   echo "release $DEPLOYMENT_ID failed its health check; current release left as it was" >&2
   exit 1
 fi
-previous=$(readlink "$APP_ROOT/current" 2>/dev/null || true)
-switch_to "releases/$DEPLOYMENT_ID"
-if "$CTL" restart && through_nginx; then
+if [ "$switched" = 0 ] && through_nginx; then
   mark verified
   prune_releases
   echo "release $DEPLOYMENT_ID is live"
   exit 0
 fi
 echo "release $DEPLOYMENT_ID failed verification through nginx; switching back to ${previous:-nothing}" >&2
-if [ -n "$previous" ]; then switch_to "$previous"; "$CTL" restart || true
+if [ -n "$previous" ]; then "$CTL" switch "$previous" || true
 else rm -f "$APP_ROOT/current"; "$CTL" stop || true; fi
 exit 1
 """

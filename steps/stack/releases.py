@@ -2,9 +2,11 @@
 
 ``$APP_ROOT/releases/<deployment id>`` are complete releases; ``current`` is a relative symlink
 replaced by renaming a new symlink over it, so readers see the old or the new target, never none.
-``rollback`` points ``current`` at an earlier verified release (the one before the live one, or
-``to``) and restarts gunicorn; ``with_database`` also restores the ``pg_dump`` taken before the
-migrations of the release being rolled back (``shared/backups/db-<id>.dump``).
+Switching is the control script's ``switch`` (setup_services): the new app server starts beside
+the old one and takes the traffic only once it answers. ``rollback`` switches to an earlier
+verified release (the one before the live one, or ``to``) the same way; ``with_database`` also
+restores the ``pg_dump`` taken before the migrations of the release being rolled back
+(``shared/backups/db-<id>.dump``).
 """
 
 from __future__ import annotations
@@ -14,13 +16,6 @@ from dataclasses import dataclass
 from aideploy.core.result import Result
 from aideploy.engine.runner import Runner
 from aideploy.steps.stack.common import DEFAULTS, sh
-
-SWITCH = r"""
-switch_to() {  # switch_to releases/<id>
-  ln -sfn "$1" "$APP_ROOT/.current.$DEPLOYMENT_ID"
-  mv -T "$APP_ROOT/.current.$DEPLOYMENT_ID" "$APP_ROOT/current"
-}
-"""
 
 PRUNE = r"""
 prune_releases() {
@@ -43,9 +38,7 @@ for dir in $(ls -1 "$APP_ROOT/releases" 2>/dev/null | sort); do
 done
 """
 
-ROLLBACK = (
-    SWITCH
-    + r"""
+ROLLBACK = r"""
 [ -d "$APP_ROOT/releases" ] || {
   echo "no releases under $APP_ROOT: nothing has been deployed there" >&2; exit 1; }
 live=$(basename "$(readlink "$APP_ROOT/current")")
@@ -69,11 +62,9 @@ if [ "$WITH_DATABASE" = 1 ]; then
   fi
   echo "database restored from $dump"
 fi
-switch_to "releases/$target"
-"$CTL" restart
+"$CTL" switch "$target"
 echo "rolled back from $live to $target"
 """
-)
 
 
 @dataclass(frozen=True)

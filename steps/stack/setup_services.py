@@ -1,18 +1,22 @@
 """setup_services: gunicorn as a service, under systemd where it runs, else a pidfile daemon.
 
 Both cases go through one control script, ``/usr/local/sbin/aideploy-$APP_NAME``
-(``start|stop|restart|status|candidate RELEASE_DIR``). It and the unit are rendered from
-``templates/aideploy-ctl.sh.j2`` and ``templates/gunicorn.service.j2``:
+(``switch RELEASE_ID|start|stop|restart|status|live``). It and the unit are rendered from
+``templates/aideploy-ctl.sh.j2`` and ``templates/gunicorn.service.j2``. Each app server is an
+instance ``<release id>.<slot>`` with its own socket ``/run/aideploy-$APP_NAME/<instance>.sock``:
 
-* with systemd (``/run/systemd/system`` exists) it drives the unit ``aideploy-$APP_NAME.service``;
-* without (containers, the throwaway host) it is the supervisor: ``start-stop-daemon`` starts
-  gunicorn detached (``--background``, its own session) with a pidfile in
-  ``/run/aideploy-$APP_NAME/``, as the deploy user, from ``$APP_ROOT/current``; ``stop`` sends TERM
-  and KILLs after 15 s; ``status`` checks the pidfile's process. Nothing restarts it if it dies:
-  run the deploy again (or the control script) after a reboot.
+* with systemd (``/run/systemd/system`` exists) an instance is the template unit
+  ``aideploy-$APP_NAME@<instance>.service``;
+* without (containers, the throwaway host) the script is the supervisor: ``start-stop-daemon``
+  starts gunicorn detached (``--background``, its own session) with a pidfile beside the socket, as
+  the deploy user; stopping sends TERM (gunicorn finishes its requests) and KILLs after 35 s.
+  Nothing restarts it if it dies: run the deploy again (or the script's ``start``) after a reboot.
 
-``candidate`` starts the given release on a second socket, checks ``/api/health/`` and stops it:
-the last step uses it to verify a release before ``current`` points at it.
+``switch RELEASE_ID`` is the zero-downtime switch: the new instance starts beside the live one,
+must answer ``/api/health/`` on its own socket, then ``current`` and nginx's upstream file
+(``/etc/aideploy/$APP_NAME/upstream.conf``) point at it, nginx reloads gracefully, its old workers
+are waited for, and the old instance is stopped. ``restart`` switches to ``current`` again (a new
+instance, the other slot), so it drops no request either.
 
 The live gunicorn is restarted when the control script or unit changed, or when setup_database
 rewrote ``shared/app.env`` (``shared/.app.env.changed``): a new DOMAIN reaches ``ALLOWED_HOSTS``
@@ -59,7 +63,7 @@ def _sha(text: str) -> str:
 CHECK = r"""
 [ "$(sha256sum < "$CTL" | cut -d' ' -f1)" = "$CTL_SHA" ]
 if has_systemd; then
-  [ "$(sha256sum < "/etc/systemd/system/aideploy-$APP_NAME.service" | cut -d' ' -f1)" = "$UNIT_SHA" ]
+  [ "$(sha256sum < "/etc/systemd/system/aideploy-$APP_NAME@.service" | cut -d' ' -f1)" = "$UNIT_SHA" ]
 fi
 [ ! -e "$APP_ROOT/current" ] || "$CTL" status
 [ ! -e "$SHARED/.app.env.changed" ]
@@ -71,11 +75,10 @@ changed=""
 cmp -s "$CONF/ctl.new" "$CTL" || changed=1
 install_file "$CONF/ctl.new" "$CTL" 755
 if has_systemd; then
-  unit="/etc/systemd/system/aideploy-$APP_NAME.service"
+  unit="/etc/systemd/system/aideploy-$APP_NAME@.service"
   cmp -s "$CONF/unit.new" "$unit" || changed=1
   install_file "$CONF/unit.new" "$unit" 644
   systemctl daemon-reload
-  systemctl enable -q "aideploy-$APP_NAME.service"
 else
   rm -f "$CONF/unit.new"
   echo "no systemd here: gunicorn is supervised by $CTL (start-stop-daemon, pidfile)"

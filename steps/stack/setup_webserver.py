@@ -1,5 +1,7 @@
 """setup_webserver: the nginx site serving the frontend build and proxying ``/api`` to gunicorn.
 
+The site includes ``/etc/aideploy/$APP_NAME/upstream.conf``, the live app server, which the
+control script's ``switch`` rewrites (setup_services); this step only writes a first one.
 The site is rendered here from checked values (``templates/nginx-site.conf.j2``), sent over
 SFTP, installed with the previous file kept in ``/etc/aideploy/$APP_NAME/backups``, tested with
 ``nginx -t`` (the previous file comes back if the test fails) and only then reloaded. TLS:
@@ -46,6 +48,7 @@ def render_site(env: Mapping[str, str]) -> str:
         https_port=env["HTTPS_PORT"],
         tls=env.get("TLS") != "off",
         tls_dir=f"/etc/aideploy/{env['APP_NAME']}/tls",
+        upstream_file=f"/etc/aideploy/{env['APP_NAME']}/upstream.conf",
         client_max_body_size=env.get("CLIENT_MAX_BODY_SIZE", DEFAULTS["CLIENT_MAX_BODY_SIZE"]),
     )
 
@@ -63,6 +66,7 @@ site="/etc/nginx/sites-available/aideploy-$APP_NAME"
 [ "$(readlink "/etc/nginx/sites-enabled/aideploy-$APP_NAME")" = "$site" ]
 [ ! -e /etc/nginx/sites-enabled/default ]
 [ "$TLS_MODE" = off ] || [ -s "$CONF/tls/fullchain.pem" ]
+[ -f "$CONF/upstream.conf" ]
 if has_systemd; then systemctl is-active -q nginx; else nginx_running; fi
 """
 
@@ -95,6 +99,13 @@ case "$TLS_MODE" in
       self_signed
     fi ;;
 esac
+if [ ! -f "$CONF/upstream.conf" ]; then
+  # the live app server is set by the control script's switch; until the first one, the socket
+  # a single-socket install used (so a host deployed that way keeps serving until its switch)
+  printf '# managed by aideploy: the live app server of %s\nupstream aideploy-%s-app {\n    server unix:/run/aideploy-%s/gunicorn.sock;\n}\n' \
+    "$APP_NAME" "$APP_NAME" "$APP_NAME" > "$CONF/upstream.conf.new"
+  mv -f "$CONF/upstream.conf.new" "$CONF/upstream.conf"
+fi
 had_site=""; [ -f "$site" ] && had_site=1
 cp "$site" "$CONF/site.previous" 2>/dev/null || true
 install_file "$CONF/site.new" "$site" 644
