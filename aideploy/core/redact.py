@@ -109,6 +109,27 @@ def register_secrets(values: Iterable[str | None]) -> None:
         register_secret(value)
 
 
+_URL_CREDENTIALS = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]*://([^\s/@'\"<>]+)@")
+
+
+def register_found(obj: object, *, secret: bool = False) -> None:
+    """Register the secrets inside a JSON-like value (``--set`` variables, a configuration, a
+    plan's variables): strings under a secret-looking key whole, and the credentials of any URL
+    (``https://TOKEN@host``, ``scheme://user:PASSWORD@host``) wherever they are."""
+    if isinstance(obj, str):
+        if secret:
+            register_secret(obj)
+        for userinfo in _URL_CREDENTIALS.findall(obj):
+            user, colon, password = userinfo.partition(":")
+            register_secret(password if colon else user)
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            register_found(value, secret=secret or (isinstance(key, str) and is_secret_key(key)))
+    elif isinstance(obj, list | tuple):
+        for value in obj:
+            register_found(value, secret=secret)
+
+
 def is_registered_secret(value: str) -> bool:
     """True if ``value`` contains a value registered with :func:`register_secret`."""
     with _lock:
