@@ -166,3 +166,12 @@ def test_an_unterminated_block_is_masked_at_the_end() -> None:
     out = redactor.feed("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXkt\n")
     out += redactor.flush()
     assert "b3BlbnNz" not in out and MASK in out
+
+
+def test_a_registered_value_over_several_lines_is_masked_when_streamed() -> None:
+    value = "first-line-of-secret\nsecond-line-of-secret"
+    register_secret(value)
+    text = f"before\n{value}\nafter\n"
+    streamed = _stream(text, [10, 30])
+    assert "line-of-secret" not in streamed
+    assert redact(text) == f"before\n{MASK}\nafter\n"

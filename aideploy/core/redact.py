@@ -95,13 +95,19 @@ _longest_first: tuple[str, ...] = ()
 
 
 def register_secret(value: str | None) -> None:
-    """Remember an exact secret value so it is masked wherever it appears."""
+    """Remember an exact secret value so it is masked wherever it appears. Each line of a
+    value that spans lines is remembered too (8 characters or more): output redacted as it
+    streams is cut at line ends."""
     global _longest_first
-    if value and len(value) >= 4:
-        with _lock:
-            if value not in _secrets:
-                _secrets.add(value)
-                _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+    if not value or len(value) < 4:
+        return
+    values = {value}
+    if "\n" in value:
+        values |= {line.strip() for line in value.splitlines() if len(line.strip()) >= 8}
+    with _lock:
+        if not values <= _secrets:
+            _secrets.update(values)
+            _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
