@@ -44,6 +44,7 @@ SECRET_TEXTS = [
     ("xoxb-1234567890-abcdefghij", "xoxb-1234567890"),
     ("key id AKIAABCDEFGHIJKLMNOP used", "AKIAABCDEFGHIJKLMNOP"),
     ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"),
+    ("found wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY in a file", "wJalrXUtnFEMI"),
     (
         "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
         "dozjgNryP4J3",
@@ -79,6 +80,8 @@ def test_secret_shapes_are_masked(text: str, secret: str) -> None:
         "ssh -p 22 deploy@example.com",
         "git@github.com:org/repo.git",
         "password: ***",
+        "max_tokens=100 token_count: 7",
+        "sha256 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
     ],
 )
 def test_ordinary_text_is_kept(text: str) -> None:
@@ -101,6 +104,11 @@ def test_ordinary_text_is_kept(text: str) -> None:
         ("APP_NAME", False),
         ("DB_PORT", False),
         ("key", False),
+        ("token_count", False),
+        ("SESSION_COOKIE_SECURE", False),
+        ("SECRET_KEY_BASE", True),
+        ("CLIENT_SECRET", True),
+        ("AWS_SECRET_ACCESS_KEY", True),
     ],
 )
 def test_secret_names(name: str, secret: bool) -> None:

@@ -74,8 +74,7 @@ _ASSIGNMENT = re.compile(
     r"(?:(?P<q>[\"'])(?P<quoted>[^\"'\n]*)(?P=q)|(?P<bare>[^\s\"']+))"
 )
 _ASSIGNMENT_TRIGGERS = (
-    "pass", "secret", "token", "key", "cred", "priv", "auth", "dsn", "_url", "pwd", "cookie",
-    "sign", "fernet",
+    "pass", "secret", "token", "key", "cred", "auth", "dsn", "_url", "pwd", "cookie",
 )  # fmt: skip
 
 
