@@ -108,3 +108,12 @@ def test_resume_from_a_named_step(tmp_path: Path) -> None:
     again = run_cli(tmp_path, "resume", deployment_id, "--from", "write_env_again")
     assert again.returncode == 2  # completed: its secrets are gone and must be given again
     assert "DJANGO_SECRET_KEY" in again.stderr
+
+
+def test_abandoning_drops_the_kept_secrets(tmp_path: Path) -> None:
+    deployment_id, _, _ = _deploy(tmp_path)
+    kept = tmp_path / "home" / "deployments" / f"{deployment_id}.secrets"
+    assert kept.exists()
+    result = run_cli(tmp_path, "abandon", deployment_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not kept.exists()
