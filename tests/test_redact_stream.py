@@ -35,6 +35,8 @@ REGISTERED = "canary-registered-7f3a9c"
 SECRET_TEXTS = [
     ("SECRET_KEY = 'django-insecure-x(7)&=q+z#w'", "django-insecure-x(7)&=q+z#w"),
     ("DJANGO_SECRET_KEY=k3y-v4lue-0042", "k3y-v4lue-0042"),
+    ("secret_key = b'bytes-k3y-0043'", "bytes-k3y-0043"),
+    ('SECRET_KEY = "has\'quote-0044"', "quote-0044"),
     ('{"db_password": "pw with spaces"}', "pw with spaces"),
     ("clone https://ghp_abcdefghijklmnopqrstuvwxyz0123@git.example.com/r.git", "ghp_abcdefghij"),
     ("https://anytokenvalue42@example.com/x.git", "anytokenvalue42"),
@@ -183,3 +185,7 @@ def test_a_registered_value_over_several_lines_is_masked_when_streamed() -> None
     streamed = _stream(text, [10, 30])
     assert "line-of-secret" not in streamed
     assert redact(text) == f"before\n{MASK}\nafter\n"
+
+
+def test_an_unterminated_quoted_value_is_masked_to_the_line_end() -> None:
+    assert redact("SECRET_KEY = 'unterminated-0045\nnext") == f"SECRET_KEY = '{MASK}\nnext"

@@ -71,7 +71,8 @@ PATTERNS, NAMES = _load()
 #: on one line; the value is masked when the name looks secret (:data:`NAMES`)
 _ASSIGNMENT = re.compile(
     r"(?P<name>\b[A-Za-z_][A-Za-z0-9_.\-]*)(?P<sep>[\"']?[ \t]*(?::|=>?|:=)[ \t]*)"
-    r"(?:(?P<q>[\"'])(?P<quoted>[^\"'\n]*)(?P=q)|(?P<bare>[^\s\"']+))"
+    r"(?:(?P<pre>[bBrRuUfF]{0,2})(?P<q>[\"'])(?P<quoted>(?:(?!(?P=q))[^\n])*)(?P<close>(?P=q)|(?=\n)|\Z)"
+    r"|(?P<bare>[^\s\"']+))"
 )
 _ASSIGNMENT_TRIGGERS = (
     "pass", "secret", "token", "key", "cred", "auth", "dsn", "_url", "pwd", "cookie",
@@ -82,8 +83,10 @@ def _mask_assignment(match: re.Match[str]) -> str:
     value = match.group("quoted") if match.group("q") else match.group("bare")
     if not NAMES.match(match.group("name")) or value.lower() in NAMES.placeholders or not value:
         return match.group(0)
-    quote = match.group("q") or ""
-    return f"{match.group('name')}{match.group('sep')}{quote}{MASK}{quote}"
+    if not match.group("q"):
+        return f"{match.group('name')}{match.group('sep')}{MASK}"
+    opened = match.group("pre") + match.group("q")
+    return f"{match.group('name')}{match.group('sep')}{opened}{MASK}{match.group('close')}"
 
 
 _lock = threading.Lock()
