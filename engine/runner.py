@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import CommandError
-from aideploy.core.redact import is_registered_secret, is_secret_key, redact
+from aideploy.core.redact import StreamRedactor, is_registered_secret, is_secret_key, redact
 from aideploy.core.result import Result
 from aideploy.engine.connectors.base import Connector, Process, Stream
 from aideploy.engine.responders import PROMPT_LIKE, Responder
@@ -73,6 +73,8 @@ class _StreamState:
         default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace")
     )
     partial: str = ""
+    #: complete lines go through it: a key block or token split across reads is still masked
+    redactor: StreamRedactor = field(default_factory=StreamRedactor)
 
 
 class Runner:
@@ -230,13 +232,21 @@ class Runner:
         if state.partial:
             self._emit(state, stream, state.partial.rstrip("\r"))
             state.partial = ""
+        self._release(state, stream, state.redactor.flush())
 
     def _emit(self, state: _StreamState, stream: Stream, line: str) -> None:
         self._emit_block(state, stream, [line])
 
     def _emit_block(self, state: _StreamState, stream: Stream, lines: list[str]) -> None:
-        # redact a whole block at once: one regex pass per chunk, not per line
-        block = redact("\n".join(line.rstrip("\r") for line in lines))
+        # redact a whole block at once: one regex pass per chunk, not per line; the redactor
+        # holds back the lines of a private key block until its end arrived
+        text = "".join(line.rstrip("\r") + "\n" for line in lines)
+        self._release(state, stream, state.redactor.feed(text))
+
+    def _release(self, state: _StreamState, stream: Stream, text: str) -> None:
+        if not text:
+            return
+        block = text[:-1] if text.endswith("\n") else text
         state.tail.add_block(block)
         if self.on_line is not None:
             for clean in block.split("\n"):

@@ -1,4 +1,5 @@
-"""Secret environment values never reach the target's process list (over SSH and in a session)."""
+"""Environment values never reach the target's process list (over SSH and in a session), secret
+-looking or not: they travel on the command's input."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aideploy.core.redact import forget_secrets, register_secret
+from aideploy.core.redact import MASK, forget_secrets, register_secret
 from aideploy.engine.connectors.session import SessionConnector
 from aideploy.engine.runner import Runner
 from tests.support.sshd import SSHServer
@@ -45,8 +46,15 @@ def test_secret_env_not_in_process_list(sshd: SSHServer, session: bool) -> None:
     scanner.start()
     try:
         result = runner.run(
-            'sleep 1; test "$DB_PASSWORD" = "$EXPECTED" && echo same; echo "plain=$PLAIN"',
-            env={"DB_PASSWORD": SECRET, "EXPECTED": SECRET, "PLAIN": "visible"},
+            'sleep 1; test "$DB_PASSWORD" = "$EXPECTED" && echo same; echo "plain=$PLAIN"; '
+            "printf 'q=%s|' \"$Q\"",
+            # PLAIN is neither registered nor secret-looking, and still not in the process list
+            env={
+                "DB_PASSWORD": SECRET,
+                "EXPECTED": SECRET,
+                "PLAIN": f"{SECRET}-x",
+                "Q": "a; b'c\nd",
+            },
         )
         hidden_files = runner.run('ls "$HOME/.aideploy/env" | wc -l').stdout.strip()
         runner.close()
@@ -57,6 +65,7 @@ def test_secret_env_not_in_process_list(sshd: SSHServer, session: bool) -> None:
         target.close()
         forget_secrets()
     assert result.ok, result
-    assert "same" in result.stdout and "plain=visible" in result.stdout
+    assert "same" in result.stdout and f"plain={MASK}-x" in result.stdout
+    assert "q=a; b'c\nd|" in result.stdout
     assert found == [], found[:1]
-    assert int(hidden_files) >= 1 and left == "0"
+    assert hidden_files == left == "0"  # nothing written to the target either

@@ -12,7 +12,7 @@ import click
 
 from aideploy.cli.options import DEFAULT_CONFIG, settings
 from aideploy.core.errors import UsageError
-from aideploy.core.redact import is_secret_key, register_secret
+from aideploy.core.redact import register_found
 from aideploy.services.config import Config, default_config, load_config
 
 log = logging.getLogger("aideploy.cli")
@@ -37,14 +37,13 @@ def secret_prompt() -> Callable[[str], str] | None:
 
 
 def parse_sets(values: tuple[str, ...]) -> dict[str, str]:
-    """``--set KEY=VALUE`` options as a dict; values of secret-looking keys are registered
-    (masked wherever they would be shown)."""
+    """``--set KEY=VALUE`` options as a dict; values of secret-looking keys and URL credentials
+    are registered (masked wherever they would be shown; kept for resume in a private file)."""
     out = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE")
-        if is_secret_key(key):
-            register_secret(value)  # masked in output; stored as *** (prefer --secret-env)
         out[key] = value
+    register_found(out)
     return out

@@ -95,6 +95,20 @@ def deploy(**options: Any) -> None:
 @click.command()
 @click.argument("deployment_id")
 @click.option("--kb", metavar="PATH_OR_URL", envvar="AIDEPLOY_KB", help="Knowledge base.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Plan variable to give again or correct (a secret the deployment was started with is "
+    "kept for it; one it lacks must be given here).",
+)
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    help="Restart at this step (by name) instead of the first unfinished one.",
+)
 def resume(**options: Any) -> None:
     """Continue a deployment from its first unfinished step."""
     from aideploy.cli import deploy_actions  # its work, loaded when it runs

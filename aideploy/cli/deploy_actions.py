@@ -18,9 +18,10 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.redact import MASK, is_secret_key, redact
+from aideploy.engine import kept_secrets
 from aideploy.engine.plan import require_variables
 from aideploy.engine.preview import Verdict
-from aideploy.engine.state import DeploymentState, DeploymentStatus
+from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
 from aideploy.services import check as check_service
 from aideploy.services import deploy as deploy_service
 from aideploy.services import rollback as rollback_service
@@ -210,10 +211,15 @@ def _print_dry_run(plan: Any, target: Target) -> None:
             click.echo(f"    verify: {step.verify}")
 
 
-def _resume(deployment_id: str, kb: str | None) -> None:
+def _resume(
+    deployment_id: str,
+    kb: str | None,
+    sets: tuple[str, ...] = (),
+    from_step: str | None = None,
+) -> None:
 
     state = DeploymentState.load(deployment_id)
-    if state.status is DeploymentStatus.COMPLETED:
+    if state.status is DeploymentStatus.COMPLETED and from_step is None:
         say(f"Deployment {deployment_id} already completed; nothing to resume.")
         return
     if state.status is DeploymentStatus.ABANDONED:
@@ -228,19 +234,54 @@ def _resume(deployment_id: str, kb: str | None) -> None:
         plan_spec=str(opts.get("plan_spec", state.plan)),
         target=target,
         config=current_config(),
-        env=dict(opts.get("env", {})),
+        env=_resumed_env(deployment_id, dict(opts.get("env", {})), parse_sets(sets)),
         kb=kb if kb is not None else opts.get("kb"),
         mode=str(opts.get("mode", "default")),
         secret_env=tuple(opts.get("secret_env", ())),
     )
+    state.options["env"] = dict(request.env)  # --set changes kept (secrets masked on save)
+    if from_step is not None:
+        _restart_from(state, from_step)
     index = state.first_unfinished()
     say(f"Resuming {deployment_id} at step {index + 1}/{state.total_steps}")
     _run(request, state, request.mode)
 
 
-def run_resume(deployment_id: str, kb: str | None) -> None:
+def _resumed_env(
+    deployment_id: str, stored: dict[str, str], given: dict[str, str]
+) -> dict[str, str]:
+    """The variables a resumed deployment runs with: the state's, the secrets kept beside it,
+    then ``--set``. A value the state holds masked and nothing gives back is an error."""
+    env = {**stored, **kept_secrets.load(deployment_id), **given}
+    missing = sorted(k for k, v in env.items() if MASK in v and MASK in stored.get(k, ""))
+    if missing:
+        names = ", ".join(missing)
+        raise UsageError(
+            f"deployment {deployment_id} needs the secret value of {names}, which is not kept: "
+            f"give it again with --set {missing[0]}=VALUE"
+        )
+    return env
+
+
+def _restart_from(state: DeploymentState, name: str) -> None:
+    """Make step ``name`` and every step after it pending again."""
+    names = [step.name for step in state.steps]
+    if name not in names:
+        raise UsageError(
+            f"deployment {state.deployment_id} has no step {name!r} (steps: {', '.join(names)})"
+        )
+    for step in state.steps[names.index(name) :]:
+        step.status = StepStatus.PENDING
+    if state.status is DeploymentStatus.COMPLETED:
+        state.status = DeploymentStatus.FAILED
+        state.reason = f"restarted at step {name}"
+
+
+def run_resume(
+    deployment_id: str, kb: str | None, sets: tuple[str, ...] = (), from_step: str | None = None
+) -> None:
     """What ``aideploy resume`` does."""
-    _resume(deployment_id, kb)
+    _resume(deployment_id, kb, sets, from_step)
 
 
 def run_rollback(

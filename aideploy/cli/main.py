@@ -119,11 +119,16 @@ def _debug_log(exc: BaseException) -> Path | None:
     try:
         path = paths.private_home("logs") / "debug.log"
         with open_private(path) as handle:
-            handle.write(f"--- {datetime.now().isoformat()} {sys.argv!r}\n")
+            handle.write(redact(f"--- {datetime.now().isoformat()} {sys.argv!r}\n"))
             handle.write(redact("".join(traceback.format_exception(exc))))
         return path
     except OSError:
         return None
+
+
+def _print_traceback(exc: BaseException) -> None:
+    """``--debug``: the traceback on stderr, redacted like every other output."""
+    click.echo(redact("".join(traceback.format_exception(exc))).rstrip("\n"), err=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     except AideployError as exc:
         _debug_log(exc)
         if debug:
-            traceback.print_exc()
+            _print_traceback(exc)
         click.echo(f"error: {redact(str(exc))}", err=True)
         exit_with(exc.exit_code)
     except KeyboardInterrupt:
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         where = _debug_log(exc)
         if debug:
-            traceback.print_exc()
+            _print_traceback(exc)
         hint = f" (traceback in {where})" if where else ""
         click.echo(f"internal error: {type(exc).__name__}: {redact(str(exc))}{hint}", err=True)
         exit_with(70)

@@ -21,6 +21,7 @@ from msgspec import Meta
 
 from aideploy.core.errors import ConfigError
 from aideploy.core.inputs import MAX_NESTING, check_regular, decode_within_nesting
+from aideploy.core.redact import register_found
 from aideploy.core.schema import (
     Port,
     check_domain,
@@ -238,6 +239,7 @@ def load_config(path: Path) -> Config:
         raise ConfigError(
             f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}"
         ) from None
+    register_found(data)  # secret-looking fields and URL credentials: masked wherever shown
     return parse_config(data, path.name)
 
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from aideploy.core.clock import Clock, SystemClock
 from aideploy.core.errors import ConfigError, StepFailed
 from aideploy.core.events import EventSink
-from aideploy.core.redact import is_secret_key, register_secret
-from aideploy.engine import audit, metrics, notify
+from aideploy.core.redact import register_found, register_secret
+from aideploy.engine import audit, kept_secrets, metrics, notify
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.executor import Executor
 from aideploy.engine.logs import DeploymentLog
@@ -97,9 +97,8 @@ def prepare_plan(plan_spec: str, env: Mapping[str, str], deployment_id: str) -> 
     """The plan with its variables; values of secret-looking names (``DB_PASSWORD``, ``*_TOKEN``)
     a plan file sets are registered, so they are masked wherever they would be shown."""
     plan = load_plan(plan_spec)
-    for key, value in plan.env.items():
-        if is_secret_key(key):
-            register_secret(value)
+    register_found(dict(plan.env))
+    register_found(dict(env))
     return with_env(plan, {**env, "DEPLOYMENT_ID": deployment_id})
 
 
@@ -129,6 +128,7 @@ def run(
     target = request.target.describe()
     resumed = state.status is not DeploymentStatus.PENDING
     notifier = notify.Notifier(config.notifications)
+    kept_secrets.save(state.deployment_id, request.env)  # what resume needs, never in the state
     with DeploymentLog(state.deployment_id, target) as dlog:
         state.options["log"] = str(dlog.files.human)
         started = time.monotonic()
@@ -196,6 +196,8 @@ def run(
                 except Exception as exc:  # the connection may be gone; never hide the result
                     log.warning("could not remove private files on the target: %s", exc)
             connector.close()
+            if state.status is DeploymentStatus.COMPLETED:
+                kept_secrets.remove(state.deployment_id)
             notifier.finished(state, target)
             notifier.close()
             audit.try_record(

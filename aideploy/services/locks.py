@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from aideploy.core.errors import AideployError, LockError, StateError, UsageError
-from aideploy.engine import audit
+from aideploy.engine import audit, kept_secrets
 from aideploy.engine.plan import StepContext
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
 from aideploy.services.compose import target_runner
@@ -104,6 +104,7 @@ def abandon(
             step.ended_at = step.ended_at or state.end_time
     state.owner = {}
     state.save()
+    kept_secrets.remove(deployment_id)
     result = Abandoned(state, [_give_back(config, state, ask_secret)])
     audit.try_record(
         "abandon",

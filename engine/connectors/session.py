@@ -16,8 +16,9 @@ Opening a shell costs the login user's start-up files (``.bashrc`` with pyenv/nv
 * the command's stdin is a FIFO made for it in a private 0700 directory and opened read-write by
   the shell (nothing blocks); answers to prompts reach it through a separate ``cat > fifo``
   process, so an answer can never be read as a command by the session shell;
-* environment variables are ``export``-ed inside the ``bash -c`` only: nothing leaks into the
-  session.
+* environment variables are ``export``-ed by a subshell of the session shell that then becomes
+  the command: the values travel in the shell's input, never in a command line (the target's
+  process list), and nothing leaks into the session.
 
 If the shell dies, the next :meth:`SessionConnector.start` opens a new one.
 """
@@ -39,7 +40,8 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def export_prefix(env: Mapping[str, str] | None) -> str:
-    """``export K=V; `` pairs, values quoted, to put in front of a shell command."""
+    """``export K=V; `` pairs, values quoted, for a shell that reads them from its input (never
+    for a command line: the values would show in the target's process list)."""
     if not env:
         return ""
     parts = []
@@ -48,6 +50,23 @@ def export_prefix(env: Mapping[str, str] | None) -> str:
             raise CommandError(f"invalid environment variable name: {key!r}")
         parts.append(f"export {key}={shlex.quote(value)}; ")
     return "".join(parts)
+
+
+def stdin_env(env: Mapping[str, str] | None) -> tuple[str, bytes]:
+    """How a command started by a plain shell (``sh -c``) gets ``env`` without a command line
+    holding the values: a prologue that reads ``export`` lines from standard input up to a random
+    end line and evaluates them, and the bytes to send first on that input. The shell's ``read``
+    takes one line at a time, so the command's own input is left untouched after it."""
+    if not env:
+        return "", b""
+    end = f"__aideploy_env_end_{secrets.token_hex(8)}"
+    lines = "".join(export_prefix({key: value}) + "\n" for key, value in env.items())
+    prologue = (
+        "__ad_e=; while IFS= read -r __ad_l; do "
+        f'[ "$__ad_l" = {end} ] && break; __ad_e="$__ad_e$__ad_l\n"; done; '
+        'eval "$__ad_e"; unset __ad_e __ad_l; '
+    )
+    return prologue, (lines + end + "\n").encode()
 
 
 def group_kill_command(pgid: int, grace: float = 2.0) -> str:
@@ -219,6 +238,8 @@ class SessionProcess(Process):
 class SessionConnector(Connector):
     """Runs every command in one long-lived shell started through ``inner``."""
 
+    env_in_command = False  # environment values travel on the input, never a command line
+
     def __init__(
         self,
         inner: Connector,
@@ -323,7 +344,6 @@ class SessionConnector(Connector):
         self.inner.close()
 
     def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SessionProcess:
-        body = export_prefix(env) + command
         shell = self._ensure_shell()
         self._counter += 1
         number = self._counter
@@ -339,7 +359,10 @@ class SessionConnector(Connector):
             script += f"rm -f {directory}/in.*; mkfifo {names}\n"
         script += (
             f"exec 3<>{quoted_fifo}\n"
-            f"setsid bash --norc -c {shlex.quote(body)} <&3 3<&- &\n"
+            # the values are exported by the subshell, read from the session's input: never in
+            # the command line of any process
+            f"( {export_prefix(env)}exec setsid bash --norc -c {shlex.quote(command)} ) "
+            "<&3 3<&- &\n"
             f"__ad_pid=$!; printf '{tag}:PID:%s\\n' \"$__ad_pid\" >&2\n"
             f'wait "$__ad_pid"; __ad_rc=$?; exec 3<&-\n'
             f"printf '{tag}:END:%s\\n' \"$__ad_rc\"; printf '{tag}:END:%s\\n' \"$__ad_rc\" >&2\n"

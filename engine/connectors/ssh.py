@@ -46,7 +46,7 @@ from aideploy.core.errors import (
 from aideploy.core.inputs import check_regular
 from aideploy.core.settings import SSH_DEFAULTS
 from aideploy.engine.connectors.base import Chunk, Connector, Process
-from aideploy.engine.connectors.session import export_prefix, group_kill_command
+from aideploy.engine.connectors.session import group_kill_command, stdin_env
 from aideploy.engine.connectors.ssh_config import read_ssh_config
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
 
@@ -177,6 +177,8 @@ class SSHConnector(Connector):
     ProxyJump are honoured). Keys are tried in this order: ``key_filename``, ssh-agent,
     IdentityFile entries, the default ``~/.ssh/id_*`` files; then ``password``.
     """
+
+    env_in_command = False  # environment values travel on the input, never a command line
 
     def __init__(
         self,
@@ -482,10 +484,13 @@ class SSHConnector(Connector):
                 raise CommandError(f"cannot open a channel to {self.host}: {exc}") from exc
 
     def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SSHProcess:
-        wrapped = f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
+        prologue, values = stdin_env(env)  # values on stdin: never in the process list
+        wrapped = f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {prologue}{command}"
         channel = self._open_channel()
         try:
             channel.exec_command(wrapped)
+            if values:
+                channel.sendall(values)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
             raise CommandError(f"cannot start command on {self.host}: {exc}") from exc

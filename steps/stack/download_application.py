@@ -6,10 +6,12 @@ verified and already at the wanted commit, the step is done and the release step
 skipped too.
 
 A token for a private repository comes from ``GIT_TOKEN_ENV`` (the name of a variable in
-aideploy's own environment) or ``GIT_TOKEN_FILE`` (a file on aideploy's machine). It is sent over
-SFTP into a private temporary directory on the server, read there by a credential helper given
-with ``git -c`` (so it is never in the URL, a command line, ``.git/config`` or the logs) and
-removed right after.
+aideploy's own environment), ``GIT_TOKEN_FILE`` (a file on aideploy's machine) or the credentials
+of ``APP_REPO`` itself (``https://TOKEN@host/...``, ``https://user:TOKEN@host/...``). It is sent
+over SFTP into a private temporary directory on the server, read there by a credential helper
+given with ``git -c`` (so it is never in the URL, a command line, ``.git/config`` or the logs)
+and removed right after: the server's ``git`` only ever sees ``APP_REPO`` without its user part,
+and that is the cache's configured origin.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from aideploy.core.errors import ConfigError
 from aideploy.core.redact import register_secret
@@ -30,7 +34,7 @@ GIT = r"""
 git_() {
   if [ -n "${TOKEN_FILE:-}" ]; then
     GIT_TERMINAL_PROMPT=0 git -c credential.helper= \
-      -c 'credential.helper=!f() { test "$1" = get || exit 0; echo "username=$GIT_USERNAME"; printf "password=%s\n" "$(cat "$TOKEN_FILE")"; }; f' "$@"
+      -c 'credential.helper=!f() { test "$1" = get || exit 0; if [ -n "${USER_FILE:-}" ]; then printf "username=%s\n" "$(cat "$USER_FILE")"; else echo "username=$GIT_USERNAME"; fi; printf "password=%s\n" "$(cat "$TOKEN_FILE")"; }; f' "$@"
   else
     GIT_TERMINAL_PROMPT=0 git "$@"
   fi
@@ -79,7 +83,30 @@ echo "release $DEPLOYMENT_ID: $APP_REF at $sha"
 )
 
 
-def _token(ctx: StepContext) -> str | None:
+@dataclass(frozen=True)
+class Credentials:
+    """What the credential helper answers: ``user`` (None: ``GIT_USERNAME``) and ``token``."""
+
+    token: str
+    user: str | None = None
+
+
+def split_credentials(repo: str) -> tuple[str, Credentials | None]:
+    """``APP_REPO`` without its user part, and the credentials that part held. A login name in
+    an ``ssh://`` URL is not a credential and stays; scp-like ``git@host:path`` has none."""
+    parts = urlsplit(repo)
+    if parts.scheme in ("", "ssh", "git+ssh", "ssh+git", "file") or "@" not in parts.netloc:
+        return repo, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    clean = urlunsplit(parts._replace(netloc=host))
+    user, password = unquote(user), unquote(password)
+    if colon:
+        return clean, Credentials(token=password, user=user or None)
+    return clean, Credentials(token="", user=user) if user else None
+
+
+def _credentials(ctx: StepContext) -> Credentials | None:
     name = ctx.env.get("GIT_TOKEN_ENV", "")
     path = ctx.env.get("GIT_TOKEN_FILE", "")
     token = None
@@ -89,25 +116,34 @@ def _token(ctx: StepContext) -> str | None:
             raise ConfigError(f"GIT_TOKEN_ENV: {name} is not set in aideploy's environment")
     elif path:
         token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    if token:
-        register_secret(token)
-    return token or None
+    _, in_url = split_credentials(ctx.env.get("APP_REPO", ""))
+    found = Credentials(token) if token else in_url
+    if found is not None:
+        register_secret(found.token)
+        register_secret(found.user if not found.token else None)  # a token as the user part
+    return found
 
 
 @contextlib.contextmanager
 def token_on_server(ctx: StepContext) -> Iterator[dict[str, str]]:
-    """Extra env for the git commands: TOKEN_FILE (a 0600 file in a 0700 temp dir) if needed."""
-    token = _token(ctx)
-    if token is None:
-        yield {}
+    """Extra env for the git commands: ``APP_REPO`` without credentials, and TOKEN_FILE (and
+    USER_FILE) in a 0700 temporary directory when there are credentials."""
+    clean, _ = split_credentials(ctx.env.get("APP_REPO", ""))
+    found = _credentials(ctx)
+    if found is None:
+        yield {"APP_REPO": clean}
         return
     made = ctx.runner.run("mktemp -d /tmp/aideploy-git.XXXXXXXX", env=ctx.env, timeout=30)
     directory = made.stdout.strip()
     if not made.ok or not directory.startswith("/tmp/aideploy-git."):
         raise ConfigError(f"cannot make a private directory on the server: {made.tail(2)}")
     try:
-        ctx.connector.write_file(f"{directory}/token", token.encode(), mode=0o600)
-        yield {"TOKEN_FILE": f"{directory}/token"}
+        extra = {"APP_REPO": clean, "TOKEN_FILE": f"{directory}/token"}
+        ctx.connector.write_file(extra["TOKEN_FILE"], found.token.encode(), mode=0o600)
+        if found.user is not None:
+            extra["USER_FILE"] = f"{directory}/user"
+            ctx.connector.write_file(extra["USER_FILE"], found.user.encode(), mode=0o600)
+        yield extra
     finally:
         ctx.runner.run('rm -rf -- "$DIR"', env={**ctx.env, "DIR": directory}, timeout=30)
 

@@ -1,0 +1,70 @@
+"""The secret plan variables of a deployment, kept for ``resume`` beside its state.
+
+The state file never holds a secret: every value :func:`~aideploy.core.redact.redact_obj` would
+mask is stored there as ``***``. The real values a deployment was given (``--set`` values under a
+secret-looking name, a URL with credentials, a registered secret) go to
+``<home>/deployments/<id>.secrets``: a 0600 file in the 0700 deployments directory, written
+atomically, registered for redaction when read back, and removed once the deployment completed
+or was abandoned.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from aideploy.core import paths
+from aideploy.core.atomic import write_atomic
+from aideploy.core.errors import StateError
+from aideploy.core.private import FILE_MODE
+from aideploy.core.redact import redact_obj, register_secrets
+from aideploy.engine.state import state_path
+
+SUFFIX = ".secrets"
+
+
+def secrets_path(deployment_id: str) -> Path:
+    return state_path(deployment_id).with_suffix(SUFFIX)
+
+
+def secret_values(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables of ``env`` the state file stores masked: the ones resume needs from here."""
+    shown = redact_obj(dict(env))
+    assert isinstance(shown, dict)
+    return {key: value for key, value in env.items() if shown.get(key) != value}
+
+
+def save(deployment_id: str, env: Mapping[str, str]) -> None:
+    """Keep the secret values of ``env`` (nothing to keep: no file)."""
+    values = secret_values(env)
+    if not values:
+        remove(deployment_id)
+        return
+    paths.private_home("deployments")
+    text = json.dumps({"env": values}, indent=2, sort_keys=True) + "\n"
+    write_atomic(secrets_path(deployment_id), text.encode(), mode=FILE_MODE)
+
+
+def load(deployment_id: str) -> dict[str, str]:
+    """The values kept for ``deployment_id`` (registered for redaction); none if no file."""
+    path = secrets_path(deployment_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StateError(f"{path}: unreadable kept secrets: {type(exc).__name__}") from None
+    env = data.get("env") if isinstance(data, dict) else None
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+    ):
+        raise StateError(f"{path}: unreadable kept secrets")
+    register_secrets(env.values())
+    return dict(env)
+
+
+def remove(deployment_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        secrets_path(deployment_id).unlink()

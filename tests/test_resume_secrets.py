@@ -1,0 +1,119 @@
+"""Resume keeps the real secrets: the state file holds them masked, a 0600 file beside it holds
+the values, and a resumed deployment writes the real value into the app's environment. Without
+the file, resume names the missing secret; ``--set`` gives it back; ``--from`` restarts at a
+named step. The CLI runs as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+from tests.support.cli import run_cli
+
+CANARY = "dj-canary-5b0e9f1d7c"
+
+PLAN = """
+name = "app-env"
+
+[[steps]]
+name = "write_env"
+commands = ['printf "SECRET_KEY=%s\\\\n" "$DJANGO_SECRET_KEY" > "$APP_ENV"']
+
+[[steps]]
+name = "gate"
+description = "fails until the gate file exists"
+commands = ['test -e "$GATE"']
+
+[[steps]]
+name = "write_env_again"
+commands = ['printf "SECRET_KEY=%s\\\\n" "$DJANGO_SECRET_KEY" > "$APP_ENV"']
+"""
+
+
+def _deploy(tmp_path: Path) -> tuple[str, Path, Path]:
+    plan = tmp_path / "plan.toml"
+    plan.write_text(PLAN)
+    # no recovery attempts: the gate fails the deployment at once
+    (tmp_path / "ai_deployment_config.json").write_text('{"deployment": {"max_retries": 0}}')
+    app_env, gate = tmp_path / "app.env", tmp_path / "gate"
+    result = run_cli(
+        tmp_path,
+        "deploy",
+        "--local",
+        "--plan",
+        str(plan),
+        "--kb",
+        str(tmp_path / "kb.sqlite"),
+        "--set",
+        f"DJANGO_SECRET_KEY={CANARY}",
+        "--set",
+        f"APP_ENV={app_env}",
+        "--set",
+        f"GATE={gate}",
+    )
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert CANARY not in result.stdout + result.stderr
+    states = list((tmp_path / "home" / "deployments").glob("*.json"))
+    assert len(states) == 1
+    return states[0].stem, app_env, gate
+
+
+def test_a_resumed_deployment_writes_the_real_secret(tmp_path: Path) -> None:
+    deployment_id, app_env, gate = _deploy(tmp_path)
+    folder = tmp_path / "home" / "deployments"
+    state = json.loads((folder / f"{deployment_id}.json").read_text())
+    assert state["options"]["env"]["DJANGO_SECRET_KEY"] == "***"
+    kept = folder / f"{deployment_id}.secrets"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert json.loads(kept.read_text())["env"] == {"DJANGO_SECRET_KEY": CANARY}
+
+    gate.touch()
+    result = run_cli(tmp_path, "resume", deployment_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert app_env.read_text() == f"SECRET_KEY={CANARY}\n"
+    assert CANARY not in result.stdout + result.stderr
+    assert not kept.exists()  # completed: nothing kept any more
+    assert CANARY not in (folder / f"{deployment_id}.json").read_text()
+
+
+def test_a_missing_secret_is_named_and_set_gives_it_back(tmp_path: Path) -> None:
+    deployment_id, app_env, gate = _deploy(tmp_path)
+    (tmp_path / "home" / "deployments" / f"{deployment_id}.secrets").unlink()
+    gate.touch()
+
+    refused = run_cli(tmp_path, "resume", deployment_id)
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DJANGO_SECRET_KEY" in lines[0] and "--set" in lines[0]
+    assert "Traceback" not in refused.stderr
+
+    fresh = "dj-corrected-4a1c77e2"
+    result = run_cli(tmp_path, "resume", deployment_id, "--set", f"DJANGO_SECRET_KEY={fresh}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert app_env.read_text() == f"SECRET_KEY={fresh}\n"
+    assert fresh not in result.stdout + result.stderr
+
+
+def test_resume_from_a_named_step(tmp_path: Path) -> None:
+    deployment_id, app_env, gate = _deploy(tmp_path)
+    gate.touch()
+    unknown = run_cli(tmp_path, "resume", deployment_id, "--from", "no-such-step")
+    assert unknown.returncode == 2
+    assert "no-such-step" in unknown.stderr and "write_env" in unknown.stderr
+    app_env.write_text("changed\n")
+    result = run_cli(tmp_path, "resume", deployment_id, "--from", "gate")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert app_env.read_text() == f"SECRET_KEY={CANARY}\n"  # write_env_again ran, not write-env
+    again = run_cli(tmp_path, "resume", deployment_id, "--from", "write_env_again")
+    assert again.returncode == 2  # completed: its secrets are gone and must be given again
+    assert "DJANGO_SECRET_KEY" in again.stderr
+
+
+def test_abandoning_drops_the_kept_secrets(tmp_path: Path) -> None:
+    deployment_id, _, _ = _deploy(tmp_path)
+    kept = tmp_path / "home" / "deployments" / f"{deployment_id}.secrets"
+    assert kept.exists()
+    result = run_cli(tmp_path, "abandon", deployment_id)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not kept.exists()
