@@ -1,0 +1,131 @@
+"""One knowledge base and one ranker for every host of a fleet run.
+
+The hosts of a run deploy in parallel threads; they share one ranker, so what one host learns
+(an outcome recorded the moment it is decided) is what the next host's ranking sees, and one
+knowledge-base writer. Every call into the ranker and every write into the knowledge base goes
+through one lock: SQLite takes one writer at a time anyway, and the ranker's tallies are not
+thread-safe.
+
+On top of the ranker's own learning, a recovery that fixed a failure on one host of the run is
+put first for the same failure (same signature) on every later host, with a reason that says
+where it was learned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+
+from aideploy.core.events import Event, EventSink
+from aideploy.core.recovery import Candidate, Failure, Outcome
+from aideploy.core.result import Result
+from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
+from aideploy.knowledge.recorder import KnowledgeRecorder
+from aideploy.knowledge.store import KnowledgeBase
+
+#: how a candidate put first by what this run learned is marked (``decided_by``)
+LEARNED_IN_RUN = "run"
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A recovery that fixed a failure on one host of the run."""
+
+    host: str
+    step: str
+    error_class: str
+    strategy: str
+    signature: str
+
+
+class SharedLearning:
+    def __init__(self, knowledge: KnowledgeBase, build: Callable[[], RecoveryAdvisor]) -> None:
+        self.knowledge = knowledge
+        self._lock = threading.RLock()
+        self._advisor = LazyAdvisor(build)
+        self._recorder = KnowledgeRecorder(knowledge)
+        self._fixes: dict[str, Learned] = {}
+        self.learned: list[Learned] = []
+
+    def advisor(self, host: str) -> RecoveryAdvisor:
+        """The advisor one host's deployment talks to."""
+        return _HostAdvisor(self, host)
+
+    def recorder(self) -> EventSink:
+        """The knowledge-base sink every host's deployment publishes to."""
+        return _LockedSink(self._recorder, self._lock)
+
+    def fix_for(self, signature: str) -> Learned | None:
+        with self._lock:
+            return self._fixes.get(signature)
+
+    def learned_on(self, host: str) -> list[Learned]:
+        with self._lock:
+            return [entry for entry in self.learned if entry.host == host]
+
+
+class _LockedSink:
+    def __init__(self, sink: EventSink, lock: threading.RLock) -> None:
+        self._sink = sink
+        self._lock = lock
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            self._sink.publish(event)
+
+
+class _HostAdvisor:
+    """The shared advisor, seen from one host: calls are serialized; a fix learned on another
+    host of the run goes first."""
+
+    def __init__(self, shared: SharedLearning, host: str) -> None:
+        self._shared = shared
+        self._host = host
+
+    def detect(self, step: str, result: Result) -> Failure:
+        with self._shared._lock:
+            return self._shared._advisor.detect(step, result)
+
+    def candidates(self, failure: Failure, *, exclude: Collection[str] = ()) -> list[Candidate]:
+        shared = self._shared
+        with shared._lock:
+            ranked = shared._advisor.candidates(failure, exclude=exclude)
+            fix = shared._fixes.get(failure.signature)
+        if fix is None or fix.strategy in exclude:
+            return ranked
+        top = max((c.score for c in ranked), default=1.0)
+        first = Candidate(
+            fix.strategy,
+            top,
+            f"fixed the same failure on {fix.host} earlier in this run",
+            LEARNED_IN_RUN,
+        )
+        return [first, *(c for c in ranked if c.strategy != fix.strategy)]
+
+    def record(
+        self,
+        failure: Failure,
+        strategy: str,
+        outcome: Outcome,
+        *,
+        duration: float,
+        decided_by: str,
+        deployment_id: str | None = None,
+    ) -> None:
+        shared = self._shared
+        with shared._lock:
+            shared._advisor.record(
+                failure,
+                strategy,
+                outcome,
+                duration=duration,
+                decided_by=decided_by,
+                deployment_id=deployment_id,
+            )
+            if outcome is Outcome.RECOVERED and failure.signature not in shared._fixes:
+                entry = Learned(
+                    self._host, failure.step, failure.error_class, strategy, failure.signature
+                )
+                shared._fixes[failure.signature] = entry
+                shared.learned.append(entry)
