@@ -117,10 +117,13 @@ def run(
     *,
     clock: Clock | None = None,
     shared: SharedLearning | None = None,
+    completed: Callable[[Plan, StepContext], None] | None = None,
 ) -> DeploymentState:
     """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure.
 
-    In a fleet run, ``shared`` is the run's one knowledge base and ranker."""
+    In a fleet run, ``shared`` is the run's one knowledge base and ranker, and ``completed`` is
+    called with the plan and the steps' context when the deployment completed, while its connection is still
+    open (the run's health check)."""
     plan = prepare_plan(
         request.plan_spec, {**request.env, **request.secrets()}, state.deployment_id
     )
@@ -205,6 +208,8 @@ def run(
                 raise
             if final.status is DeploymentStatus.FAILED and plan.on_failed is not None:
                 _after_failure(plan, ctx)  # ended without an error, but not every step finished
+            if final.status is DeploymentStatus.COMPLETED and completed is not None:
+                completed(plan, ctx)
             return final
         finally:
             if runner is not None:

@@ -40,7 +40,7 @@ from aideploy.engine.fleet_state import (
     RunStatus,
     new_run_id,
 )
-from aideploy.engine.plan import StepContext
+from aideploy.engine.plan import Check, Plan, StepContext
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
 from aideploy.services import compose
 from aideploy.services import deploy as deploy_service
@@ -201,11 +201,29 @@ def run_fleet(
         raise UsageError(f"--forks {forks}: must be at least 1")
     size = amount(request.rollout.batch, total, "--batch", minimum=1) or total
     allowed = amount(request.rollout.max_fail, total, "--max-fail", minimum=0) or 0
-    todo = [h for h in run.hosts if h.result is not HostResult.OK]
-    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    own = shared is None
     if shared is None:
         knowledge = compose.open_knowledge(request.kb)
         shared = SharedLearning(knowledge, lambda: compose.build_ranker(knowledge, request.config))
+    try:
+        return _rollout(run, request, display, shared, size, allowed)
+    finally:
+        if own:
+            shared.close()
+
+
+def _rollout(
+    run: RunState,
+    request: FleetRequest,
+    display: FleetDisplay,
+    shared: SharedLearning,
+    size: int,
+    allowed: int,
+) -> RunState:
+    total = len(run.hosts)
+    forks = request.rollout.forks
+    todo = [h for h in run.hosts if h.result is not HostResult.OK]
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     run.status = RunStatus.RUNNING
     run.reason = None
     run.end_time = None
@@ -285,15 +303,27 @@ def _deploy_host(
         host_name=host.name,
     )
     state: DeploymentState | None = None
+    checked: list[str | None] = []
+
+    def check(plan: Plan, ctx: StepContext) -> None:  # on the deployment's own connection
+        display(host.name, "health")
+        checked.append(health_of(plan.health, ctx))
+
     try:
         state = _state_for(host, dreq)
         if state.status is not DeploymentStatus.COMPLETED:
-            run.save()
             state = deploy_service.run(
-                dreq, state, deploy_service.Operator(progress=progress), shared=shared
+                dreq,
+                state,
+                deploy_service.Operator(progress=progress),
+                shared=shared,
+                completed=check,
             )
-        display(host.name, "health")
-        problem = health_problem(dreq, state)
+        if checked:
+            problem = checked[0]
+        else:  # completed before (a resumed run): check it on a connection of its own
+            display(host.name, "health")
+            problem = health_problem(dreq, state)
         host.result = HostResult.UNHEALTHY if problem else HostResult.OK
         host.reason = problem
         if problem:
@@ -340,15 +370,25 @@ def health_problem(request: deploy_service.DeployRequest, state: DeploymentState
     )
     if plan.health is None:
         return None
-    config = request.config
-    with compose.target_runner(config, request.target) as runner:
-        if isinstance(plan.health, str):
-            result = runner.run(plan.health, env=plan.env)
+    with compose.target_runner(request.config, request.target) as runner:
+        ctx = StepContext(runner, runner.connector, plan.env, state.deployment_id, {})
+        return health_of(plan.health, ctx)
+
+
+def health_of(check: Check, ctx: StepContext) -> str | None:
+    """Run a plan's health check on the context's target; None when it passes (or the plan has
+    none), else why not."""
+    if check is None:
+        return None
+    try:
+        if isinstance(check, str):
+            result = ctx.runner.run(check, env=ctx.env)
             if result.ok:
                 return None
             return f"health check failed (exit {result.exit_code}): {result.tail(2)}"
-        ctx = StepContext(runner, runner.connector, plan.env, state.deployment_id, {})
-        return None if plan.health(ctx) else "health check failed"
+        return None if check(ctx) else "health check failed"
+    except AideployError as exc:
+        return f"health check could not run: {exc}"
 
 
 def _summarise(host: HostRun, state: DeploymentState) -> None:

@@ -9,13 +9,21 @@ thread-safe.
 On top of the ranker's own learning, a recovery that fixed a failure on one host of the run is
 put first for the same failure (same signature) on every later host, with a reason that says
 where it was learned.
+
+The knowledge base is written by one writer thread: hosts hand their events to a queue and go
+on (a host never waits for another host's write); :meth:`SharedLearning.close` writes what is
+left and stops the thread. For SQLite one connection stays open for the run, so the many short
+write transactions do not each end with a checkpoint of the write-ahead log.
 """
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 
 from aideploy.core.events import Event, EventSink
 from aideploy.core.recovery import Candidate, Failure, Outcome
@@ -23,6 +31,8 @@ from aideploy.core.result import Result
 from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
 from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.knowledge.store import KnowledgeBase
+
+log = logging.getLogger("aideploy.fleet")
 
 #: how a candidate put first by what this run learned is marked (``decided_by``)
 LEARNED_IN_RUN = "run"
@@ -47,14 +57,50 @@ class SharedLearning:
         self._recorder = KnowledgeRecorder(knowledge)
         self._fixes: dict[str, Learned] = {}
         self.learned: list[Learned] = []
+        self._queue: queue.Queue[Event | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
+        self._keeper: Any = None
+
+    def __enter__(self) -> SharedLearning:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                with self._lock:
+                    self._recorder.publish(event)
+            except Exception as exc:  # one lost record never stops the run
+                log.error("the knowledge base could not take %s: %s", type(event).__name__, exc)
+
+    def close(self) -> None:
+        """Write every event still queued, then stop the writer."""
+        if self._writer is not None:
+            self._queue.put(None)
+            self._writer.join()
+            self._writer = None
+        if self._keeper is not None:
+            self._keeper.close()
+            self._keeper = None
 
     def advisor(self, host: str) -> RecoveryAdvisor:
         """The advisor one host's deployment talks to."""
         return _HostAdvisor(self, host)
 
     def recorder(self) -> EventSink:
-        """The knowledge-base sink every host's deployment publishes to."""
-        return _LockedSink(self._recorder, self._lock)
+        """The knowledge-base sink every host's deployment publishes to (queued to the one
+        writer thread, started on first use)."""
+        with self._lock:
+            if self._writer is None:
+                if self.knowledge.dialect == "sqlite":
+                    self._keeper = self.knowledge.engine.connect()
+                self._writer = threading.Thread(
+                    target=self._write, name="aideploy-kb-writer", daemon=True
+                )
+                self._writer.start()
+        return _QueuedSink(self._queue)
 
     def fix_for(self, signature: str) -> Learned | None:
         with self._lock:
@@ -65,14 +111,12 @@ class SharedLearning:
             return [entry for entry in self.learned if entry.host == host]
 
 
-class _LockedSink:
-    def __init__(self, sink: EventSink, lock: threading.RLock) -> None:
-        self._sink = sink
-        self._lock = lock
+class _QueuedSink:
+    def __init__(self, to: queue.Queue[Event | None]) -> None:
+        self._queue = to
 
     def publish(self, event: Event) -> None:
-        with self._lock:
-            self._sink.publish(event)
+        self._queue.put(event)
 
 
 class _HostAdvisor:
