@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,8 @@ class Bench:
         self.config = work / "config.json"
         self.config.write_text(json.dumps({"ssh": {"known_hosts": str(self.known), "timeout": 30}}))
         self.runs = 0
+        #: CPU seconds (user + system) each tool's processes used, summed over its runs
+        self.cpu: dict[str, float] = {}
 
     def hosts(self, n: int, key: str, tool: str) -> list[dict[str, object]]:
         self.runs += 1
@@ -115,9 +118,14 @@ class Bench:
         else:
             args = [sys.executable, str(ROOT / "benchmarks" / "fleet_peers.py"), tool, str(spec)]
             args += [str(forks), str(self.work / tool)]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
         proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=self.work)
         elapsed = time.monotonic() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu[tool] = self.cpu.get(tool, 0.0) + (
+            after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stderr[-1500:]}")
         self.check(hosts, tool)
@@ -148,7 +156,7 @@ def main() -> None:
             continue
         tools.append(tool)
     work = Path(tempfile.mkdtemp(prefix="aideploy-fleet-bench."))
-    results: list[tuple[str, int, str, float, float, float]] = []
+    results: list[tuple[str, int, str, float, float, float, float]] = []
     try:
         with contextlib.ExitStack() as stack:
             started = time.monotonic()
@@ -162,6 +170,7 @@ def main() -> None:
                 set_bashrc(servers, cost)
                 for n in counts:
                     times: dict[str, list[float]] = {tool: [] for tool in tools}
+                    bench.cpu = {}
                     for _ in range(args.rounds):
                         for tool in tools:
                             try:
@@ -174,20 +183,24 @@ def main() -> None:
                             continue
                         median = statistics.median(times[tool])
                         ratio = median / floor if floor else 0.0
-                        row = (label, n, tool, median, min(times[tool]), ratio)
+                        cpu = bench.cpu.get(tool, 0.0) / len(times[tool])
+                        row = (label, n, tool, median, min(times[tool]), ratio, cpu)
                         results.append(row)
                         print(
                             f"{label:>14} N={n:<3} {tool:<9} {median:7.2f} s "
-                            f"(min {min(times[tool]):.2f})  {ratio:5.2f}x floor",
+                            f"(min {min(times[tool]):.2f})  {ratio:5.2f}x floor  "
+                            f"cpu {cpu:.2f} s",
                             flush=True,
                         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.markdown:
-        print("\n| shell start-up | N | tool | median wall (s) | best (s) | vs floor |")
-        print("|---|---:|---|---:|---:|---:|")
-        for label, n, tool, median, best, ratio in results:
-            print(f"| {label} | {n} | {tool} | {median:.2f} | {best:.2f} | {ratio:.2f} |")
+        print("\n| shell start-up | N | tool | median wall (s) | best (s) | vs floor | CPU (s) |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        for label, n, tool, median, best, ratio, cpu in results:
+            print(
+                f"| {label} | {n} | {tool} | {median:.2f} | {best:.2f} | {ratio:.2f} | {cpu:.2f} |"
+            )
 
 
 if __name__ == "__main__":

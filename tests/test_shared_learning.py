@@ -6,10 +6,14 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
+from aideploy.core.errors import LockError
 from aideploy.core.events import AttemptDecided, DeploymentEnded, DeploymentStarted
 from aideploy.core.recovery import Outcome
 from aideploy.knowledge.store import KnowledgeBase
 from aideploy.services import compose
+from aideploy.services.host_lock import host_lock
 from aideploy.services.shared_learning import LEARNED_IN_RUN, SharedLearning
 
 TEXT = "E: Could not get lock /var/lib/dpkg/lock-frontend. It is held by process 4242 (apt-get)"
@@ -87,3 +91,19 @@ def test_hosts_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert counts["attempts"] == hosts * attempts, counts
     assert counts["deployments"] == hosts
     assert len(shared.learned) == 1  # the first host to fix it taught the others
+
+
+def test_one_deployment_per_app_and_host_on_this_machine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "home"))
+    with host_lock("10.0.0.5", 22, "shop", holder="run run-1"):
+        held = r"shop on 10.0.0.5:22 is being deployed by run run-1"
+        with pytest.raises(LockError, match=held), host_lock("10.0.0.5", 22, "shop", holder="x"):
+            pass
+        with host_lock("10.0.0.5", 22, "blog", holder="run run-2"):  # another app: fine
+            pass
+        with host_lock("10.0.0.6", 22, "shop", holder="run run-2"):  # another host: fine
+            pass
+    with host_lock("10.0.0.5", 22, "shop", holder="run run-3"):  # released
+        pass

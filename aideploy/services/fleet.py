@@ -45,6 +45,7 @@ from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus,
 from aideploy.services import compose
 from aideploy.services import deploy as deploy_service
 from aideploy.services.config import Config
+from aideploy.services.host_lock import host_lock
 from aideploy.services.inventory import Inventory
 from aideploy.services.shared_learning import SharedLearning
 from aideploy.services.target import Target, resolve_target
@@ -284,7 +285,6 @@ def _deploy_host(
     host.batch = batch
     host.reason = None
     host.exit_code = 0
-    run.save()
     display(host.name, "host_start", target=Target.from_state(host.target).describe())
 
     def progress(event: str, **data: Any) -> None:
@@ -309,21 +309,26 @@ def _deploy_host(
         display(host.name, "health")
         checked.append(health_of(plan.health, ctx))
 
+    app = host.env.get("APP_NAME", run.plan)
     try:
-        state = _state_for(host, dreq)
-        if state.status is not DeploymentStatus.COMPLETED:
-            state = deploy_service.run(
-                dreq,
-                state,
-                deploy_service.Operator(progress=progress),
-                shared=shared,
-                completed=check,
-            )
-        if checked:
-            problem = checked[0]
-        else:  # completed before (a resumed run): check it on a connection of its own
-            display(host.name, "health")
-            problem = health_problem(dreq, state)
+        with host_lock(target.hostname, target.port, app, holder=f"run {run.run_id}"):
+            state = _state_for(host, dreq)
+            if host.deployment_id != state.deployment_id:
+                host.deployment_id = state.deployment_id
+                run.save()  # the run knows the host's new deployment before it runs
+            if state.status is not DeploymentStatus.COMPLETED:
+                state = deploy_service.run(
+                    dreq,
+                    state,
+                    deploy_service.Operator(progress=progress),
+                    shared=shared,
+                    completed=check,
+                )
+            if checked:
+                problem = checked[0]
+            else:  # completed before (a resumed run): check it on a connection of its own
+                display(host.name, "health")
+                problem = health_problem(dreq, state)
         host.result = HostResult.UNHEALTHY if problem else HostResult.OK
         host.reason = problem
         if problem:
@@ -357,7 +362,6 @@ def _state_for(host: HostRun, request: deploy_service.DeployRequest) -> Deployme
     request.secrets()
     state = deploy_service.new_state(request, plan)
     state.save()
-    host.deployment_id = state.deployment_id
     return state
 
 
