@@ -57,6 +57,7 @@ class DeployRequest:
     #: in a fleet run: the run it belongs to and the host's inventory name
     run_id: str | None = None
     host_name: str | None = None
+    groups: tuple[str, ...] = ()
 
     def secrets(self) -> dict[str, str]:
         """Values of ``secret_env`` now; registered so they are masked everywhere."""
@@ -97,6 +98,7 @@ def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
     if request.run_id is not None:
         state.options["run_id"] = request.run_id
         state.options["host_name"] = request.host_name
+        state.options["groups"] = list(request.groups)
     return state
 
 

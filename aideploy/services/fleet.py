@@ -32,6 +32,7 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.process import pid_alive
+from aideploy.engine import notify
 from aideploy.engine.fleet_state import (
     FAILED_RESULTS,
     HostResult,
@@ -269,7 +270,34 @@ def _rollout(
     run.options.pop("owner", None)
     run.save()
     display("", "run_end", status=run.status.value, reason=run.reason)
+    _notify(run, request.config)
     return run
+
+
+#: hosts named one by one in a run's webhook message (the rest are counted)
+NOTICE_HOSTS = 25
+
+
+def _notify(run: RunState, config: Config) -> None:
+    """One webhook message for the run, with each host's result."""
+    notifier = notify.Notifier(config.notifications)
+    if not notifier.enabled:
+        return
+    ok = sum(1 for h in run.hosts if h.result is HostResult.OK)
+    details = {h.name: h.result.value for h in run.hosts[:NOTICE_HOSTS]}
+    if len(run.hosts) > NOTICE_HOSTS:
+        details["more hosts"] = str(len(run.hosts) - NOTICE_HOSTS)
+    event = notify.SUCCESS if run.status is RunStatus.COMPLETED else notify.FAILURE
+    action = (
+        None
+        if event == notify.SUCCESS
+        else f"Fix the cause, then run `aideploy resume {run.run_id}`."
+    )
+    summary = f"{ok}/{len(run.hosts)} hosts ok" + (f"; {run.reason}" if run.reason else "")
+    notifier.send(
+        notify.Notice(event, run.run_id, f"{len(run.hosts)} hosts", summary, action, details)
+    )
+    notifier.close()
 
 
 def _deploy_host(
@@ -301,6 +329,7 @@ def _deploy_host(
         secret_env=request.secret_env,
         run_id=run.run_id,
         host_name=host.name,
+        groups=tuple(host.groups),
     )
     state: DeploymentState | None = None
     checked: list[str | None] = []
