@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from aideploy.core.errors import ConfigError, UsageError
-from aideploy.services.inventory import load_inventory, select_hosts
+from aideploy.services.inventory import Group, Host, Inventory, load_inventory, select_hosts
 from aideploy.services.inventory.ranges import expand
 
 DATA = Path(__file__).parent / "data" / "inventory"
@@ -150,3 +152,35 @@ def test_missing_and_directory(tmp_path: Path) -> None:
         load_inventory(tmp_path / "absent.ini")
     with pytest.raises(ConfigError):
         load_inventory(tmp_path)
+
+
+_names = st.lists(st.sampled_from([f"h{i}" for i in range(8)]), unique=True, min_size=1)
+
+
+@given(a=_names, b=_names, extra=_names)
+def test_pattern_algebra_matches_set_algebra(a: list[str], b: list[str], extra: list[str]) -> None:
+    hosts = {name: Host(name) for name in sorted({*a, *b, *extra})}
+    groups = {
+        "ga": Group("ga", tuple(a)),
+        "gb": Group("gb", tuple(b)),
+        "all": Group("all", (), ("ga", "gb")),
+    }
+    inv = Inventory("mem", hosts, groups)
+    order = list(hosts)
+
+    def expect(chosen: set[str]) -> list[str]:
+        return [h for h in order if h in chosen]
+
+    cases = {
+        "ga,gb": set(a) | set(b),
+        "ga:&gb": set(a) & set(b),
+        "ga:!gb": set(a) - set(b),
+        "all:!ga": set(hosts) - set(a),
+        "h*:&ga": set(a),
+    }
+    for pattern, chosen in cases.items():
+        if chosen:
+            assert select_hosts(inv, pattern) == expect(chosen), pattern
+        else:
+            with pytest.raises(UsageError):
+                select_hosts(inv, pattern)

@@ -18,6 +18,7 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.redact import MASK, is_secret_key, redact
+from aideploy.core.schema import check_domain
 from aideploy.engine.fleet_state import is_run_id
 from aideploy.engine.state import DeploymentState, DeploymentStatus
 from aideploy.services import deploy as deploy_service
@@ -140,6 +141,7 @@ def run_deploy(
             kb,
             lock_wait,
             "interactive" if interactive else ("auto" if auto else "default"),
+            domain,
         )
         return
     config = current_config()
@@ -189,6 +191,7 @@ def _fleet_deploy(
     kb: str | None,
     lock_wait: float | None,
     mode: str,
+    domain: str | None,
 ) -> None:
     """``deploy --inventory``: one run over the selected hosts."""
     given = [k for k, v in target_opts.items() if v and k != "accept_new_host_key"]
@@ -203,6 +206,11 @@ def _fleet_deploy(
     env = parse_sets(sets)
     if lock_wait is not None:
         env["LOCK_WAIT"] = f"{lock_wait:g}"
+    if domain:
+        problem = check_domain(domain)
+        if problem:
+            raise UsageError(f"--domain: {problem}")
+        env.setdefault("DOMAIN", domain)
     fleet_actions.run_fleet_deploy(
         inventory_file=inventory_file,
         group=group,
