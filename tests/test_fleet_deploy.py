@@ -179,6 +179,8 @@ def test_bad_fleet_options_are_one_line_errors(
         ((*base, "--limit", "web1"), "need --inventory"),
         ((*base, "--inventory", str(inventory), "--server", "x"), "--server cannot"),
         ((*base, "--inventory", str(tmp_path / "nope.ini")), "no such inventory"),
+        ((*base, "-i", str(inventory), "--secret-env", "FLEET_UNSET_X"), "FLEET_UNSET_X is not"),
+        ((*base, "-i", str(inventory), "--domain", "bad domain"), "--domain"),
     ]
     for args, message in cases:
         proc = run_cli(tmp_path, *args)

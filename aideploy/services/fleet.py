@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aideploy.core.errors import (
     AideployError,
+    ConfigError,
     LockError,
     ManualInterventionRequired,
     UsageError,
@@ -129,6 +130,9 @@ def new_run(
 ) -> RunState:
     """The state of a new run over ``hosts`` (nothing is run); the plan is loaded once per host
     with that host's variables, so a bad plan or variable fails here."""
+    for name in request.secret_env:  # every --secret-env is set before anything is saved
+        if name not in os.environ:
+            raise ConfigError(f"--secret-env {name} is not set in the environment")
     run_id = new_run_id()
     runs = []
     for name in hosts:
