@@ -154,7 +154,8 @@ def run(
     with DeploymentLog(state.deployment_id, target) as dlog:
         state.options["log"] = str(dlog.files.human)
         started = time.monotonic()
-        endpoint = metrics.serve(config.metrics)
+        # a fleet run serves and writes the metrics once for all its hosts
+        endpoint = metrics.serve(config.metrics) if shared is None else None
         notifier.started(state, target)
         runner: Runner | None = None
         try:
@@ -229,7 +230,8 @@ def run(
                 deployment_id=state.deployment_id,
                 details={"plan": plan.name, "profile": state.profile, "reason": state.reason},
             )
-            metrics.try_write_textfile(config.metrics)
+            if shared is None:
+                metrics.try_write_textfile(config.metrics)
             if endpoint is not None:
                 endpoint.close()
             log.info(

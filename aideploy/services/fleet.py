@@ -33,7 +33,7 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.process import pid_alive
-from aideploy.engine import notify
+from aideploy.engine import metrics, notify
 from aideploy.engine.fleet_state import (
     FAILED_RESULTS,
     HostResult,
@@ -211,11 +211,15 @@ def run_fleet(
     if shared is None:
         knowledge = compose.open_knowledge(request.kb)
         shared = SharedLearning(knowledge, lambda: compose.build_ranker(knowledge, request.config))
+    endpoint = metrics.serve(request.config.metrics)
     try:
         return _rollout(run, request, display, shared, size, allowed)
     finally:
         if own:
             shared.close()
+        metrics.try_write_textfile(request.config.metrics)
+        if endpoint is not None:
+            endpoint.close()
 
 
 def _rollout(
