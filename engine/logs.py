@@ -22,6 +22,11 @@ from aideploy.core.private import create_private
 from aideploy.core.redact import redact
 
 current_step: contextvars.ContextVar[str | None] = contextvars.ContextVar("step", default=None)
+#: the deployment the running thread works for (several run at once in a fleet run): a
+#: deployment's log files take no record another deployment's thread wrote
+current_deployment: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "deployment", default=None
+)
 
 ROOT = "aideploy"
 
@@ -35,6 +40,9 @@ class _ContextFilter(logging.Filter):
         self.host = host
 
     def filter(self, record: logging.LogRecord) -> bool:
+        active = current_deployment.get()
+        if self.deployment_id and active is not None and active != self.deployment_id:
+            return False
         record.msg = redact(record.getMessage())
         record.args = ()
         if not hasattr(record, "deployment_id"):
@@ -126,6 +134,8 @@ class DeploymentLog:
             jsonl=folder / f"{deployment_id}.jsonl",
         )
         self._filter = _ContextFilter(deployment_id, host)
+        self._deployment_id = deployment_id
+        self._token: contextvars.Token[str | None] | None = None
         self._handlers: list[logging.Handler] = []
         level = level_from_env(logging.INFO)
         for path, formatter in (
@@ -144,10 +154,14 @@ class DeploymentLog:
         logger.setLevel(logging.DEBUG)
         for handler in self._handlers:
             logger.addHandler(handler)
+        self._token = current_deployment.set(self._deployment_id)
         return self
 
     def __exit__(self, *exc: object) -> None:
         logger = logging.getLogger(ROOT)
+        if self._token is not None:
+            current_deployment.reset(self._token)
+            self._token = None
         for handler in self._handlers:
             logger.removeHandler(handler)
             handler.close()

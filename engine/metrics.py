@@ -58,6 +58,7 @@ FAMILIES: dict[str, str] = {
     "aideploy_first_try_recovery_ratio": "gauge",
     "aideploy_last_deployment_end_timestamp_seconds": "gauge",
     "aideploy_last_deployment_success": "gauge",
+    "aideploy_host_deployments": "gauge",
 }
 
 DEPLOYMENT_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0)
@@ -109,6 +110,8 @@ class Snapshot:
     attempted: int = 0  # errors for which at least one strategy was tried
     last_end: float | None = None
     last_success: bool | None = None
+    #: deployments of fleet runs by (inventory host, its most specific group, status)
+    hosts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
 
     @property
     def first_try_ratio(self) -> float | None:
@@ -157,6 +160,10 @@ _NO_DURATION = (DeploymentStatus.RUNNING, DeploymentStatus.ABANDONED)
 
 def add_state(snapshot: Snapshot, state: DeploymentState) -> None:
     snapshot.by_status[state.status.value] += 1
+    host = state.options.get("host_name")
+    if host:
+        groups = state.options.get("groups") or [""]
+        snapshot.hosts[(str(host), str(groups[-1]), state.status.value)] += 1
     start, end = _seconds(state.start_time), _seconds(state.end_time)
     if start is not None and end is not None and state.status not in _NO_DURATION:
         snapshot.deployment_durations.append(max(0.0, end - start))
@@ -268,6 +275,15 @@ def families(snap: Snapshot) -> list[Metric]:
         last_end.add_metric([], snap.last_end)
         last_ok.add_metric([], 1.0 if snap.last_success else 0.0)
     out.extend([last_end, last_ok])
+
+    hosts = GaugeMetricFamily(
+        "aideploy_host_deployments",
+        "Saved deployments of fleet runs by inventory host, its group and status.",
+        labels=["host", "group", "status"],
+    )
+    for (host, group, state), count in sorted(snap.hosts.items()):
+        hosts.add_metric([host, group, state], float(count))
+    out.append(hosts)
     return out
 
 

@@ -195,6 +195,9 @@ def notice_for(state: DeploymentState, event: str, target: str | None = None) ->
         details["profile"] = state.profile
     if state.error_count:
         details["errors recovered" if event == SUCCESS else "errors"] = str(state.error_count)
+    if state.options.get("run_id"):  # one host of a fleet run
+        details["run"] = str(state.options["run_id"])
+        details["host"] = str(state.options.get("host_name") or target)
     resume = f"aideploy resume {state.deployment_id}"
     action = None
     if event == START:

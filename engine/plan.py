@@ -100,6 +100,9 @@ class Plan:
     description: str = ""
     on_resume: Hook | None = None
     on_failed: Hook | None = None
+    #: how a deployed host shows it is healthy (a shell command that must exit 0, or a function
+    #: of the context); a fleet run checks it on every host of a batch before the next batch
+    health: Check = None
 
     def __post_init__(self) -> None:
         names = [s.name for s in self.steps]
@@ -230,6 +233,8 @@ def load_plan_file(path: Path) -> Plan:
     requires = ["SITE_ROOT"]          # must be set (non-empty), else nothing connects
     commands = ['mkdir -p "$SITE_ROOT"']
     check = 'test -d "$SITE_ROOT"'
+
+    A top-level ``health = "curl -fsS http://localhost/health"`` names the plan's health check.
     """
     check_regular(path, error=ConfigError)
     too_deep = ConfigError(
@@ -242,7 +247,7 @@ def load_plan_file(path: Path) -> Plan:
         raise ConfigError(f"{path}: no such plan file") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    unknown = set(data) - {"name", "description", "env", "steps"}
+    unknown = set(data) - {"name", "description", "env", "steps", "health"}
     if unknown:
         raise ConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
     steps = []
@@ -285,9 +290,13 @@ def load_plan_file(path: Path) -> Plan:
     env = data.get("env", {})
     if not isinstance(env, dict):
         raise ConfigError(f"{path}: env: expected a table")
+    health = data.get("health")
+    if health is not None and not isinstance(health, str):
+        raise ConfigError(f"{path}: health: expected a string (a shell command)")
     return Plan(
         name=str(data.get("name", path.stem)),
         steps=tuple(steps),
         env={str(k): str(v) for k, v in env.items()},
         description=str(data.get("description", "")),
+        health=health,
     )

@@ -30,6 +30,7 @@ def _exported() -> dict[str, set[str]]:
         attempted=1,
         last_end=1.7e9,
         last_success=True,
+        hosts=Counter({("web01", "eu", "completed"): 1}),
     )
 
     class Fixed:

@@ -85,6 +85,37 @@ from aideploy.cli.options import target_options
 )
 @click.option("--resume", "resume_flag", is_flag=True, help="Resume --deployment-id.")
 @click.option("--deployment-id", help="With --resume: the deployment to continue.")
+@click.option(
+    "-i",
+    "--inventory",
+    "inventory_file",
+    metavar="FILE",
+    help="Deploy to the hosts of this inventory (aideploy TOML, Ansible INI or YAML), as one run.",
+)
+@click.option("--group", help="With --inventory: only the hosts of this group.")
+@click.option(
+    "--limit",
+    metavar="PATTERN",
+    help="With --inventory: only the hosts the pattern selects (names, globs, !exclude, &and).",
+)
+@click.option(
+    "--forks",
+    type=click.IntRange(1, 500),
+    default=10,
+    show_default=True,
+    help="With --inventory: hosts deployed at once.",
+)
+@click.option(
+    "--batch",
+    metavar="N|P%",
+    help="With --inventory: rolling batches of N hosts (or P% of them); every host of a batch "
+    "must deploy and pass the plan's health check before the next batch starts.",
+)
+@click.option(
+    "--max-fail",
+    metavar="N|P%",
+    help="With --inventory: hosts that may fail before the rollout stops (default 0).",
+)
 def deploy(**options: Any) -> None:
     """Run a deployment plan against a server (or this machine with --local)."""
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
@@ -110,7 +141,10 @@ def deploy(**options: Any) -> None:
     help="Restart at this step (by name) instead of the first unfinished one.",
 )
 def resume(**options: Any) -> None:
-    """Continue a deployment from its first unfinished step."""
+    """Continue a deployment from its first unfinished step (or a run's unfinished hosts).
+
+    DEPLOYMENT_ID is a deployment id, or a fleet run id (run-...): then only the hosts of the
+    run that are not ok are deployed again, each from where it stopped."""
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
 
     deploy_actions.run_resume(**options)
@@ -137,8 +171,11 @@ def resume(**options: Any) -> None:
     help="Also restore the database dump taken before the live release migrated.",
 )
 @click.option("--list", "list_only", is_flag=True, help="List the releases; change nothing.")
+@click.argument("run_id", required=False, metavar="[RUN]")
 def rollback(**options: Any) -> None:
-    """Switch the stack app back to an earlier release and restart it."""
+    """Switch the stack app back to an earlier release and restart it.
+
+    With RUN (a fleet run id), every host that run deployed is rolled back."""
 
     from aideploy.cli import deploy_actions  # its work, loaded when it runs
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from aideploy.cli import fleet_actions
 from aideploy.cli.context import current_config, parse_sets, secret_prompt
 from aideploy.cli.options import settings
 from aideploy.cli.progress import ConsoleProgress, say
@@ -18,7 +19,9 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.redact import MASK, is_secret_key, redact
+from aideploy.core.schema import check_domain
 from aideploy.engine import kept_secrets
+from aideploy.engine.fleet_state import is_run_id
 from aideploy.engine.plan import require_variables
 from aideploy.engine.preview import Verdict
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus
@@ -27,6 +30,7 @@ from aideploy.services import deploy as deploy_service
 from aideploy.services import rollback as rollback_service
 from aideploy.services.config import Config
 from aideploy.services.deploy import Operator
+from aideploy.services.fleet import Rollout
 from aideploy.services.target import Target, resolve_target
 
 
@@ -110,8 +114,16 @@ def run_deploy(
     lock_wait: float | None,
     resume_flag: bool,
     deployment_id: str | None,
+    inventory_file: str | None = None,
+    group: str | None = None,
+    limit: str | None = None,
+    forks: int = 10,
+    batch: str | None = None,
+    max_fail: str | None = None,
 ) -> None:
     """What ``aideploy deploy`` does."""
+    if inventory_file is None and (group or limit or batch or max_fail):
+        raise UsageError("--group, --limit, --batch and --max-fail need --inventory FILE")
     if resume_flag:
         if not deployment_id:
             raise UsageError("--resume needs --deployment-id ID")
@@ -120,6 +132,26 @@ def run_deploy(
     if interactive and auto:
         raise UsageError("--interactive and --auto cannot be used together")
 
+    if inventory_file is not None:
+        _fleet_deploy(
+            target_opts,
+            inventory_file,
+            group,
+            limit,
+            forks,
+            batch,
+            max_fail,
+            plan_spec,
+            sets,
+            secret_env,
+            interactive,
+            dry_run or check_only,
+            kb,
+            lock_wait,
+            "interactive" if interactive else ("auto" if auto else "default"),
+            domain,
+        )
+        return
     config = current_config()
     target = resolve_target(config, domain=domain, **target_opts)
     profile = target_opts.get("profile")
@@ -178,6 +210,56 @@ def _print_check(found: check_service.PlanCheck, as_json: bool) -> None:
                 click.echo(f"        {line}")
     summary = ", ".join(f"{found.count(v)} {v.value}" for v in Verdict)
     click.echo(f"{summary}")
+
+
+def _fleet_deploy(
+    target_opts: dict[str, Any],
+    inventory_file: str,
+    group: str | None,
+    limit: str | None,
+    forks: int,
+    batch: str | None,
+    max_fail: str | None,
+    plan_spec: str,
+    sets: tuple[str, ...],
+    secret_env: tuple[str, ...],
+    interactive: bool,
+    dry_run: bool,
+    kb: str | None,
+    lock_wait: float | None,
+    mode: str,
+    domain: str | None,
+) -> None:
+    """``deploy --inventory``: one run over the selected hosts."""
+    given = [k for k, v in target_opts.items() if v and k != "accept_new_host_key"]
+    if given:
+        raise UsageError(
+            f"--inventory names the hosts: --{given[0].replace('_', '-')} cannot be used with it"
+        )
+    if interactive:
+        raise UsageError("--interactive cannot be used with --inventory (hosts run in parallel)")
+    if dry_run:
+        raise UsageError("--dry-run and --check cannot be used with --inventory")
+    env = parse_sets(sets)
+    if lock_wait is not None:
+        env["LOCK_WAIT"] = f"{lock_wait:g}"
+    if domain:
+        problem = check_domain(domain)
+        if problem:
+            raise UsageError(f"--domain: {problem}")
+        env.setdefault("DOMAIN", domain)
+    fleet_actions.run_fleet_deploy(
+        inventory_file=inventory_file,
+        group=group,
+        limit=limit,
+        rollout=Rollout(forks=forks, batch=batch, max_fail=max_fail),
+        plan_spec=plan_spec,
+        env=env,
+        kb=kb,
+        mode=mode,
+        secret_env=tuple(secret_env),
+        accept_new_host_key=bool(target_opts.get("accept_new_host_key")),
+    )
 
 
 def _guard_protected(config: Config, profile: str, auto: bool, assume_yes: bool = False) -> None:
@@ -281,6 +363,14 @@ def run_resume(
     deployment_id: str, kb: str | None, sets: tuple[str, ...] = (), from_step: str | None = None
 ) -> None:
     """What ``aideploy resume`` does."""
+    if is_run_id(deployment_id):
+        if sets or from_step:
+            raise UsageError(
+                f"{deployment_id} is a fleet run: --set and --from apply to one host's deployment "
+                "(aideploy status RUN lists them)"
+            )
+        fleet_actions.resume_run(deployment_id, kb)
+        return
     _resume(deployment_id, kb, sets, from_step)
 
 
@@ -290,8 +380,15 @@ def run_rollback(
     to: str | None,
     with_database: bool,
     list_only: bool,
+    run_id: str | None = None,
 ) -> None:
     """What ``aideploy rollback`` does."""
+    if run_id is not None:
+        given = [k for k, v in target_opts.items() if v]
+        if given or sets:
+            raise UsageError("rollback RUN takes its hosts and variables from the run")
+        fleet_actions.rollback_run(run_id, to, with_database, list_only)
+        return
     config = current_config()
     target = resolve_target(config, **target_opts)
     plan_vars = parse_sets(sets)

@@ -10,7 +10,9 @@ import click
 from aideploy.core import paths
 from aideploy.core.errors import (
     StateError,
+    UsageError,
 )
+from aideploy.engine.fleet_state import is_run_id
 from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 
 
@@ -18,7 +20,14 @@ from aideploy.engine.state import DeploymentState, DeploymentStatus, list_states
 @click.argument("deployment_id", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw state as JSON.")
 def status(deployment_id: str | None, as_json: bool) -> None:
-    """Show one deployment (default: the newest)."""
+    """Show one deployment or fleet run (default: the newest deployment).
+
+    With a run id (run-...), each host of the run is shown: result, steps, deployment."""
+    if deployment_id is not None and is_run_id(deployment_id):
+        from aideploy.cli import fleet_actions  # its work, loaded when it runs
+
+        fleet_actions.status_run(deployment_id, as_json)
+        return
     state = _state_or_newest(deployment_id)
     if as_json:
         click.echo(state.path.read_text(encoding="utf-8"), nl=False)
@@ -101,8 +110,21 @@ def _state_or_newest(deployment_id: str | None) -> DeploymentState:
     help="Keep printing new lines until the deployment completes, fails or pauses.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON lines as they are.")
-def logs(deployment_id: str | None, follow: bool, as_json: bool) -> None:
-    """Show a deployment's log (default: the newest deployment's)."""
+@click.option(
+    "--host", metavar="HOST", help="With a fleet run id: the log of this host's deployment."
+)
+def logs(deployment_id: str | None, follow: bool, as_json: bool, host: str | None) -> None:
+    """Show a deployment's log (default: the newest deployment's).
+
+    With a fleet run id (run-...), --host HOST names which host's log."""
+    if deployment_id is not None and is_run_id(deployment_id):
+        if host is None:
+            raise UsageError(f"{deployment_id} is a fleet run: name the host with --host HOST")
+        from aideploy.cli import fleet_actions  # its work, loaded when it runs
+
+        deployment_id = fleet_actions.host_deployment(deployment_id, host)
+    elif host is not None:
+        raise UsageError("--host needs a fleet run id (run-...)")
     deployment_id = _state_or_newest(deployment_id).deployment_id  # a clear error if unknown
     path = paths.logs_dir() / f"{deployment_id}.jsonl"
     if not path.exists():

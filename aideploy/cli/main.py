@@ -34,7 +34,8 @@ COMMANDS = {
         "Run a deployment plan against a server (or this machine with --local).",
     ),
     "resume": LazyCommand(
-        "aideploy.cli.deploy:resume", "Continue a deployment from its first unfinished step."
+        "aideploy.cli.deploy:resume",
+        "Continue a deployment from its first unfinished step (or a run's unfinished hosts).",
     ),
     "rollback": LazyCommand(
         "aideploy.cli.deploy:rollback",
@@ -48,7 +49,8 @@ COMMANDS = {
         "Give up a deployment for good and release the lock it held on its target.",
     ),
     "status": LazyCommand(
-        "aideploy.cli.deployments:status", "Show one deployment (default: the newest)."
+        "aideploy.cli.deployments:status",
+        "Show one deployment or fleet run (default: the newest deployment).",
     ),
     "list": LazyCommand("aideploy.cli.deployments:list_cmd", "List deployments, newest first."),
     "logs": LazyCommand(
@@ -73,6 +75,10 @@ COMMANDS = {
     "init": LazyCommand(
         "aideploy.cli.ops:init",
         "Set up: SSH key, server profiles and a validated configuration file (the guide's wizard).",
+    ),
+    "inventory": LazyCommand(
+        "aideploy.cli.inventory:inventory_group",
+        "Read an inventory: list its hosts, check that they answer.",
     ),
     "demo": LazyCommand(
         "aideploy.cli.demo:demo",

@@ -110,6 +110,20 @@ class LockHeld(LockError):
         self.holder = dict(holder or {})
 
 
+class FleetFailed(AideployError):
+    """A fleet run tried every host it selected and some failed (or failed their health
+    check); ``resume RUN`` continues them."""
+
+    exit_code = 7
+
+
+class RolloutStopped(FleetFailed):
+    """A fleet run stopped before every host was tried: more hosts failed than ``--max-fail``
+    allows (the health gate between batches); ``resume RUN`` continues the rest."""
+
+    exit_code = 8
+
+
 class KnowledgeBaseError(AideployError):
     """The knowledge base cannot be opened, read or written."""
 
@@ -150,6 +164,16 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
     6: (
         "deploy lock held by someone else (or a deployment still run by a live process)",
         "deploy, resume, unlock, abandon",
+    ),
+    7: (
+        "fleet run: every selected host was tried and some failed or failed their health check "
+        "(resumable with resume RUN)",
+        "deploy --inventory, resume RUN",
+    ),
+    8: (
+        "fleet run: the rollout stopped after a batch (more hosts failed than --max-fail "
+        "allows); hosts not started are left pending (resumable with resume RUN)",
+        "deploy --inventory, resume RUN",
     ),
     70: ("internal error (traceback in `$AIDEPLOY_HOME/logs/debug.log`)", "every command"),
     130: ("interrupted (Ctrl-C)", "every command"),

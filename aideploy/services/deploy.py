@@ -18,13 +18,14 @@ from aideploy.engine.executor import Executor
 from aideploy.engine.logs import DeploymentLog
 from aideploy.engine.plan import Plan, StepContext, load_plan, with_env
 from aideploy.engine.progress import Progress, ProgressSink
-from aideploy.engine.recovery import LazyAdvisor
+from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
 from aideploy.engine.responders import default_responders
 from aideploy.engine.runner import LineSink, PromptAsker, Runner
 from aideploy.engine.state import DeploymentState, DeploymentStatus, new_deployment_id
 from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.services import compose
 from aideploy.services.config import Config
+from aideploy.services.shared_learning import SharedLearning
 from aideploy.services.target import Target
 
 log = logging.getLogger("aideploy.deploy")
@@ -53,6 +54,10 @@ class DeployRequest:
     kb: str | None = None
     mode: str = "default"  # default | interactive | auto
     secret_env: tuple[str, ...] = ()  # plan variables read from the local environment
+    #: in a fleet run: the run it belongs to and the host's inventory name
+    run_id: str | None = None
+    host_name: str | None = None
+    groups: tuple[str, ...] = ()
 
     def secrets(self) -> dict[str, str]:
         """Values of ``secret_env`` now; registered so they are masked everywhere."""
@@ -90,6 +95,10 @@ def new_state(request: DeployRequest, plan: Plan) -> DeploymentState:
         "mode": request.mode,
         "secret_env": list(request.secret_env),  # names only, never values
     }
+    if request.run_id is not None:
+        state.options["run_id"] = request.run_id
+        state.options["host_name"] = request.host_name
+        state.options["groups"] = list(request.groups)
     return state
 
 
@@ -108,18 +117,31 @@ def run(
     operator: Operator,
     *,
     clock: Clock | None = None,
+    shared: SharedLearning | None = None,
+    completed: Callable[[Plan, StepContext], None] | None = None,
 ) -> DeploymentState:
-    """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure."""
+    """Run (or resume) ``state``'s deployment to the end. Raises StepFailed on failure.
+
+    In a fleet run, ``shared`` is the run's one knowledge base and ranker, and ``completed`` is
+    called with the plan and the steps' context when the deployment completed, while its connection is still
+    open (the run's health check)."""
     plan = prepare_plan(
         request.plan_spec, {**request.env, **request.secrets()}, state.deployment_id
     )
     config = request.config
     clock = clock or SystemClock()
-    knowledge = compose.open_knowledge(request.kb)
-    advisor = LazyAdvisor(lambda: compose.build_ranker(knowledge, config))
     sinks: list[EventSink] = []
-    if config.ai_features.learn_from_failures:
-        sinks.append(KnowledgeRecorder(knowledge))
+    advisor: RecoveryAdvisor
+    if shared is not None:
+        knowledge = shared.knowledge
+        advisor = shared.advisor(request.host_name or request.target.hostname)
+        if config.ai_features.learn_from_failures:
+            sinks.append(shared.recorder())
+    else:
+        knowledge = compose.open_knowledge(request.kb)
+        advisor = LazyAdvisor(lambda: compose.build_ranker(knowledge, config))
+        if config.ai_features.learn_from_failures:
+            sinks.append(KnowledgeRecorder(knowledge))
     if operator.progress is not None:
         sinks.append(ProgressSink(operator.progress))
     connector = compose.build_connector(request.target, ask_secret=operator.ask_secret)
@@ -132,7 +154,8 @@ def run(
     with DeploymentLog(state.deployment_id, target) as dlog:
         state.options["log"] = str(dlog.files.human)
         started = time.monotonic()
-        endpoint = metrics.serve(config.metrics)
+        # a fleet run serves and writes the metrics once for all its hosts
+        endpoint = metrics.serve(config.metrics) if shared is None else None
         notifier.started(state, target)
         runner: Runner | None = None
         try:
@@ -188,6 +211,8 @@ def run(
                 raise
             if final.status is DeploymentStatus.FAILED and plan.on_failed is not None:
                 _after_failure(plan, ctx)  # ended without an error, but not every step finished
+            if final.status is DeploymentStatus.COMPLETED and completed is not None:
+                completed(plan, ctx)
             return final
         finally:
             if runner is not None:
@@ -207,7 +232,8 @@ def run(
                 deployment_id=state.deployment_id,
                 details={"plan": plan.name, "profile": state.profile, "reason": state.reason},
             )
-            metrics.try_write_textfile(config.metrics)
+            if shared is None:
+                metrics.try_write_textfile(config.metrics)
             if endpoint is not None:
                 endpoint.close()
             log.info(
