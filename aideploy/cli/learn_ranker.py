@@ -162,6 +162,7 @@ def explain(source: str, kb_url: str | None, step: str) -> None:
     for i, d in enumerate(e.candidates, 1):
         out.append(
             f"  {i}. {d.strategy}  score {d.score:.3f}  risk {d.risk}  decided by {d.decided_by}"
+            f"  level {d.level}"
         )
         out.append(f"     why: {d.why}")
     click.echo("\n".join(out))

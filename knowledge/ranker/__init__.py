@@ -97,7 +97,7 @@ class Ranker:
         self.refit_every = refit_every
         self.model = OutcomeModel()
         self._detector = Detector(self.rules, self.classifier)
-        self._evidence = EvidenceStore()
+        self._evidence = EvidenceStore(self._detector.cause)
         self._explorer = Explorer(explore, seed)
         self._since_fit = 0
         past = sorted(history.past_outcomes(), key=lambda o: o.at.timestamp() if o.at else 0.0)
