@@ -127,7 +127,8 @@ class Detector:
         self._causes: dict[str, str] = {}
 
     def analyze_many(self, texts: Sequence[str]) -> list[Analysis]:
-        """Signature, rule hits, class scores and details of many texts (batched classifier)."""
+        """Signature, rule hits, class scores and details of many texts (batched classifier;
+        the analyses are kept for the detection that follows, as many as the cache holds)."""
         probs = self.classifier.predict_proba(list(texts)) if texts else []
         out = []
         for text, p in zip(texts, probs, strict=True):
@@ -140,6 +141,8 @@ class Detector:
                     details=self.rules.details(text, hits),
                 )
             )
+            if len(self._cache) < ANALYSIS_CACHE_SIZE:
+                self._cache[text] = out[-1]
         return out
 
     def analyze(self, text: str) -> Analysis:

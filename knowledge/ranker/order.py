@@ -99,7 +99,8 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
       once here.
 
     Manual intervention is ordered by :func:`order_score`, and takes a place among the fresh
-    candidates only when that is still at least ``HOPELESS``.
+    candidates only when that is still at least ``HOPELESS``; it is never first while an
+    automatic candidate has not failed in this deployment.
     """
     failures: dict[str, int] = {}
     for name in exclude:
@@ -119,6 +120,15 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
     first = _first(fresh, details, failures, failed_last)
     if first:
         fresh.insert(0, fresh.pop(first))
+    if fresh and fresh[0].strategy == MANUAL:
+        # manual intervention ends automatic recovery: never first while an automatic candidate
+        # has not failed in this deployment
+        auto = next(
+            (i for i, d in enumerate(fresh) if d.strategy != MANUAL and d.strategy not in failures),
+            None,
+        )
+        if auto is not None:
+            fresh.insert(0, fresh.pop(auto))
     candidates = [
         Candidate(d.strategy, d.score, _why_demoted(d, failures.get(d.strategy, 0)), d.decided_by)
         for d in (*fresh, *fallback, *rest)
