@@ -59,7 +59,13 @@ from aideploy.knowledge.ranker.detect import (
 from aideploy.knowledge.ranker.evidence import Evidence, EvidenceStore, Neighbour
 from aideploy.knowledge.ranker.explain import Explanation, described, explanation
 from aideploy.knowledge.ranker.order import Explorer, order_candidates
-from aideploy.knowledge.ranker.score import CandidateDetail, Scored, score_candidates
+from aideploy.knowledge.ranker.score import (
+    ALL_PARTS,
+    CandidateDetail,
+    Parts,
+    Scored,
+    score_candidates,
+)
 from aideploy.knowledge.rules import RuleSet
 
 # the benchmarks' name for it
@@ -71,6 +77,7 @@ __all__ = [
     "Evidence",
     "Explanation",
     "Neighbour",
+    "Parts",
     "Ranker",
     "classifier_cache_dir",
     "train_classifier",
@@ -89,12 +96,14 @@ class Ranker:
         refit_every: int = 50,
         explore: float = 0.05,
         seed: int = 0,
+        parts: Parts = ALL_PARTS,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet()
         self.classifier: TextClassifier = (
             bundled_classifier() if corpus is None else train_classifier(list(corpus))
         )
         self.refit_every = refit_every
+        self.parts = parts
         self.model = OutcomeModel()
         self._detector = Detector(self.rules, self.classifier)
         self._evidence = EvidenceStore(self._detector.cause)
@@ -168,7 +177,7 @@ class Ranker:
 
     def _score(self, failure: Failure, analysis: Analysis | None = None) -> Scored:
         a = analysis or self.analyze(text_of(failure.result))
-        return score_candidates(failure, a, self._evidence, self.model)
+        return score_candidates(failure, a, self._evidence, self.model, self.parts)
 
     def rank(
         self, text: str, step: str = "", analysis: Analysis | None = None

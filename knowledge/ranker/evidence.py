@@ -215,13 +215,18 @@ class _SignatureStats:
         )
 
     def weighted(self, step: str) -> dict[str, Evidence]:
-        """Every step's evidence, another step's weighing ``OTHER_STEP``."""
+        """Every step's evidence, another step's weighing ``OTHER_STEP``; a strategy's
+        recoveries kept only as much as its fix has not changed since (its failures there since
+        it last worked say how likely a change is)."""
         out: dict[str, list[float]] = {}
         for s, strategies in self.by_step.items():
             w = 1.0 if s == step else OTHER_STEP
+            fix = self.fixes.get(s)
             for name, t in strategies.items():
+                since = fix.failed.get(name, 0.0) if fix is not None else 0.0
+                keep = 1.0 - change_chance(since) if since > 0 else 1.0
                 acc = out.setdefault(name, [0.0, 0.0])
-                acc[0] += w * t.recovered
+                acc[0] += w * t.recovered * keep
                 acc[1] += w * t.failed
         return {k: Evidence(v[0], v[1]) for k, v in out.items()}
 

@@ -60,9 +60,12 @@ CAUSE_STRENGTH = 2.0
 # detail): broader evidence is further from this failure
 CLASS_DISTANCE = 0.2
 CAUSE_DISTANCE = 0.8
-NEIGHBOUR_STRENGTH = 2.0
 OTHER_STEPS_STRENGTH = 1.5
-NEIGHBOUR_WEIGHT = 0.8  # a fuzzy neighbour's outcomes at similarity 100, falling to 0 at the cutoff
+# a fuzzy neighbour of the same cause is mostly the same error printed another way (the cutoff is
+# calibrated on variants of the corpus' train texts: see docs/learning.md); its outcomes count
+# NEIGHBOUR_WEIGHT of this signature's at similarity 100, NEIGHBOUR_WEIGHT_AT_CUTOFF at the cutoff
+NEIGHBOUR_WEIGHT = 0.9
+NEIGHBOUR_WEIGHT_AT_CUTOFF = 0.5
 MODEL_WEIGHT = 0.1
 STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
 HISTORY_AFTER = 0.5  # weighted outcomes behind a score before it counts as decided by history
@@ -194,9 +197,13 @@ def propose_priors(
 
 
 def neighbour_weight(similarity: float) -> float:
-    """How much a fuzzy neighbour's outcome counts: ``NEIGHBOUR_WEIGHT`` at similarity 100,
-    falling quadratically to 0 at ``FUZZY_CUTOFF``."""
-    return NEIGHBOUR_WEIGHT * ((similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)) ** 2
+    """How much a fuzzy neighbour's outcome counts against one on this signature:
+    ``NEIGHBOUR_WEIGHT`` at similarity 100, falling linearly to ``NEIGHBOUR_WEIGHT_AT_CUTOFF`` at
+    ``FUZZY_CUTOFF`` (nothing below it)."""
+    if similarity < FUZZY_CUTOFF:
+        return 0.0
+    share = (similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)
+    return NEIGHBOUR_WEIGHT_AT_CUTOFF + (NEIGHBOUR_WEIGHT - NEIGHBOUR_WEIGHT_AT_CUTOFF) * share
 
 
 def fuzzy_evidence(neighbours: Sequence[Neighbour]) -> dict[str, Evidence]:
@@ -235,8 +242,7 @@ def estimate(
     post = smoothed(cv, CLASS_DISTANCE * votes.on_class.total, prior.value, CLASS_PRIOR_STRENGTH)
     dv = CAUSE_DISTANCE * votes.on_cause.by_strategy.get(name, 0.0)
     post = smoothed(dv, CAUSE_DISTANCE * votes.on_cause.total, post, CAUSE_STRENGTH)
-    f, o = on_neighbours, other_steps
-    post = smoothed(f.recovered, f.total, post, NEIGHBOUR_STRENGTH)
+    f, o = on_neighbours, other_steps  # the neighbours weigh in with this step's outcomes
     post = smoothed(o.recovered, o.total, post, OTHER_STEPS_STRENGTH)
     if model is not None:
         lam = MODEL_WEIGHT / (1.0 + f.recovered + f.failed + o.recovered + o.failed)
@@ -290,11 +296,20 @@ def allow_change(
 def final_scores(
     estimates: Sequence[Estimate], on_signature: SignatureEvidence
 ) -> dict[str, float]:
-    """Level 5: the outcomes on this signature in this step, and a possible change of fix."""
+    """The most specific levels: the outcomes on this signature in this step and on its fuzzy
+    neighbours of the same cause (similarity-weighted), and a possible change of fix."""
     scores = {e.strategy: e.score for e in estimates}
-    if not on_signature.here:
+    observed = {
+        e.strategy: Evidence(
+            here.recovered + e.neighbours.recovered, here.failed + e.neighbours.failed
+        )
+        for e in estimates
+        for here in (on_signature.here.get(e.strategy, NO_EVIDENCE),)
+        if here.total or e.neighbours.total
+    }
+    if not observed:
         return scores
-    posterior = one_fix_posterior(scores, on_signature.here)
+    posterior = one_fix_posterior(scores, observed)
     last = on_signature.last_fix
     if last is not None and last.failed > 0:
         posterior = allow_change(posterior, scores, last)
@@ -379,8 +394,24 @@ def _rank_key(d: CandidateDetail) -> tuple[float, int, str]:
     return (-d.score, RISK_ORDER.get(d.risk, 3), d.strategy)
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Which parts of the ranker take part (all of them but in ablation benchmarks): the fuzzy
+    neighbours and the outcome model."""
+
+    fuzzy: bool = True
+    model: bool = True
+
+
+ALL_PARTS = Parts()
+
+
 def score_candidates(
-    failure: Failure, analysis: Analysis, evidence: EvidenceStore, model: OutcomeModel
+    failure: Failure,
+    analysis: Analysis,
+    evidence: EvidenceStore,
+    model: OutcomeModel,
+    parts: Parts = ALL_PARTS,
 ) -> Scored:
     """Every candidate for a failure with its score, best first (lower risk first among
     equals)."""
@@ -397,11 +428,11 @@ def score_candidates(
         evidence.votes(main, step, cause, leave_out=signature),
         cause,
     )
-    neighbours = evidence.neighbours(signature, classes, step, cause)
+    neighbours = evidence.neighbours(signature, classes, step, cause) if parts.fuzzy else []
     on_neighbours = fuzzy_evidence(neighbours)
     on_signature = evidence.signature(signature, step)
     priors = propose_priors(analysis, class_scores, classes, on_class, on_neighbours, on_signature)
-    model_p = model.predict(signature, main, list(priors), context)
+    model_p = model.predict(signature, main, list(priors), context) if parts.model else {}
     estimates = [
         estimate(
             name,
