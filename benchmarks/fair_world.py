@@ -22,7 +22,7 @@ Advisors get up to ``MAX_ATTEMPTS`` attempts; manual intervention ends the episo
 their own outcome draws: ``random`` (the detected class's strategies in a random order), ``rules``
 (the ranker's cold order: rules and the text classifier, never learning), ``memory`` (what last
 recovered this signature in this step first, else the rules' order) and ``oracle`` (knows the
-fix).
+fix); the baselines keep manual intervention for last.
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ FIRST_DEFAULT, SECOND_DEFAULT = 0.45, 0.30  # shares of the hidden fixes; the re
 
 @dataclass(frozen=True)
 class World:
+    # the shares of benchmarks/learning.py's default scenario
     context: float = 0.2  # causes that fail in a second step too, with another fix there
-    drift: float = 0.15  # causes whose fix changes at the middle of the stream
-    fix_fails: float = 0.05
+    drift: float = 0.1  # causes whose fix changes at the middle of the stream
+    fix_fails: float = 0.04
     wrong_works: float = 0.02
     zipf: float = 0.8  # how unevenly causes recur (rank ** -zipf)
 
@@ -131,7 +132,8 @@ def drift(causes: Sequence[Cause], rng: random.Random, share: float) -> list[str
     for cause in rng.sample(list(causes), round(len(causes) * share)):
         for step, fix in cause.fixes.items():
             cause.fixes[step] = draw_fix(cause.example.error_class, rng, avoid=fix)
-            changed.append(f"{cause.key}|{step}")
+            if cause.fixes[step] != fix:  # a class with one option cannot drift
+                changed.append(f"{cause.key}|{step}")
     return changed
 
 
@@ -263,7 +265,7 @@ class MemoryAdvisor(PlanAdvisor):
     def _memory_plan(self, event: Event) -> list[str]:
         failure = self.cold.detect(event.step, _result(event.text))
         self._key = (failure.signature, event.step)
-        plan = [c.strategy for c in self.cold.candidates(failure)]
+        plan = manual_last([c.strategy for c in self.cold.candidates(failure)])
         known = self.memory.get(self._key)
         return plan if known is None else [known, *[s for s in plan if s != known]]
 
@@ -282,9 +284,15 @@ def random_advisor(cold: Ranker, rng: random.Random) -> PlanAdvisor:
     return PlanAdvisor("random", plan)
 
 
+def manual_last(plan: list[str]) -> list[str]:
+    """A baseline's plan with manual intervention moved last (no cause here needs a person)."""
+    return [s for s in plan if s != MANUAL] + [MANUAL]
+
+
 def rules_advisor(cold: Ranker) -> PlanAdvisor:
     def plan(event: Event) -> list[str]:
-        return [c.strategy for c in cold.candidates(cold.detect(event.step, _result(event.text)))]
+        failure = cold.detect(event.step, _result(event.text))
+        return manual_last([c.strategy for c in cold.candidates(failure)])
 
     return PlanAdvisor("rules", plan)
 
@@ -302,27 +310,45 @@ def works(strategy: str, right: str, rng: random.Random, world: World) -> bool:
     return rng.random() < (1.0 - world.fix_fails if strategy == right else world.wrong_works)
 
 
-def episode(advisor: Advisor, event: Event, rng: random.Random, world: World) -> int:
+@dataclass(frozen=True)
+class Episode:
+    attempts: int
+    first: str  # the strategy tried first
+    fixed_by: str  # the strategy that recovered it ("" when none did)
+
+
+def episode(advisor: Advisor, event: Event, rng: random.Random, world: World) -> Episode:
     advisor.start(event)
     right = event.cause.fixes[event.step]
     tried: list[str] = []
+    first = ""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         choice = advisor.next(tried)
+        first = first or choice
         ok = works(choice, right, rng, world)
         advisor.learn(choice, ok)
         if ok:
-            return attempt
+            return Episode(attempt, first, choice)
         if choice == MANUAL:
-            return UNRECOVERED
+            break
         tried.append(choice)
-    return UNRECOVERED
+    return Episode(UNRECOVERED, first, "")
+
+
+@dataclass
+class Drifted:
+    """One drifted (cause, step) pair seen by one advisor after the drift."""
+
+    outcomes: int = 0  # outcomes recorded on it since the drift
+    found: int | None = None  # outcomes before the new fix first recovered it
+    search: int | None = None  # outcomes before its first try was the new fix
+    follow: int | None = None  # of those, the ones after the new fix had first recovered it
 
 
 @dataclass
 class Track:
     attempts: list[int] = field(default_factory=list)
-    # drifted pair -> outcomes recorded on it since the drift before the first try was right
-    follow: dict[str, int] = field(default_factory=dict)
+    drifted: dict[str, Drifted] = field(default_factory=dict)
 
     def after_warmup(self) -> list[int]:
         return self.attempts[WARMUP:]
@@ -330,6 +356,24 @@ class Track:
     def mean(self) -> float:
         xs = self.after_warmup()
         return sum(xs) / len(xs) if xs else float("nan")
+
+    def follows(self) -> list[int]:
+        """Per drifted pair put right: outcomes from the new fix's first recovery to its first
+        place in the order."""
+        return [d.follow for d in self.drifted.values() if d.follow is not None]
+
+    def watch(self, event: Event, ep: Episode) -> None:
+        d = self.drifted[event.pair]
+        if d.search is not None:
+            return
+        right = event.cause.fixes[event.step]
+        if ep.first == right:
+            d.search = d.outcomes
+            d.follow = d.outcomes - (d.found if d.found is not None else d.outcomes)
+            return
+        if ep.fixed_by == right and d.found is None:
+            d.found = d.outcomes + ep.attempts
+        d.outcomes += ep.attempts
 
 
 def heldout_pool() -> list[Example]:
@@ -371,24 +415,20 @@ def simulate(
     tracks = {a.name: Track() for a in advisors}
     draws = {a.name: random.Random(seed * 31 + i) for i, a in enumerate(advisors)}
     drifted: set[str] = set()
-    since: dict[str, dict[str, int]] = {a.name: {} for a in advisors}
     for half in (0, 1):
         if half == 0:
             events = first
         else:
             drifted = set(drift(causes, rng, world.drift))
+            for t in tracks.values():
+                t.drifted = {pair: Drifted() for pair in drifted}
             events = build_stream(causes, n - n // 2, random.Random(seed + 2), world)
         for event in events:
             for a in advisors:
-                watching = event.pair in drifted and event.pair not in tracks[a.name].follow
-                if watching and isinstance(a, RankerAdvisor):
-                    a.start(event)
-                    if a.first() == event.cause.fixes[event.step]:
-                        tracks[a.name].follow[event.pair] = since[a.name].get(event.pair, 0)
-                attempts = episode(a, event, draws[a.name], world)
-                tracks[a.name].attempts.append(attempts)
-                if watching:
-                    since[a.name][event.pair] = since[a.name].get(event.pair, 0) + attempts
+                ep = episode(a, event, draws[a.name], world)
+                tracks[a.name].attempts.append(ep.attempts)
+                if event.pair in drifted:
+                    tracks[a.name].watch(event, ep)
     return tracks
 
 

@@ -7,6 +7,7 @@ from itertools import pairwise
 
 import pytest
 
+from aideploy.core.recovery import Outcome
 from aideploy.knowledge.history import ListHistory, PastOutcome
 from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.ranker.evidence import EvidenceStore
@@ -132,3 +133,19 @@ def test_no_weight_takes_over_another_cause(w: float) -> None:
         explore=0.0,
     )
     assert taught.candidates(taught.failure_of(b, step_b))[0].strategy == first
+
+
+def test_a_well_known_fix_that_failed_by_chance_is_retried_at_once() -> None:
+    ranker = Ranker(ListHistory(), explore=0.0)
+    failure = ranker.failure_of(PORT, "web")
+    cold = [c.strategy for c in ranker.candidates(failure)]
+    # a cold favourite that fails is not tried again straight away
+    ranker.record(failure, cold[0], Outcome.FAILED, duration=1, decided_by="rule")
+    assert ranker.candidates(failure, exclude=[cold[0]])[0].strategy != cold[0]
+    known = Ranker(ListHistory(), explore=0.0)
+    for _ in range(5):
+        known.record(failure, "restart_service", Outcome.RECOVERED, duration=1, decided_by="x")
+    known.record(failure, "restart_service", Outcome.FAILED, duration=1, decided_by="x")
+    again = known.candidates(failure, exclude=["restart_service"])
+    assert again[0].strategy == "restart_service"
+    assert "failed once for this error in this deployment" in again[0].why

@@ -59,6 +59,15 @@ def change_chance(failed: float) -> float:
     return changed / (changed + (1.0 - CHANGE_HAZARD) * math.pow(FIX_FAILS, failed))
 
 
+def switch_chance(failed: float) -> float:
+    """P(the fix has changed) when another strategy recovers the error after ``failed``
+    failures of the one that last recovered it: the new one working is likely for a new fix
+    (``1 - FIX_FAILS``) and unlikely by chance (``WRONG_WORKS``)."""
+    changed = CHANGE_HAZARD * math.pow(1.0 - WRONG_WORKS, failed) * (1.0 - FIX_FAILS)
+    same = (1.0 - CHANGE_HAZARD) * math.pow(FIX_FAILS, failed) * WRONG_WORKS
+    return changed / (changed + same)
+
+
 # --- values ----------------------------------------------------------------------------------
 
 
@@ -157,7 +166,7 @@ class _FixBelief:
 
     def learn(self, strategy: str, ok: bool, w: float) -> float:
         """Take one outcome of weight ``w`` (0..1) in; the share of the older tallies to keep
-        (less than 1 when a new fix works where the believed one has failed since)."""
+        (``1 - switch_chance`` when a new fix works where the believed one has failed since)."""
         if not ok:
             if strategy in self.belief:
                 self.failed[strategy] = self.failed.get(strategy, 0.0) + w
@@ -165,7 +174,7 @@ class _FixBelief:
         keep = 1.0
         top = self.top()
         if top is not None and top.strategy != strategy and top.failed > 0:
-            keep = 1.0 - w * top.belief * change_chance(top.failed)
+            keep = 1.0 - w * top.belief * switch_chance(top.failed)
         for name in self.belief:
             self.belief[name] *= 1.0 - w
         self.belief[strategy] = self.belief.get(strategy, 0.0) + w
@@ -259,6 +268,10 @@ class EvidenceStore:
         # the pairs' votes per class, per (class, step) and per (class, step, cause)
         self._votes: dict[tuple[str, ...], dict[str, float]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
+        # (class, step, cause) -> which strategy fixes that cause there, and its signatures: a
+        # change of fix seen on one variant of a cause is a change for all of them
+        self._cause_fix: dict[tuple[str, str, str], _FixBelief] = {}
+        self._cause_signatures: dict[tuple[str, str, str], list[str]] = {}
         # (signature, classes) -> similar signature -> similarity
         self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
 
@@ -276,13 +289,16 @@ class EvidenceStore:
         if tallies is None:
             tallies = stats.by_step[step] = {}
         fix = stats.fixes.get(step)
+        cause_key = (stats.error_class, step, stats.cause)
         if fix is None:
-            fix = stats.fixes[step] = _FixBelief(self.cause_of(o.signature, o.context or {}))
+            fix = stats.fixes[step] = _FixBelief(stats.cause)
+            self._cause_signatures.setdefault(cause_key, []).append(o.signature)
         before = fix.votes()
         keep = fix.learn(o.strategy, ok, w)
         if keep < 1.0:
             for old in tallies.values():
                 old.discount(keep)
+        self._learn_cause(cause_key, o, ok, w, own_switched=keep < 1.0)
         t = tallies.get(o.strategy)
         if t is None:
             t = tallies[o.strategy] = _Tally()
@@ -297,6 +313,24 @@ class EvidenceStore:
         if t is None:
             t = self._class_tallies[o.error_class][o.strategy] = _Tally()
         t.add(ok, w, CLASS_FORGET)
+
+    def _learn_cause(
+        self, key: tuple[str, str, str], o: PastOutcome, ok: bool, w: float, *, own_switched: bool
+    ) -> None:
+        """The cause's own belief about its fix; when it sees the fix change, the older record of
+        every signature of the cause in that step is discounted as the signature's own would be."""
+        fix = self._cause_fix.get(key)
+        if fix is None:
+            fix = self._cause_fix[key] = _FixBelief(key[2])
+        keep = fix.learn(o.strategy, ok, w)
+        if keep >= 1.0:
+            return
+        step = key[1]
+        for sig in self._cause_signatures.get(key, ()):
+            if sig == o.signature and own_switched:
+                continue
+            for old in self._stats[sig].by_step.get(step, {}).values():
+                old.discount(keep)
 
     @staticmethod
     def _vote_keys(error_class: str, step: str, cause: str) -> tuple[tuple[str, ...], ...]:
