@@ -205,6 +205,8 @@ class _SignatureStats:
     by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
     # step -> which strategy fixes this signature in that step
     fixes: dict[str, _FixBelief] = field(default_factory=dict)
+    # step -> the cause's log share kept (see EvidenceStore._sync) its tallies there reflect
+    synced: dict[str, float] = field(default_factory=dict)
 
     def seen_from(self, step: str) -> SignatureEvidence:
         here = {k: t.evidence() for k, t in self.by_step.get(step, {}).items()}
@@ -271,7 +273,10 @@ class EvidenceStore:
         # (class, step, cause) -> which strategy fixes that cause there, and its signatures: a
         # change of fix seen on one variant of a cause is a change for all of them
         self._cause_fix: dict[tuple[str, str, str], _FixBelief] = {}
-        self._cause_signatures: dict[tuple[str, str, str], list[str]] = {}
+        # (class, step, cause) -> the log of the share of the older record kept through the
+        # changes of fix seen so far; each signature's tallies catch up with it when read or
+        # updated (``_sync``), so a change costs nothing per signature of the cause
+        self._cause_log_keep: dict[tuple[str, str, str], float] = {}
         # (signature, classes) -> similar signature -> similarity
         self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
 
@@ -292,13 +297,17 @@ class EvidenceStore:
         cause_key = (stats.error_class, step, stats.cause)
         if fix is None:
             fix = stats.fixes[step] = _FixBelief(stats.cause)
-            self._cause_signatures.setdefault(cause_key, []).append(o.signature)
+            stats.synced[step] = self._cause_log_keep.get(cause_key, 0.0)
+        else:
+            self._sync(stats, step)
         before = fix.votes()
         keep = fix.learn(o.strategy, ok, w)
         if keep < 1.0:
             for old in tallies.values():
                 old.discount(keep)
-        self._learn_cause(cause_key, o, ok, w, own_switched=keep < 1.0)
+        if self._learn_cause(cause_key, o, ok, w) and keep >= 1.0:
+            self._sync(stats, step)  # the change was seen on the cause only: its record too
+        stats.synced[step] = self._cause_log_keep.get(cause_key, 0.0)
         t = tallies.get(o.strategy)
         if t is None:
             t = tallies[o.strategy] = _Tally()
@@ -314,23 +323,34 @@ class EvidenceStore:
             t = self._class_tallies[o.error_class][o.strategy] = _Tally()
         t.add(ok, w, CLASS_FORGET)
 
-    def _learn_cause(
-        self, key: tuple[str, str, str], o: PastOutcome, ok: bool, w: float, *, own_switched: bool
-    ) -> None:
-        """The cause's own belief about its fix; when it sees the fix change, the older record of
-        every signature of the cause in that step is discounted as the signature's own would be."""
+    def _learn_cause(self, key: tuple[str, str, str], o: PastOutcome, ok: bool, w: float) -> bool:
+        """The cause's own belief about its fix; True when it sees the fix change, after which
+        the older record of every signature of the cause in that step is discounted as the
+        signature's own would be."""
         fix = self._cause_fix.get(key)
         if fix is None:
             fix = self._cause_fix[key] = _FixBelief(key[2])
         keep = fix.learn(o.strategy, ok, w)
         if keep >= 1.0:
-            return
-        step = key[1]
-        for sig in self._cause_signatures.get(key, ()):
-            if sig == o.signature and own_switched:
-                continue
-            for old in self._stats[sig].by_step.get(step, {}).values():
-                old.discount(keep)
+            return False
+        self._cause_log_keep[key] = self._cause_log_keep.get(key, 0.0) + math.log(max(keep, 1e-12))
+        return True
+
+    def _sync(self, stats: _SignatureStats, step: str) -> None:
+        """Apply the changes of fix its cause has seen since this signature's tallies in
+        ``step`` were last brought up to date."""
+        now = self._cause_log_keep.get((stats.error_class, step, stats.cause), 0.0)
+        then = stats.synced.get(step, 0.0)
+        if now < then:
+            keep = math.exp(now - then)
+            for t in stats.by_step.get(step, {}).values():
+                t.discount(keep)
+            stats.synced[step] = now
+
+    def _synced(self, stats: _SignatureStats) -> _SignatureStats:
+        for step in stats.by_step:
+            self._sync(stats, step)
+        return stats
 
     @staticmethod
     def _vote_keys(error_class: str, step: str, cause: str) -> tuple[tuple[str, ...], ...]:
@@ -350,7 +370,7 @@ class EvidenceStore:
     def signature(self, signature: str, step: str) -> SignatureEvidence:
         """The outcomes on this very signature, seen from ``step``."""
         stats = self._stats.get(signature)
-        return NO_SIGNATURE_EVIDENCE if stats is None else stats.seen_from(step)
+        return NO_SIGNATURE_EVIDENCE if stats is None else self._synced(stats).seen_from(step)
 
     def on_class(self, error_class: str) -> dict[str, Evidence]:
         """Each strategy's recovered/failed tallies on the whole class."""
@@ -394,14 +414,16 @@ class EvidenceStore:
         out: list[Neighbour] = []
         exact = self._stats.get(signature)
         if exact is not None:
-            out.append(Neighbour(signature, exact.error_class, 100.0, exact.weighted(step)))
+            out.append(
+                Neighbour(signature, exact.error_class, 100.0, self._synced(exact).weighted(step))
+            )
         if not signature:
             return out
         for sig, similarity in self._similar(signature, tuple(classes)).items():
             st = self._stats[sig]
             if cause is not None and st.cause != cause:
                 continue
-            out.append(Neighbour(sig, st.error_class, similarity, st.weighted(step)))
+            out.append(Neighbour(sig, st.error_class, similarity, self._synced(st).weighted(step)))
         out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 
