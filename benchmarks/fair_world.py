@@ -30,6 +30,7 @@ from __future__ import annotations
 import random
 import re
 import statistics
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -413,7 +414,8 @@ def simulate(
         oracle_advisor(),
     ]
     tracks = {a.name: Track() for a in advisors}
-    draws = {a.name: random.Random(seed * 31 + i) for i, a in enumerate(advisors)}
+    # each advisor's outcome draws depend on its name only, whichever others run
+    draws = {a.name: random.Random(seed * 31 + zlib.crc32(a.name.encode())) for a in advisors}
     drifted: set[str] = set()
     for half in (0, 1):
         if half == 0:
