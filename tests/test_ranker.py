@@ -79,15 +79,14 @@ def test_right_fix_that_failed_by_chance_is_tried_again(ranker: Ranker) -> None:
     for _ in range(4):
         ranker.record(failure, "wait_for_apt_lock", Outcome.RECOVERED, duration=1, decided_by="x")
     assert ranker.candidates(failure)[0].strategy == "wait_for_apt_lock"
-    # it fails once (noise): another strategy goes first, then it comes back before the pause
+    # it fails once (noise): still far likelier to be the fix than any other, it is retried
     tried = ["wait_for_apt_lock"]
     ranker.record(failure, "wait_for_apt_lock", Outcome.FAILED, duration=1, decided_by="x")
-    second = ranker.candidates(failure, exclude=tried)[0].strategy
-    assert second != "wait_for_apt_lock"
-    ranker.record(failure, second, Outcome.FAILED, duration=1, decided_by="x")
-    tried.append(second)
-    names = [c.strategy for c in ranker.candidates(failure, exclude=tried)]
-    assert names.index("wait_for_apt_lock") < names.index("manual_intervention")
+    assert ranker.candidates(failure, exclude=tried)[0].strategy == "wait_for_apt_lock"
+    # it fails again: another strategy goes first
+    tried.append("wait_for_apt_lock")
+    ranker.record(failure, "wait_for_apt_lock", Outcome.FAILED, duration=1, decided_by="x")
+    assert ranker.candidates(failure, exclude=tried)[0].strategy != "wait_for_apt_lock"
 
 
 def test_a_fix_that_worked_many_times_then_fails_twice_is_no_longer_first(
@@ -135,7 +134,10 @@ def test_manual_is_held_back_until_automatic_strategies_keep_failing(ranker: Ran
     d = manual()
     assert d.stuck and order_score(d) == d.score
     assert d.prior_source == "automatic strategies keep failing on this signature in step install"
-    assert ranker.candidates(failure)[0].strategy == MANUAL
+    # no longer held back, but never before an automatic candidate not yet tried in this
+    # deployment: it comes right after the first one
+    order = [c.strategy for c in ranker.candidates(failure)]
+    assert order[0] != MANUAL and order[1] == MANUAL
     # only manual intervention is flagged, and only in the step where they keep failing
     assert not any(d.stuck for d in details() if d.strategy != MANUAL)
     assert not manual("build").stuck
@@ -172,7 +174,7 @@ def test_class_votes_count_each_signature_and_step_once() -> None:
     assert dict(store.votes("apt_lock", "*").by_strategy) == {"wait_for_apt_lock": 1}
     assert store.votes("apt_lock", "install").total == 2
     learn("sig b", "install", "dpkg_repair", "failed")
-    assert store.votes("apt_lock", "install").by_strategy["dpkg_repair"] == 0
+    assert store.votes("apt_lock", "install").by_strategy.get("dpkg_repair", 0.0) == 0.0
     here = store.signature("sig b", "install")
     assert here.here["dpkg_repair"] == Evidence(0.8, 1.0)
     assert here.last_fix is not None and here.last_fix.failed == 1.0
@@ -212,7 +214,7 @@ def test_history_and_import_weights() -> None:
         ]
 
     local = Ranker(ListHistory(outcomes(1.0, 3)), explore=0.0)
-    imported = Ranker(ListHistory(outcomes(0.05, 3)), explore=0.0)
+    imported = Ranker(ListHistory(outcomes(0.02, 3)), explore=0.0)
     f = local.detect("web", _result(PORT))
     assert local.candidates(f)[0].strategy == "restart_service"
     # barely-trusted imported outcomes do not overturn the rule prior

@@ -14,12 +14,14 @@ from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
 from aideploy.core.inputs import STDIN, check_regular
 from aideploy.core.redact import redact
 from aideploy.knowledge.classes import ERROR_CLASSES
-from aideploy.knowledge.ranker import Ranker
+from aideploy.knowledge.ranker import Analysis, Ranker
+from aideploy.knowledge.ranker.detect import text_result
 from aideploy.knowledge.rules import SEVERITIES, ErrorPattern
 from aideploy.services import compose
 from aideploy.services.compose import open_knowledge
 
 MIN_CLASSES = 3
+BATCH = 256  # texts analysed together (at most what the ranker keeps for detection)
 
 
 def build_ranker(url: str | None) -> Ranker:
@@ -57,6 +59,15 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
         yield str(item.get("id", n)), item["text"]
 
 
+def _analysed(ranker: Ranker, items: list[tuple[str, str]]) -> Iterator[tuple[str, str, Analysis]]:
+    """Each item with its analysis, batched (the ranker keeps a batch's analyses for detection)."""
+    for start in range(0, len(items), BATCH):
+        batch = items[start : start + BATCH]
+        analyses = ranker.analyze_many([text for _, text in batch])
+        for (item_id, text), analysis in zip(batch, analyses, strict=True):
+            yield item_id, text, analysis
+
+
 @click.command("classify")
 @click.option(
     "--input",
@@ -74,7 +85,13 @@ def _read_inputs(stream: TextIO, name: str) -> Iterator[tuple[str, str]]:
     help="Output format.",
 )
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
-def classify(input_file: str | None, fmt: str, kb_url: str | None) -> None:
+@click.option(
+    "--step",
+    default="",
+    help="Deployment step the errors came from: the strategies are listed in the order a "
+    "deploy of that step would try them.",
+)
+def classify(input_file: str | None, fmt: str, kb_url: str | None, step: str) -> None:
     """Signature, error class scores and ranked strategies for each error text."""
     if input_file is None:
         items = [("stdin", sys.stdin.read())]
@@ -82,13 +99,14 @@ def classify(input_file: str | None, fmt: str, kb_url: str | None) -> None:
         with _open_text(input_file) as stream:
             items = list(_read_inputs(stream, "<stdin>" if input_file == STDIN else input_file))
     ranker = build_ranker(kb_url)
-    analyses = ranker.analyze_many([text for _, text in items])
     rows: list[dict[str, Any]] = []
-    for (item_id, text), analysis in zip(items, analyses, strict=True):
-        _, details = ranker.rank(text, analysis=analysis)
+    for item_id, text, analysis in _analysed(ranker, items):
+        # the executor's own path: detect in the step, then the candidates in the order tried
+        candidates = ranker.candidates(ranker.detect(step, text_result(text)))
         rows.append(
             {
                 "id": item_id,
+                "step": step,
                 "signature": redact(analysis.signature),
                 "error_class": analysis.error_class,
                 "classes": [
@@ -96,7 +114,7 @@ def classify(input_file: str | None, fmt: str, kb_url: str | None) -> None:
                     for c, s in analysis.class_scores[: max(MIN_CLASSES, 5)]
                 ],
                 "strategies": [
-                    {"name": d.strategy, "score": d.score, "why": d.why} for d in details
+                    {"name": c.strategy, "score": c.score, "why": c.why} for c in candidates
                 ],
             }
         )
@@ -162,6 +180,7 @@ def explain(source: str, kb_url: str | None, step: str) -> None:
     for i, d in enumerate(e.candidates, 1):
         out.append(
             f"  {i}. {d.strategy}  score {d.score:.3f}  risk {d.risk}  decided by {d.decided_by}"
+            f"  level {d.level}"
         )
         out.append(f"     why: {d.why}")
     click.echo("\n".join(out))

@@ -5,31 +5,34 @@ A failure goes through four stages, one module each:
 * :mod:`.detect` - the error text's signature, rule hits and error class scores (the regex
   rules and a text classifier trained on the bundled corpus' train split and synthetic
   examples);
-* :mod:`.evidence` - what the recorded outcomes say: forgetting tallies per signature and step,
-  the strategy that last fixed each signature in each step (and its failures since), one vote
-  per (signature, step) for its class, and fuzzy neighbours (rapidfuzz over masked signatures,
-  narrowed by class);
-* :mod:`.score` - each candidate's chance of being the fix, built level by level, each
-  Beta-smoothed towards the one before it:
+* :mod:`.evidence` - what the recorded outcomes say, by level, most specific first: this very
+  signature (forgetting tallies per step, and the belief about which strategy fixes it there),
+  fuzzy neighbours of the same cause (rapidfuzz over masked signatures), the failures of the same
+  class, step and cause (the rules that match, the service, command or package named, the tool)
+  and the class alone - one vote per (signature, step). Every count is weighted: an imported
+  outcome of weight w counts w of an observation. A change of fix seen on one variant of a cause
+  discounts the older record of all of them;
+* :mod:`.score` - each candidate's chance of being the fix, built level by level, broadest
+  first, each Beta-smoothed towards the one before it (hierarchical shrinkage):
 
   * the *prior*: the strongest rule (or class default) that proposes it;
-  * the *class*: the share of this class's signatures (all steps, then this step) that the
-    strategy fixes now - one vote per signature, so one error that recurs a lot does not speak
-    for its class;
-  * the *neighbours*: similarity-weighted, import-weight-aware successes and failures on fuzzy
-    neighbours, then on this very signature in other steps (exponential forgetting throughout,
-    so a strategy that stops working loses its place within a few outcomes);
+  * the *class*: its share of the class's (signature, step) votes, each vote of another cause
+    counting ``CLASS_DISTANCE`` of an observation - so a strategy proven on another cause of
+    the class does not outrank the strategy a rule that fits this failure proposes;
+  * the *cause*: its share of the votes of the same class, step and cause (``CAUSE_DISTANCE``);
+  * this signature in other steps;
   * the *model*: P(recovered) from a LogisticRegression over (signature tokens, strategy,
     class, context), weighted down as direct evidence grows;
-  * last, the outcomes on this signature in this step: one strategy is taken to be the fix, so
-    every strategy's successes and failures here move probability between the candidates (a
-    favourite that keeps failing hands its share to the untried ones, manual intervention
-    included), and failures of the strategy that last recovered it here raise the chance that
-    its fix has changed, after which its older record no longer counts;
+  * last, the outcomes on this signature in this step and on its fuzzy neighbours (weighted
+    by similarity): one strategy is taken to be the fix, so every strategy's successes and
+    failures move probability between the candidates (a favourite that keeps failing hands its
+    share to the untried ones), and failures of the believed fix raise the chance that its fix
+    has changed, after which its older record no longer counts;
 
 * :mod:`.order` - the order the executor tries them in: strategies already failed in this
-  deployment demoted, manual intervention held back, now and then an untried alternative
-  explored first.
+  deployment demoted (retried at once only when still far likelier than any untried one),
+  manual intervention held back and never first while an automatic candidate is untried, now
+  and then an untried alternative explored first.
 
 Every candidate carries a readable ``why`` (:mod:`.explain`); :meth:`Ranker.explain` returns
 it all structured.
@@ -59,7 +62,13 @@ from aideploy.knowledge.ranker.detect import (
 from aideploy.knowledge.ranker.evidence import Evidence, EvidenceStore, Neighbour
 from aideploy.knowledge.ranker.explain import Explanation, described, explanation
 from aideploy.knowledge.ranker.order import Explorer, order_candidates
-from aideploy.knowledge.ranker.score import CandidateDetail, Scored, score_candidates
+from aideploy.knowledge.ranker.score import (
+    ALL_PARTS,
+    CandidateDetail,
+    Parts,
+    Scored,
+    score_candidates,
+)
 from aideploy.knowledge.rules import RuleSet
 
 # the benchmarks' name for it
@@ -71,6 +80,7 @@ __all__ = [
     "Evidence",
     "Explanation",
     "Neighbour",
+    "Parts",
     "Ranker",
     "classifier_cache_dir",
     "train_classifier",
@@ -89,15 +99,17 @@ class Ranker:
         refit_every: int = 50,
         explore: float = 0.05,
         seed: int = 0,
+        parts: Parts = ALL_PARTS,
     ) -> None:
         self.rules = rules if rules is not None else RuleSet()
         self.classifier: TextClassifier = (
             bundled_classifier() if corpus is None else train_classifier(list(corpus))
         )
         self.refit_every = refit_every
+        self.parts = parts
         self.model = OutcomeModel()
         self._detector = Detector(self.rules, self.classifier)
-        self._evidence = EvidenceStore()
+        self._evidence = EvidenceStore(self._detector.cause)
         self._explorer = Explorer(explore, seed)
         self._since_fit = 0
         past = sorted(history.past_outcomes(), key=lambda o: o.at.timestamp() if o.at else 0.0)
@@ -168,7 +180,7 @@ class Ranker:
 
     def _score(self, failure: Failure, analysis: Analysis | None = None) -> Scored:
         a = analysis or self.analyze(text_of(failure.result))
-        return score_candidates(failure, a, self._evidence, self.model)
+        return score_candidates(failure, a, self._evidence, self.model, self.parts)
 
     def rank(
         self, text: str, step: str = "", analysis: Analysis | None = None

@@ -29,6 +29,10 @@ from aideploy.knowledge.signature import signature_of
 UNSURE_BELOW = 0.25
 UNKNOWN_FLOOR = 0.3
 ANALYSIS_CACHE_SIZE = 512  # texts whose analysis is kept between detect and candidates
+CAUSE_CACHE_SIZE = 8192  # signatures whose cause key is kept
+# the details that name a cause when a signature still shows them (paths, ports and versions
+# are masked in signatures: they vary between machines)
+CAUSE_DETAILS = ("service", "command", "package", "module", "unit", "database", "role", "user")
 
 
 @dataclass(frozen=True)
@@ -120,9 +124,11 @@ class Detector:
         self.rules = rules
         self.classifier = classifier
         self._cache: dict[str, Analysis] = {}
+        self._causes: dict[str, str] = {}
 
     def analyze_many(self, texts: Sequence[str]) -> list[Analysis]:
-        """Signature, rule hits, class scores and details of many texts (batched classifier)."""
+        """Signature, rule hits, class scores and details of many texts (batched classifier;
+        the analyses are kept for the detection that follows, as many as the cache holds)."""
         probs = self.classifier.predict_proba(list(texts)) if texts else []
         out = []
         for text, p in zip(texts, probs, strict=True):
@@ -135,6 +141,8 @@ class Detector:
                     details=self.rules.details(text, hits),
                 )
             )
+            if len(self._cache) < ANALYSIS_CACHE_SIZE:
+                self._cache[text] = out[-1]
         return out
 
     def analyze(self, text: str) -> Analysis:
@@ -148,3 +156,25 @@ class Detector:
 
     def detect(self, step: str, result: Result) -> Failure:
         return failure_from(step, result, self.analyze(text_of(result)))
+
+    def cause(self, signature: str, context: Mapping[str, str]) -> str:
+        """What a failure's cause is known by within its class and step: the rules its
+        signature matches, the details the signature still names (a service, command, package)
+        and the tool that printed it. Two failures of one class with different keys are taken
+        to be different causes."""
+        key = self._causes.get(signature)
+        if key is None:
+            hits = self.rules.match(signature)
+            details = self.rules.details(signature, hits)
+            parts = sorted({f"rule={h.rule}" for h in hits})
+            parts += [
+                f"{k}={details[k]}"
+                for k in CAUSE_DETAILS
+                if details.get(k) and "<" not in details[k]
+            ]
+            key = ",".join(parts)
+            if len(self._causes) > CAUSE_CACHE_SIZE:
+                self._causes.clear()
+            self._causes[signature] = key
+        tool = context.get("tool", "")
+        return f"{key},tool={tool}" if tool else key

@@ -1,21 +1,31 @@
 """Evidence: what the recorded outcomes say, kept up to date one outcome at a time.
 
-Per signature and step, a forgetting tally of each strategy's weighted recoveries and failures,
-and the strategy that last recovered it there with its failures since (a change of fix is
-detected from those); per error class, the strategies' tallies and one vote per (signature,
-step) for the strategy that fixes it now; and an index of signatures by class for the fuzzy
-neighbour search (rapidfuzz).
+Evidence comes in levels, most specific first (the scoring shrinks each towards the broader one):
 
-The change detection belongs to the one-fix model the scoring uses as well: one strategy is
-taken to be the fix of an error in a step; a right fix recovers with probability
-``1 - FIX_FAILS``, a wrong one with ``WRONG_WORKS``, and the fix may have changed since it last
-worked (``CHANGE_HAZARD`` a priori), after which the old fix fails like any wrong one.
+* this very signature in this step, then in other steps: forgetting tallies of each strategy's
+  weighted recoveries and failures, and the belief about which strategy is its fix there;
+* fuzzy neighbours: signatures like this one (rapidfuzz over masked signatures) of the same
+  class, printed by the same tool;
+* the *cause*: the (signature, step) pairs of the same class, in the same step, with the same
+  parsed detail (the rules that match, the service, command, package or tool the error names);
+* the class alone: every (signature, step) pair of the class.
+
+Each (signature, step) pair votes for the class, its step and its cause with its belief about
+which strategy fixes it now. Every count is weighted: an outcome of import weight 0.3 counts 0.3
+of an observation, in the tallies, in the belief and in the votes alike - there is no threshold.
+
+The belief belongs to the one-fix model the scoring uses as well: one strategy is taken to be the
+fix of an error in a step; a right fix recovers with probability ``1 - FIX_FAILS``, a wrong one
+with ``WRONG_WORKS``, and the fix may have changed since it last worked (``CHANGE_HAZARD`` a
+priori), after which the old fix fails like any wrong one. A recovery of weight ``w`` moves the
+share ``w`` of the belief to its strategy; each failure since a strategy last recovered the error
+takes its own weight off that strategy's vote.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from operator import attrgetter
 
@@ -30,16 +40,32 @@ OTHER_STEP = 0.3  # weight of evidence from another step than the failure's
 FUZZY_CUTOFF = 85.0  # least rapidfuzz ratio (0..100) of a neighbour
 FUZZY_LIMIT = 8  # neighbours per class searched
 FUZZY_CACHE_SIZE = 4096  # (signature, classes) searches remembered until a new signature comes
-FIX_WEIGHT = 0.5  # least weight of a recovery that makes its strategy the signature's last fix
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
 CHANGE_HAZARD = 0.03  # prior chance that a signature's fix in a step has changed since it worked
+
+#: what a (signature, context) pair's cause is known by (see :func:`no_cause`)
+CauseOf = Callable[[str, Mapping[str, str]], str]
+
+
+def no_cause(signature: str, context: Mapping[str, str]) -> str:
+    """The cause key when nothing parses details: the tool, if the context names one."""
+    return f"tool={context.get('tool', '')}" if context.get("tool") else ""
 
 
 def change_chance(failed: float) -> float:
     """P(the fix has changed) after ``failed`` failures of the strategy that last recovered it."""
     changed = CHANGE_HAZARD * math.pow(1.0 - WRONG_WORKS, failed)
     return changed / (changed + (1.0 - CHANGE_HAZARD) * math.pow(FIX_FAILS, failed))
+
+
+def switch_chance(failed: float) -> float:
+    """P(the fix has changed) when another strategy recovers the error after ``failed``
+    failures of the one that last recovered it: the new one working is likely for a new fix
+    (``1 - FIX_FAILS``) and unlikely by chance (``WRONG_WORKS``)."""
+    changed = CHANGE_HAZARD * math.pow(1.0 - WRONG_WORKS, failed) * (1.0 - FIX_FAILS)
+    same = (1.0 - CHANGE_HAZARD) * math.pow(FIX_FAILS, failed) * WRONG_WORKS
+    return changed / (changed + same)
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -72,11 +98,13 @@ class Neighbour:
 
 @dataclass(frozen=True, slots=True)
 class FixRecord:
-    """The strategy that last recovered a signature in a step, and its weighted failures there
-    since."""
+    """The strategy most believed to fix a signature in a step, and its weighted failures there
+    since it last recovered it; ``belief``: how much of the belief it holds (the weight of the
+    recoveries behind it, at most 1)."""
 
     strategy: str
     failed: float
+    belief: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -93,10 +121,14 @@ NO_SIGNATURE_EVIDENCE = SignatureEvidence({}, {}, None)
 
 @dataclass(frozen=True, slots=True)
 class Votes:
-    """How many (signature, step) pairs of a class each strategy fixes now (its last fix holds)."""
+    """How much of the (signature, step) pairs of a class (or of its step, or its cause) each
+    strategy fixes now: every pair holds one vote at most, shared by its belief."""
 
-    by_strategy: Mapping[str, int]
-    total: int
+    by_strategy: Mapping[str, float]
+    total: float
+
+
+NO_VOTES = Votes({}, 0.0)
 
 
 # --- running tallies -------------------------------------------------------------------------
@@ -124,26 +156,57 @@ class _Tally:
 
 
 @dataclass(slots=True)
-class _LastFix:
-    """The strategy that last recovered a signature in a step, and its failures there since."""
+class _FixBelief:
+    """Which strategy fixes a signature in a step: each one's share of the belief, and its
+    weighted failures there since it last recovered it."""
 
-    strategy: str
-    failed: float = 0.0  # weighted
-    failures: int = 0
+    cause: str
+    belief: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def holds(self) -> bool:
-        """Nothing has failed it since: it counts as the signature's fix in its class's votes."""
-        return self.failures == 0
+    def learn(self, strategy: str, ok: bool, w: float) -> float:
+        """Take one outcome of weight ``w`` (0..1) in; the share of the older tallies to keep
+        (``1 - switch_chance`` when a new fix works where the believed one has failed since)."""
+        if not ok:
+            if strategy in self.belief:
+                self.failed[strategy] = self.failed.get(strategy, 0.0) + w
+            return 1.0
+        keep = 1.0
+        top = self.top()
+        if top is not None and top.strategy != strategy and top.failed > 0:
+            keep = 1.0 - w * top.belief * switch_chance(top.failed)
+        for name in self.belief:
+            self.belief[name] *= 1.0 - w
+        self.belief[strategy] = self.belief.get(strategy, 0.0) + w
+        self.failed[strategy] = self.failed.get(strategy, 0.0) * (1.0 - w)
+        return keep
+
+    def votes(self) -> dict[str, float]:
+        """The pair's vote: each strategy's belief, less its failures since it last worked."""
+        out = {}
+        for name, b in self.belief.items():
+            v = b * max(0.0, 1.0 - self.failed.get(name, 0.0))
+            if v > 0.0:
+                out[name] = v
+        return out
+
+    def top(self) -> FixRecord | None:
+        if not self.belief:
+            return None
+        name = max(self.belief, key=lambda k: (self.belief[k], k))
+        return FixRecord(name, self.failed.get(name, 0.0), min(1.0, self.belief[name]))
 
 
 @dataclass
 class _SignatureStats:
     error_class: str
+    cause: str = ""
     # step -> strategy -> tally ("" = step unknown)
     by_step: dict[str, dict[str, _Tally]] = field(default_factory=dict)
-    # step -> the strategy that last recovered this signature in that step
-    last_fix: dict[str, _LastFix] = field(default_factory=dict)
+    # step -> which strategy fixes this signature in that step
+    fixes: dict[str, _FixBelief] = field(default_factory=dict)
+    # step -> the cause's log share kept (see EvidenceStore._sync) its tallies there reflect
+    synced: dict[str, float] = field(default_factory=dict)
 
     def seen_from(self, step: str) -> SignatureEvidence:
         here = {k: t.evidence() for k, t in self.by_step.get(step, {}).items()}
@@ -155,21 +218,26 @@ class _SignatureStats:
                 acc = other.setdefault(name, [0.0, 0.0])
                 acc[0] += t.recovered
                 acc[1] += t.failed
-        last = self.last_fix.get(step)
+        fix = self.fixes.get(step)
         return SignatureEvidence(
             here=here,
             elsewhere={k: Evidence(v[0], v[1]) for k, v in other.items()},
-            last_fix=None if last is None else FixRecord(last.strategy, last.failed),
+            last_fix=None if fix is None else fix.top(),
         )
 
     def weighted(self, step: str) -> dict[str, Evidence]:
-        """Every step's evidence, another step's weighing ``OTHER_STEP``."""
+        """Every step's evidence, another step's weighing ``OTHER_STEP``; a strategy's
+        recoveries kept only as much as its fix has not changed since (its failures there since
+        it last worked say how likely a change is)."""
         out: dict[str, list[float]] = {}
         for s, strategies in self.by_step.items():
             w = 1.0 if s == step else OTHER_STEP
+            fix = self.fixes.get(s)
             for name, t in strategies.items():
+                since = fix.failed.get(name, 0.0) if fix is not None else 0.0
+                keep = 1.0 - change_chance(since) if since > 0 else 1.0
                 acc = out.setdefault(name, [0.0, 0.0])
-                acc[0] += w * t.recovered
+                acc[0] += w * t.recovered * keep
                 acc[1] += w * t.failed
         return {k: Evidence(v[0], v[1]) for k, v in out.items()}
 
@@ -178,17 +246,37 @@ def _step_of(o: PastOutcome) -> str:
     return str(o.context.get("step", "")) if o.context else ""
 
 
-class EvidenceStore:
-    """Every recovered or failed outcome seen, as tallies, votes and the fuzzy index."""
+def _weight(o: PastOutcome) -> float:
+    """An outcome's weight as a share of one observation (0..1)."""
+    return min(max(float(o.weight), 0.0), 1.0)
 
-    def __init__(self) -> None:
+
+def _add(into: dict[str, float], votes: Mapping[str, float], sign: float) -> None:
+    for name, v in votes.items():
+        into[name] = into.get(name, 0.0) + sign * v
+
+
+class EvidenceStore:
+    """Every recovered or failed outcome seen, as tallies, votes and the fuzzy index.
+
+    ``cause_of`` names the cause of a (signature, context) pair (the ranker's parses the rules
+    and details the signature shows); pairs with the same class, step and cause vote together.
+    """
+
+    def __init__(self, cause_of: CauseOf = no_cause) -> None:
+        self.cause_of = cause_of
         self._stats: dict[str, _SignatureStats] = {}
         self._class_tallies: dict[str, dict[str, _Tally]] = {}
-        # strategy -> how many (signature, step) pairs it fixes now, per class and per
-        # (class, step)
-        self._votes: dict[str, dict[str, int]] = {}
-        self._votes_in_step: dict[tuple[str, str], dict[str, int]] = {}
+        # the pairs' votes per class, per (class, step) and per (class, step, cause)
+        self._votes: dict[tuple[str, ...], dict[str, float]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
+        # (class, step, cause) -> which strategy fixes that cause there, and its signatures: a
+        # change of fix seen on one variant of a cause is a change for all of them
+        self._cause_fix: dict[tuple[str, str, str], _FixBelief] = {}
+        # (class, step, cause) -> the log of the share of the older record kept through the
+        # changes of fix seen so far; each signature's tallies catch up with it when read or
+        # updated (``_sync``), so a change costs nothing per signature of the cause
+        self._cause_log_keep: dict[tuple[str, str, str], float] = {}
         # (signature, classes) -> similar signature -> similarity
         self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
 
@@ -199,102 +287,143 @@ class EvidenceStore:
         if o.outcome not in ("recovered", "failed"):
             return
         ok = o.outcome == "recovered"
-        w = max(float(o.weight), 0.0)
+        w = _weight(o)
         step = _step_of(o)
         stats = self._signature_stats(o)
         tallies = stats.by_step.get(step)
         if tallies is None:
             tallies = stats.by_step[step] = {}
-        last = stats.last_fix.get(step)
-        before = last.strategy if last is not None and last.holds else None
-        after = self._update_last_fix(stats, step, o.strategy, ok, w)
+        fix = stats.fixes.get(step)
+        cause_key = (stats.error_class, step, stats.cause)
+        if fix is None:
+            fix = stats.fixes[step] = _FixBelief(stats.cause)
+            stats.synced[step] = self._cause_log_keep.get(cause_key, 0.0)
+        else:
+            self._sync(stats, step)
+        before = fix.votes()
+        keep = fix.learn(o.strategy, ok, w)
+        if keep < 1.0:
+            for old in tallies.values():
+                old.discount(keep)
+        if self._learn_cause(cause_key, o, ok, w) and keep >= 1.0:
+            self._sync(stats, step)  # the change was seen on the cause only: its record too
+        stats.synced[step] = self._cause_log_keep.get(cause_key, 0.0)
         t = tallies.get(o.strategy)
         if t is None:
             t = tallies[o.strategy] = _Tally()
         t.add(ok, w, FORGET)
+        after = fix.votes()
         if after != before:
-            self._move_vote(stats.error_class, step, before, after)
+            for key in self._vote_keys(stats.error_class, step, fix.cause):
+                votes = self._votes.setdefault(key, {})
+                _add(votes, before, -1.0)
+                _add(votes, after, 1.0)
         t = self._class_tallies.setdefault(o.error_class, {}).get(o.strategy)
         if t is None:
             t = self._class_tallies[o.error_class][o.strategy] = _Tally()
         t.add(ok, w, CLASS_FORGET)
 
+    def _learn_cause(self, key: tuple[str, str, str], o: PastOutcome, ok: bool, w: float) -> bool:
+        """The cause's own belief about its fix; True when it sees the fix change, after which
+        the older record of every signature of the cause in that step is discounted as the
+        signature's own would be."""
+        fix = self._cause_fix.get(key)
+        if fix is None:
+            fix = self._cause_fix[key] = _FixBelief(key[2])
+        keep = fix.learn(o.strategy, ok, w)
+        if keep >= 1.0:
+            return False
+        self._cause_log_keep[key] = self._cause_log_keep.get(key, 0.0) + math.log(max(keep, 1e-12))
+        return True
+
+    def _sync(self, stats: _SignatureStats, step: str) -> None:
+        """Apply the changes of fix its cause has seen since this signature's tallies in
+        ``step`` were last brought up to date."""
+        now = self._cause_log_keep.get((stats.error_class, step, stats.cause), 0.0)
+        then = stats.synced.get(step, 0.0)
+        if now < then:
+            keep = math.exp(now - then)
+            for t in stats.by_step.get(step, {}).values():
+                t.discount(keep)
+            stats.synced[step] = now
+
+    def _synced(self, stats: _SignatureStats) -> _SignatureStats:
+        for step in stats.by_step:
+            self._sync(stats, step)
+        return stats
+
+    @staticmethod
+    def _vote_keys(error_class: str, step: str, cause: str) -> tuple[tuple[str, ...], ...]:
+        return ((error_class,), (error_class, step), (error_class, step, cause))
+
     def _signature_stats(self, o: PastOutcome) -> _SignatureStats:
         stats = self._stats.get(o.signature)
         if stats is None:
-            stats = _SignatureStats(o.error_class)
+            stats = _SignatureStats(o.error_class, self.cause_of(o.signature, o.context or {}))
             self._stats[o.signature] = stats
             self._index.setdefault(o.error_class, []).append(o.signature)
             self._fuzzy_cache.clear()
         return stats
-
-    @staticmethod
-    def _update_last_fix(
-        stats: _SignatureStats, step: str, strategy: str, ok: bool, w: float
-    ) -> str | None:
-        """Record the outcome against the step's last fix; the fix that holds afterwards.
-
-        A recovery (of real weight) makes its strategy the last fix; when another strategy
-        works where the last fix has failed since, what came before the likely change keeps
-        only as much weight as no change is still likely. A failure of the last fix counts
-        against it.
-        """
-        last = stats.last_fix.get(step)
-        if ok and w >= FIX_WEIGHT:
-            if last is not None and last.strategy != strategy and last.failed > 0:
-                keep = 1.0 - change_chance(last.failed)
-                for old in stats.by_step[step].values():
-                    old.discount(keep)
-            last = stats.last_fix[step] = _LastFix(strategy)
-        elif not ok and last is not None and last.strategy == strategy:
-            last.failed += w
-            last.failures += 1
-        return last.strategy if last is not None and last.holds else None
-
-    def _move_vote(
-        self, error_class: str, step: str, before: str | None, after: str | None
-    ) -> None:
-        for votes in (
-            self._votes_in_step.setdefault((error_class, step), {}),
-            self._votes.setdefault(error_class, {}),
-        ):
-            if before is not None:
-                votes[before] -= 1
-            if after is not None:
-                votes[after] = votes.get(after, 0) + 1
 
     # --- reading ----------------------------------------------------------------------------
 
     def signature(self, signature: str, step: str) -> SignatureEvidence:
         """The outcomes on this very signature, seen from ``step``."""
         stats = self._stats.get(signature)
-        return NO_SIGNATURE_EVIDENCE if stats is None else stats.seen_from(step)
+        return NO_SIGNATURE_EVIDENCE if stats is None else self._synced(stats).seen_from(step)
 
     def on_class(self, error_class: str) -> dict[str, Evidence]:
         """Each strategy's recovered/failed tallies on the whole class."""
         return {k: t.evidence() for k, t in self._class_tallies.get(error_class, {}).items()}
 
-    def votes(self, error_class: str, step: str | None = None) -> Votes:
-        """The class's votes, in every step (``step`` None) or in one."""
-        votes = (
-            self._votes.get(error_class, {})
-            if step is None
-            else self._votes_in_step.get((error_class, step), {})
-        )
-        return Votes(dict(votes), sum(votes.values()))
+    def votes(
+        self,
+        error_class: str,
+        step: str | None = None,
+        cause: str | None = None,
+        *,
+        leave_out: str = "",
+    ) -> Votes:
+        """The class's votes: in every step (``step`` None), in one, or in one step for one
+        cause; ``leave_out``: a signature whose own vote (in ``step``) is not counted."""
+        if step is None:
+            key: tuple[str, ...] = (error_class,)
+        elif cause is None:
+            key = (error_class, step)
+        else:
+            key = (error_class, step, cause)
+        votes = dict(self._votes.get(key, {}))
+        stats = self._stats.get(leave_out) if leave_out else None
+        if stats is not None and stats.error_class == error_class:
+            for s, fix in stats.fixes.items():
+                if (step is None or s == step) and (cause is None or fix.cause == cause):
+                    _add(votes, fix.votes(), -1.0)
+        clean = {k: v for k, v in votes.items() if v > 1e-9}
+        return Votes(clean, sum(clean.values()))
 
-    def neighbours(self, signature: str, classes: Iterable[str], step: str = "") -> list[Neighbour]:
-        """This signature (if seen) and its fuzzy neighbours among the given classes' signatures,
-        most similar first, each with its evidence (another step's weighing ``OTHER_STEP``)."""
+    def cause(self, signature: str, context: Mapping[str, str]) -> str:
+        """The cause key of a failure (as its pairs vote under it)."""
+        return self.cause_of(signature, context)
+
+    def neighbours(
+        self, signature: str, classes: Iterable[str], step: str = "", cause: str | None = None
+    ) -> list[Neighbour]:
+        """This signature (if seen) and its fuzzy neighbours among the given classes' signatures
+        (of the same ``cause``, when given: the same rules, named details and tool), most
+        similar first, each with its evidence (another step's weighing ``OTHER_STEP``)."""
         out: list[Neighbour] = []
         exact = self._stats.get(signature)
         if exact is not None:
-            out.append(Neighbour(signature, exact.error_class, 100.0, exact.weighted(step)))
+            out.append(
+                Neighbour(signature, exact.error_class, 100.0, self._synced(exact).weighted(step))
+            )
         if not signature:
             return out
         for sig, similarity in self._similar(signature, tuple(classes)).items():
             st = self._stats[sig]
-            out.append(Neighbour(sig, st.error_class, similarity, st.weighted(step)))
+            if cause is not None and st.cause != cause:
+                continue
+            out.append(Neighbour(sig, st.error_class, similarity, self._synced(st).weighted(step)))
         out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 

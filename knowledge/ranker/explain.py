@@ -49,6 +49,7 @@ def why(d: CandidateDetail, neighbours: Sequence[Neighbour], error_class: str) -
         )
     if d.model_probability is not None:
         parts.append(f"model p(recovered)={d.model_probability:.2f}")
+    parts.append(f"level {d.level}")
     parts.append(f"risk {d.risk}")
     return "; ".join(parts)
 

@@ -19,6 +19,10 @@ HOPELESS = 0.1  # a fresh candidate under this chance is not put first ahead of 
 # manual intervention ends the deployment's automatic recovery, so unless it has recovered this
 # very signature before it is ordered as if its score were this fraction of what it is
 MANUAL_ORDER = 0.25
+# a strategy that failed once in this deployment is retried at once (before the untried ones) only
+# when, with that failure recorded, it is still this many times likelier to be the fix than the
+# best untried candidate (a right fix that failed by chance, on a well-known error)
+RETRY_AT_ONCE = 3.0
 EXPLORE_MAX = 0.2  # the most often exploration may be asked for
 EXPLORE_KNOWN = 3.0  # weighted outcomes behind the first candidate that make exploring pointless
 EXPLORE_SHARE = 0.5  # an alternative explored scores at least this share of the first's
@@ -67,7 +71,8 @@ def _first(
     failures: Collection[str],
     failed_last: Collection[str],
 ) -> int | None:
-    """Which fresh candidate goes first: the best untried one with a real chance; failing that
+    """Which fresh candidate goes first: the best untried one with a real chance, unless one
+    that failed once here is still ``RETRY_AT_ONCE`` times likelier to be the fix; failing that
     the best one, but not the strategy that failed last."""
     proven = _proven(details)
     first = next(
@@ -78,6 +83,11 @@ def _first(
         ),
         None,
     )
+    again = next((i for i, d in enumerate(fresh) if d.strategy in failures), None)
+    if again is not None and (
+        first is None or fresh[again].score >= RETRY_AT_ONCE * fresh[first].score
+    ):
+        return again
     if first is None:
         first = next((i for i, d in enumerate(fresh) if d.strategy not in failed_last), None)
     return first
@@ -90,16 +100,18 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
     they failed; a name may appear once per failure) are not dropped but demoted:
 
     * first comes the best fresh candidate with a real chance (at least ``HOPELESS``, once the
-      share left by a strategy with a record on this very signature is taken off); when no fresh
-      candidate has one, the best of the rest - but never the strategy that failed last while
-      another automatic candidate remains, so a failed fix is not retried straight away;
+      share left by a strategy with a record on this very signature is taken off), unless a
+      strategy that failed once here is still ``RETRY_AT_ONCE`` times likelier (a right fix
+      that failed by chance); when no fresh candidate has a real chance, the best of the rest -
+      but never the strategy that failed last while another automatic candidate remains;
     * then the other fresh candidates and those that failed once here, by score, so a right fix
       that failed by chance comes back before weak alternatives;
     * then manual intervention as the fallback, and last the strategies that failed more than
       once here.
 
     Manual intervention is ordered by :func:`order_score`, and takes a place among the fresh
-    candidates only when that is still at least ``HOPELESS``.
+    candidates only when that is still at least ``HOPELESS``; it is never first while an
+    automatic candidate has not failed in this deployment.
     """
     failures: dict[str, int] = {}
     for name in exclude:
@@ -119,6 +131,15 @@ def order_candidates(details: Sequence[CandidateDetail], exclude: Collection[str
     first = _first(fresh, details, failures, failed_last)
     if first:
         fresh.insert(0, fresh.pop(first))
+    if fresh and fresh[0].strategy == MANUAL:
+        # manual intervention ends automatic recovery: never first while an automatic candidate
+        # has not failed in this deployment
+        auto = next(
+            (i for i, d in enumerate(fresh) if d.strategy != MANUAL and d.strategy not in failures),
+            None,
+        )
+        if auto is not None:
+            fresh.insert(0, fresh.pop(auto))
     candidates = [
         Candidate(d.strategy, d.score, _why_demoted(d, failures.get(d.strategy, 0)), d.decided_by)
         for d in (*fresh, *fallback, *rest)

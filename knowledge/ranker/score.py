@@ -51,12 +51,21 @@ LONG_TAIL_PRIOR = 0.08  # the catalogue's other strategies for the class, and re
 SEEN_PRIOR = 0.05  # a strategy only seen on the class, a neighbour or this signature
 MANUAL_SCORE = 0.02
 # pseudo-observations each level of evidence gives the level above it (rule/default prior ->
-# class -> class in this step -> neighbours -> this signature in other steps -> in this step)
+# class -> cause: class, step and detail -> neighbours -> this signature in other steps -> in
+# this step)
 CLASS_PRIOR_STRENGTH = 1.5
-CLASS_STEP_STRENGTH = 2.0
-NEIGHBOUR_STRENGTH = 2.0
+CAUSE_STRENGTH = 2.0
+# how much one (signature, step) pair's vote counts at the class level (another cause of the
+# same class, or the same cause in another step) and at the cause level (same class, step and
+# detail): broader evidence is further from this failure
+CLASS_DISTANCE = 0.2
+CAUSE_DISTANCE = 0.8
 OTHER_STEPS_STRENGTH = 1.5
-NEIGHBOUR_WEIGHT = 0.8  # a fuzzy neighbour's outcomes at similarity 100, falling to 0 at the cutoff
+# a fuzzy neighbour of the same cause is mostly the same error printed another way (the cutoff is
+# calibrated on variants of the corpus' train texts: see docs/learning.md); its outcomes count
+# NEIGHBOUR_WEIGHT of this signature's at similarity 100, NEIGHBOUR_WEIGHT_AT_CUTOFF at the cutoff
+NEIGHBOUR_WEIGHT = 0.9
+NEIGHBOUR_WEIGHT_AT_CUTOFF = 0.5
 MODEL_WEIGHT = 0.1
 STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
 HISTORY_AFTER = 0.5  # weighted outcomes behind a score before it counts as decided by history
@@ -77,11 +86,25 @@ class CandidateDetail:
     model_probability: float | None
     decided_by: str
     why: str
+    level: str = "rule"  # the most specific level of evidence behind the score (see LEVELS)
     signature_recovered: float = 0.0  # recoveries on this very signature (any step), weighted
     failed_since_it_worked: float = 0.0  # its failures here since it last recovered this error
     # manual intervention while several automatic strategies keep failing on this signature in
     # this step: ordered by its own score, not held back
     stuck: bool = False
+
+
+#: the levels of evidence, most specific first
+LEVELS = ("signature", "other steps", "neighbour", "cause", "class", "model", "rule")
+
+
+@dataclass(frozen=True, slots=True)
+class LevelVotes:
+    """The votes of the class and of this failure's cause (class, step and detail)."""
+
+    on_class: Votes
+    on_cause: Votes
+    cause: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +122,8 @@ class Estimate:
     strategy: str
     prior: Prior
     on_class: Evidence  # its tallies on the whole class
+    class_votes: float  # its share of the class's (signature, step) pairs, discounted
+    cause_votes: float  # its share of this cause's pairs
     neighbours: Evidence  # on fuzzy neighbours, similarity-weighted
     other_steps: Evidence  # on this signature in other steps
     model: float | None  # the outcome model's P(recovered), when it has one
@@ -172,9 +197,13 @@ def propose_priors(
 
 
 def neighbour_weight(similarity: float) -> float:
-    """How much a fuzzy neighbour's outcome counts: ``NEIGHBOUR_WEIGHT`` at similarity 100,
-    falling quadratically to 0 at ``FUZZY_CUTOFF``."""
-    return NEIGHBOUR_WEIGHT * ((similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)) ** 2
+    """How much a fuzzy neighbour's outcome counts against one on this signature:
+    ``NEIGHBOUR_WEIGHT`` at similarity 100, falling linearly to ``NEIGHBOUR_WEIGHT_AT_CUTOFF`` at
+    ``FUZZY_CUTOFF`` (nothing below it)."""
+    if similarity < FUZZY_CUTOFF:
+        return 0.0
+    share = (similarity - FUZZY_CUTOFF) / (100.0 - FUZZY_CUTOFF)
+    return NEIGHBOUR_WEIGHT_AT_CUTOFF + (NEIGHBOUR_WEIGHT - NEIGHBOUR_WEIGHT_AT_CUTOFF) * share
 
 
 def fuzzy_evidence(neighbours: Sequence[Neighbour]) -> dict[str, Evidence]:
@@ -199,26 +228,26 @@ def smoothed(hits: float, trials: float, towards: float, strength: float) -> flo
 def estimate(
     name: str,
     prior: Prior,
-    votes: Votes,
-    votes_in_step: Votes,
+    votes: LevelVotes,
     on_class: Evidence,
     on_neighbours: Evidence,
     other_steps: Evidence,
     model: float | None,
 ) -> Estimate:
-    """Levels 1-4: each refines the one above it (the class level counts the share of this
-    class's signatures that the strategy fixes now)."""
-    post = smoothed(votes.by_strategy.get(name, 0), votes.total, prior.value, CLASS_PRIOR_STRENGTH)
-    post = smoothed(
-        votes_in_step.by_strategy.get(name, 0), votes_in_step.total, post, CLASS_STEP_STRENGTH
-    )
-    f, o = on_neighbours, other_steps
-    post = smoothed(f.recovered, f.total, post, NEIGHBOUR_STRENGTH)
+    """Levels class to other steps, broadest first, each shrinking the more specific one towards
+    the estimate so far: a (signature, step) pair of another cause counts ``CLASS_DISTANCE`` of
+    a vote, one of this cause ``CAUSE_DISTANCE``, so a strategy proven on another cause of the
+    class does not outrank a rule that fits this one's detail."""
+    cv = CLASS_DISTANCE * votes.on_class.by_strategy.get(name, 0.0)
+    post = smoothed(cv, CLASS_DISTANCE * votes.on_class.total, prior.value, CLASS_PRIOR_STRENGTH)
+    dv = CAUSE_DISTANCE * votes.on_cause.by_strategy.get(name, 0.0)
+    post = smoothed(dv, CAUSE_DISTANCE * votes.on_cause.total, post, CAUSE_STRENGTH)
+    f, o = on_neighbours, other_steps  # the neighbours weigh in with this step's outcomes
     post = smoothed(o.recovered, o.total, post, OTHER_STEPS_STRENGTH)
     if model is not None:
         lam = MODEL_WEIGHT / (1.0 + f.recovered + f.failed + o.recovered + o.failed)
         post = (1.0 - lam) * post + lam * model
-    return Estimate(name, prior, on_class, on_neighbours, other_steps, model, post)
+    return Estimate(name, prior, on_class, cv, dv, on_neighbours, other_steps, model, post)
 
 
 # --- this step's outcomes: the one-fix model -------------------------------------------------
@@ -238,9 +267,7 @@ def one_fix_posterior(prior: Mapping[str, float], here: Mapping[str, Evidence]) 
     logs = {}
     for name, p in prior.items():
         ev = here.get(name, NO_EVIDENCE)
-        rec, fail = ev.recovered, ev.failed
-        if 0.0 < rec + fail < 1.0:  # a fraction of one (imported, down-weighted) outcome
-            rec, fail = rec * (rec + fail), fail * (rec + fail)
+        rec, fail = ev.recovered, ev.failed  # weighted: an import of weight w counts w
         logs[name] = math.log(max(p / total, 1e-9)) + rec * up + fail * down
     top = max(logs.values())
     weights = {k: math.exp(v - top) for k, v in logs.items()}
@@ -261,7 +288,7 @@ def allow_change(
     When another strategy then recovers it, the evidence store discounts the older record the
     same way, so the new fix stays first.
     """
-    c = change_chance(fix.failed)
+    c = change_chance(fix.failed) * fix.belief
     since = one_fix_posterior(prior, {fix.strategy: Evidence(0.0, fix.failed)})
     return {n: (1.0 - c) * v + c * since[n] for n, v in posterior.items()}
 
@@ -269,11 +296,20 @@ def allow_change(
 def final_scores(
     estimates: Sequence[Estimate], on_signature: SignatureEvidence
 ) -> dict[str, float]:
-    """Level 5: the outcomes on this signature in this step, and a possible change of fix."""
+    """The most specific levels: the outcomes on this signature in this step and on its fuzzy
+    neighbours of the same cause (similarity-weighted), and a possible change of fix."""
     scores = {e.strategy: e.score for e in estimates}
-    if not on_signature.here:
+    observed = {
+        e.strategy: Evidence(
+            here.recovered + e.neighbours.recovered, here.failed + e.neighbours.failed
+        )
+        for e in estimates
+        for here in (on_signature.here.get(e.strategy, NO_EVIDENCE),)
+        if here.total or e.neighbours.total
+    }
+    if not observed:
         return scores
-    posterior = one_fix_posterior(scores, on_signature.here)
+    posterior = one_fix_posterior(scores, observed)
     last = on_signature.last_fix
     if last is not None and last.failed > 0:
         posterior = allow_change(posterior, scores, last)
@@ -296,6 +332,23 @@ def decided_by(direct: float, e: Estimate) -> str:
         return "history"
     if e.on_class.total >= HISTORY_AFTER:
         return "history" if e.model is None else "model"
+    return "rule"
+
+
+def level_of(e: Estimate, here: Evidence) -> str:
+    """The most specific level of evidence behind a candidate's score (see ``LEVELS``)."""
+    if here.total > 0:
+        return "signature"
+    if e.other_steps.total > 0:
+        return "other steps"
+    if e.neighbours.total > 0:
+        return "neighbour"
+    if e.cause_votes > 0:
+        return "cause"
+    if e.class_votes > 0:
+        return "class"
+    if e.model is not None and e.on_class.total >= HISTORY_AFTER:
+        return "model"
     return "rule"
 
 
@@ -328,6 +381,7 @@ def detail(
         model_probability=None if e.model is None else round(e.model, 4),
         decided_by=decided_by(direct_recovered + direct_failed, e),
         why="",
+        level=level_of(e, here),
         signature_recovered=round(o.recovered + here.recovered, 3),
         failed_since_it_worked=(
             last.failed if last is not None and last.strategy == e.strategy else 0.0
@@ -340,8 +394,24 @@ def _rank_key(d: CandidateDetail) -> tuple[float, int, str]:
     return (-d.score, RISK_ORDER.get(d.risk, 3), d.strategy)
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """Which parts of the ranker take part (all of them but in ablation benchmarks): the fuzzy
+    neighbours and the outcome model."""
+
+    fuzzy: bool = True
+    model: bool = True
+
+
+ALL_PARTS = Parts()
+
+
 def score_candidates(
-    failure: Failure, analysis: Analysis, evidence: EvidenceStore, model: OutcomeModel
+    failure: Failure,
+    analysis: Analysis,
+    evidence: EvidenceStore,
+    model: OutcomeModel,
+    parts: Parts = ALL_PARTS,
 ) -> Scored:
     """Every candidate for a failure with its score, best first (lower risk first among
     equals)."""
@@ -351,18 +421,23 @@ def score_candidates(
     classes = likely_classes(failure, analysis, class_scores)
     main = classes[0]
     on_class = evidence.on_class(main)
-    votes, votes_in_step = evidence.votes(main), evidence.votes(main, step)
-    neighbours = evidence.neighbours(signature, classes, step)
+    context = outcome_context(failure)
+    cause = evidence.cause(signature, context)
+    votes = LevelVotes(
+        evidence.votes(main, leave_out=signature),
+        evidence.votes(main, step, cause, leave_out=signature),
+        cause,
+    )
+    neighbours = evidence.neighbours(signature, classes, step, cause) if parts.fuzzy else []
     on_neighbours = fuzzy_evidence(neighbours)
     on_signature = evidence.signature(signature, step)
     priors = propose_priors(analysis, class_scores, classes, on_class, on_neighbours, on_signature)
-    model_p = model.predict(signature, main, list(priors), outcome_context(failure))
+    model_p = model.predict(signature, main, list(priors), context) if parts.model else {}
     estimates = [
         estimate(
             name,
             prior,
             votes,
-            votes_in_step,
             on_class.get(name, NO_EVIDENCE),
             on_neighbours.get(name, NO_EVIDENCE),
             on_signature.elsewhere.get(name, NO_EVIDENCE),
