@@ -260,7 +260,7 @@ def test_hostile_pattern_is_rejected_quickly(kb_url: str, tmp_path: Path) -> Non
         assert kb.patterns(trusted_only=False) == []
 
 
-def test_imported_strategy_with_commands_is_untrusted_until_trusted(
+def test_imported_strategies_are_untrusted_until_their_source_is(
     kb_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "s.jsonl"
@@ -284,8 +284,8 @@ def test_imported_strategy_with_commands_is_untrusted_until_trusted(
         summary = import_kb(kb, path)
         assert summary.untrusted == ["nuke_cache"]
         trusted = {s.name: s.trusted for s in kb.strategies()}
-        assert trusted == {"nuke_cache": False, "just_a_name": True}
-        kb.trust("nuke_cache")
+        assert trusted == {"nuke_cache": False, "just_a_name": False}
+        kb.set_trust("s", True)  # the source: the file's name
         assert all(s.trusted for s in kb.strategies())
 
 

@@ -117,7 +117,10 @@ def run(
     config = request.config
     clock = clock or SystemClock()
     knowledge = compose.open_knowledge(request.kb)
-    advisor = LazyAdvisor(lambda: compose.build_ranker(knowledge, config))
+    strategies = compose.strategies(knowledge)
+    advisor = LazyAdvisor(
+        lambda: compose.build_advisor(knowledge, config, strategies, auto=request.mode == "auto")
+    )
     sinks: list[EventSink] = []
     if config.ai_features.learn_from_failures:
         sinks.append(KnowledgeRecorder(knowledge))
@@ -153,7 +156,6 @@ def run(
                 "plan": plan.name,
                 "keep_releases": str(config.deployment.keep_releases),
             }
-            strategies = compose.strategies(knowledge)
             for pattern in config.custom_patterns:
                 if pattern.recovery not in strategies:
                     log.warning(
