@@ -315,8 +315,7 @@ def test_a_kb_strategy_with_commands_runs_only_once_trusted(tmp_path: Path) -> N
     export = tmp_path / "team.jsonl"
     export.write_text(
         "\n".join(
-            json.dumps(r)
-            for r in [{"format": "aideploy-kb", "version": 1, "records": 2}, *records]
+            json.dumps(r) for r in [{"format": "aideploy-kb", "version": 1, "records": 2}, *records]
         )
         + "\n"
     )

@@ -300,7 +300,11 @@ def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
         return True
 
     table = GuideTable(
-        [ErrorPattern("flaky", r"FLAKY-ERROR", "permission_denied", "npm_user_prefix", "medium", "x")]
+        [
+            ErrorPattern(
+                "flaky", r"FLAKY-ERROR", "permission_denied", "npm_user_prefix", "medium", "x"
+            )
+        ]
     )
     plan = Plan(
         "noise", (Step("s", commands=(f"test -e {ready} || {{ echo FLAKY-ERROR >&2; exit 1; }}",)),)
