@@ -40,7 +40,7 @@ def cap(
                 f"(imported evidence may not raise a {level.value}-risk strategy)",
             )
             capped.append(out[i])
-    for c in capped:
+    for c in reversed(capped):  # from the bottom up: what is below a candidate is settled
         i = out.index(c)
         out.pop(i)
         j = i
