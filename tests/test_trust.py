@@ -4,17 +4,20 @@ medium- or high-risk strategy under --auto above what local evidence supports.""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from aideploy.core.errors import ImportRejected, KnowledgeBaseError
 from aideploy.core.recovery import Candidate, Risk
 from aideploy.core.strategies import CATALOGUE
 from aideploy.knowledge.auto_cap import AutoCap, cap
+from aideploy.knowledge.db import make_engine, resolve_url, upgrade
 from aideploy.knowledge.exchange import export_kb, import_kb
 from aideploy.knowledge.ranker import Ranker
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.knowledge.store import KnowledgeBase, normalize_signature, signature_hash
 from aideploy.services import compose
 from tests.support.cli import run_cli
 
@@ -213,3 +216,39 @@ def test_learn_trust_lists_previews_asks_applies_and_revokes(tmp_path: Path) -> 
         for line in (tmp_path / "home" / "audit.jsonl").read_text().splitlines()
     ]
     assert actions == ["import", "trust", "untrust"]
+
+
+def test_a_knowledge_base_upgraded_to_revision_5_holds_its_imported_outcomes_inert(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "old.db")
+    engine = make_engine(resolve_url(url))
+    when = datetime(2025, 1, 6, 12, 0, 0)
+    try:
+        upgrade(engine, "0004")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO error_signatures (text, hash, error_class, first_seen, "
+                    "last_seen, count) VALUES (:s, :h, 'service_failed', :t, :t, 1)"
+                ),
+                {"s": "A", "h": signature_hash(normalize_signature("A")), "t": when},
+            )
+            for key, origin in (("k1", "local"), ("k2", "team"), ("k3", "team")):
+                conn.execute(
+                    text(
+                        "INSERT INTO recovery_attempts (signature_id, strategy, step, context, "
+                        "outcome, duration, decided_by, weight, origin, record_key, at) VALUES "
+                        "(1, 'restart_service', 's', '{}', 'recovered', 1.0, 'rule', 1.0, "
+                        ":o, :k, :t)"
+                    ),
+                    {"o": origin, "k": key, "t": when},
+                )
+    finally:
+        engine.dispose()
+    with KnowledgeBase.open(url) as kb:  # upgraded to the head on open
+        [source] = kb.sources()
+        assert (source.name, source.trusted, source.attempts) == ("team", False, 2)
+        assert len(kb.past_outcomes()) == 1
+        kb.set_trust("team", True)
+        assert len(kb.past_outcomes()) == 3
