@@ -95,10 +95,10 @@ def test_a_trusted_source_that_brings_something_new_is_untrusted_again(tmp_path:
         import_kb(kb, first, source_name=SOURCE)
         kb.set_trust(SOURCE, True)
         again = import_kb(kb, first, source_name=SOURCE)
-        assert again.total_added == 0 and not again.was_trusted
+        assert again.total_added == 0 and not again.was_trusted and again.trusted
         assert kb.sources()[0].trusted  # the same file again changes nothing
         more = import_kb(kb, _export(tmp_path / "b", recovered=4), source_name=SOURCE)
-        assert more.total_added and more.was_trusted
+        assert more.total_added and more.was_trusted and not more.trusted
         assert not kb.sources()[0].trusted and kb.past_outcomes() == []
 
 

@@ -246,6 +246,9 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
     )
     if summary.was_trusted:
         click.echo(f"source {summary.source} brought something new and is untrusted again")
+    if summary.trusted:
+        click.echo(f"source {summary.source} is trusted (nothing new to review)")
+        return
     click.echo(
         f"source {summary.source} is UNTRUSTED: what it brought is shown but not used; review "
         f"it with `aideploy learn trust {summary.source} --dry-run`, then "

@@ -52,6 +52,8 @@ class ImportSummary:
     untrusted: list[str] = field(default_factory=list)
     #: the source was trusted before this import, which brought something new: it is not now
     was_trusted: bool = False
+    #: whether the source is trusted after this import
+    trusted: bool = False
 
     @property
     def total_added(self) -> int:
@@ -143,7 +145,7 @@ def write(conn: Connection, parsed: Parsed, summary: ImportSummary, weight: floa
     """Add what ``parsed`` has and the KB lacks; counts in ``summary``. Imported outcomes count
     with ``weight`` times their own and name ``summary.source`` as their origin."""
     now = utcnow()
-    _add_source(conn, summary.source, now)
+    summary.trusted = _add_source(conn, summary.source, now)
     _add_strategies(conn, parsed.strategies, summary)
     _add_patterns(conn, parsed.patterns, summary)
     attempts = AttemptColumns.of(parsed.attempts)
@@ -154,11 +156,13 @@ def write(conn: Connection, parsed: Parsed, summary: ImportSummary, weight: floa
         _distrust_source(conn, summary)
 
 
-def _add_source(conn: Connection, name: str, now: datetime) -> None:
+def _add_source(conn: Connection, name: str, now: datetime) -> bool:
     """The source of this import, recorded untrusted when it is new: what it brings stays
-    inert until ``learn trust SOURCE``."""
-    if not sql.existing(conn, SOURCES.c.name, [name]):
+    inert until ``learn trust SOURCE``. Whether it is trusted."""
+    trusted = conn.scalar(select(SOURCES.c.trusted).where(SOURCES.c.name == name))
+    if trusted is None:
         conn.execute(insert(SOURCES).values(name=name, trusted=False, imported_at=now))
+    return bool(trusted)
 
 
 def _distrust_source(conn: Connection, summary: ImportSummary) -> None:
@@ -173,6 +177,7 @@ def _distrust_source(conn: Connection, summary: ImportSummary) -> None:
         ).rowcount
     )
     if summary.was_trusted:
+        summary.trusted = False
         for table in (STRATEGIES, PATTERNS):
             conn.execute(
                 update(table).where(table.c.origin == summary.source).values(trusted=False)
