@@ -182,18 +182,21 @@ APPLY: dict[str, Apply] = {
         guard='[ "$(npm config get prefix)" = "$HOME/.npm-global" ]',
     ),
     "fix_ownership": _c(
-        'p="$AIDEPLOY_PATH"; '
+        'p="$AIDEPLOY_PATH"; [ -n "$p" ] || exit 1; '
         # a path that could not be created: its nearest existing parent is what lacks access
         'while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
         'd="$p"; [ -d "$d" ] || d=$(dirname "$d"); d=$(readlink -f "$d"); '
-        'r=$(readlink -f "$APP_ROOT"); case "$d/" in "$r"/*) ;; '
+        # an empty or root APP_ROOT bounds nothing: refused (the executor never gives one)
+        'r=$(readlink -f "$APP_ROOT"); [ -n "$r" ] && [ "$r" != / ] || exit 1; '
+        'case "$d/" in "$r"/*) ;; '
         '*) echo "fix_ownership: $d is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
-        'u="$DEPLOY_USER"; '
+        'u="$DEPLOY_USER"; [ -n "$u" ] || exit 1; '
         '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d" && echo "fix_ownership: $d -> $u"',
     ),
     "make_executable": _c(
         'p=$(readlink -f "$AIDEPLOY_PATH"); '
-        'r=$(readlink -f "$APP_ROOT"); case "$p" in "$r"/*) ;; '
+        'r=$(readlink -f "$APP_ROOT"); [ -n "$r" ] && [ "$r" != / ] || exit 1; '
+        'case "$p" in "$r"/*) ;; '
         '*) echo "make_executable: $p is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
         # only a program: a script with a #! line or an ELF binary, never a data file
         "m=$(head -c 4 \"$p\" | od -An -c | tr -d ' '); case \"$m\" in '#!'*|'177ELF') ;; "
