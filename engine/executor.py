@@ -349,9 +349,19 @@ class Executor:
                 log.debug("no strategy named %s, skipped", candidate.strategy)
                 ruled_out.add(candidate.strategy)
                 continue
+            spec = strategy.spec
+            unmet = spec.unmet(failure.details, self.plan.env)
+            if unmet:  # it would have to guess what to act on: not a candidate
+                log.info(
+                    "%s is not a candidate: it needs %s, which neither the error nor the plan "
+                    "names",
+                    spec.name,
+                    ", ".join(unmet),
+                )
+                ruled_out.add(candidate.strategy)
+                continue
             if candidate.strategy == "manual_intervention":
                 return candidate, strategy
-            spec = strategy.spec
             if spec.risk is Risk.HIGH and not self.settings.auto_approve:
                 question = (
                     f"{failure.step}: {failure.error_class}. Run high-risk recovery "

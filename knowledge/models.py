@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -187,6 +188,19 @@ class PatternRow(Base):
     trusted: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+class ImportSource(Base):
+    """Where imported knowledge came from, and whether it is trusted (revision 5). What an
+    untrusted source brought (patterns, strategies, outcomes naming it as their origin) is
+    shown but takes no part in ranking."""
+
+    __tablename__ = "import_sources"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    imported_at: Mapped[datetime] = mapped_column(DateTime(), default=utcnow)
+    trusted_at: Mapped[datetime | None] = mapped_column(DateTime(), nullable=True)
+
+
 class KbMeta(Base):
     """Key/value facts about the KB itself (its id, when it was created). Revision 2."""
 
@@ -204,3 +218,4 @@ ATTEMPTS = cast(Table, RecoveryAttempt.__table__)
 STRATEGIES = cast(Table, StrategyRow.__table__)
 PATTERNS = cast(Table, PatternRow.__table__)
 KB_META = cast(Table, KbMeta.__table__)
+SOURCES = cast(Table, ImportSource.__table__)

@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import URL, Connection, Engine, Insert, func, insert, select, update
+from sqlalchemy import URL, Connection, Engine, Insert, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +42,7 @@ from aideploy.knowledge.models import (
     ATTEMPTS,
     PATTERNS,
     SIGNATURES,
+    SOURCES,
     STRATEGIES,
     Deployment,
     ErrorSignature,
@@ -60,6 +61,8 @@ DECIDERS = ("rule", "ranker", "user", "imported")
 RISKS = ("low", "medium", "high")
 OUTPUT_TAIL_CHARS = 8000
 EMPTY_SIGNATURE = "<empty>"
+#: origins of what was not imported: an import may not take one of them as its source name
+LOCAL_ORIGINS = frozenset({"local", "custom", "builtin"})
 
 
 def signature_hash(signature: str) -> str:
@@ -148,6 +151,40 @@ class PatternInfo:
     @property
     def recovery(self) -> str:
         return self.strategy
+
+
+@dataclass(frozen=True)
+class ClassEvidence:
+    """What one source says about one strategy on one error class."""
+
+    error_class: str
+    strategy: str
+    recovered: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """An import source and what it brought. Until it is trusted, none of it is used."""
+
+    name: str
+    trusted: bool
+    imported_at: datetime
+    trusted_at: datetime | None
+    patterns: tuple[str, ...]
+    #: the strategies it brought: name -> its shell commands (empty: a name only)
+    strategies: Mapping[str, tuple[str, ...]]
+    attempts: int
+    evidence: tuple[ClassEvidence, ...]
+
+
+@dataclass(frozen=True)
+class InertEvidence:
+    """Outcomes an untrusted source brought about a failure, which the ranking does not use."""
+
+    source: str
+    on_signature: int
+    on_class: int
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -471,10 +508,16 @@ class KnowledgeBase:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def past_outcomes(self) -> list[PastOutcome]:
-        """Every recorded attempt as a PastOutcome (one query; weights included)."""
+    def past_outcomes(self, *, local_only: bool = False) -> list[PastOutcome]:
+        """Every attempt the ranking may use, as a PastOutcome (one query; weights included):
+        local ones and those of trusted import sources; with ``local_only``, local ones alone.
+        What an untrusted source brought is left out here, where knowledge is loaded."""
         a = ATTEMPTS.c
         s = SIGNATURES.c
+        src = SOURCES.c
+        inert = select(src.name)
+        if not local_only:
+            inert = inert.where(src.trusted.is_(False))
         query = (
             select(
                 s.text,
@@ -488,6 +531,7 @@ class KnowledgeBase:
                 a.step,
             )
             .select_from(ATTEMPTS.join(SIGNATURES))
+            .where(a.origin.not_in(inert))
             .order_by(a.id)
         )
         with self.reading() as conn:
@@ -658,21 +702,111 @@ class KnowledgeBase:
                 for r in rows
             ]
 
-    def trust(self, name: str) -> list[str]:
-        """Mark the strategy and/or pattern called ``name`` trusted; returns what was trusted."""
-        trusted: list[str] = []
+    # -- import sources and their trust -------------------------------------------------
+
+    def sources(self) -> list[SourceInfo]:
+        """Every import source, with what it brought, by name."""
+        with self.reading() as conn:
+            names = [r[0] for r in conn.execute(select(SOURCES.c.name).order_by(SOURCES.c.name))]
+            found = (self._source(conn, name) for name in names)
+            return [info for info in found if info is not None]
+
+    def source(self, name: str) -> SourceInfo | None:
+        with self.reading() as conn:
+            return self._source(conn, name)
+
+    def _source(self, conn: Connection, name: str) -> SourceInfo | None:
+        row = conn.execute(select(SOURCES).where(SOURCES.c.name == name)).first()
+        if row is None:
+            return None
+        patterns = conn.scalars(
+            select(PatternRow.name).where(PatternRow.origin == name).order_by(PatternRow.name)
+        ).all()
+        strategies = {
+            r.name: tuple(r.commands or ())
+            for r in conn.execute(
+                select(StrategyRow.name, StrategyRow.commands)
+                .where(StrategyRow.origin == name)
+                .order_by(StrategyRow.name)
+            )
+        }
+        a, sg = ATTEMPTS.c, SIGNATURES.c
+        recovered = func.sum(case((a.outcome == Outcome.RECOVERED.value, 1), else_=0))
+        failed = func.sum(case((a.outcome == Outcome.FAILED.value, 1), else_=0))
+        evidence = tuple(
+            ClassEvidence(c, st, int(r or 0), int(f or 0))
+            for c, st, r, f in conn.execute(
+                select(sg.error_class, a.strategy, recovered, failed)
+                .select_from(ATTEMPTS.join(SIGNATURES))
+                .where(a.origin == name)
+                .group_by(sg.error_class, a.strategy)
+                .order_by(sg.error_class, a.strategy)
+            )
+        )
+        attempts = conn.scalar(select(func.count()).where(a.origin == name)) or 0
+        return SourceInfo(
+            name=row.name,
+            trusted=bool(row.trusted),
+            imported_at=row.imported_at,
+            trusted_at=row.trusted_at,
+            patterns=tuple(patterns),
+            strategies=strategies,
+            attempts=int(attempts),
+            evidence=evidence,
+        )
+
+    def set_trust(self, name: str, trusted: bool) -> SourceInfo:
+        """Trust (or stop trusting) the import source ``name``: its patterns, strategies and
+        outcomes take part in ranking (or stop taking part) from the next ranking on."""
         with self.writing() as conn:
-            if conn.execute(
-                update(StrategyRow).where(StrategyRow.name == name).values(trusted=True)
-            ).rowcount:
-                trusted.append("strategy")
-            if conn.execute(
-                update(PatternRow).where(PatternRow.name == name).values(trusted=True)
-            ).rowcount:
-                trusted.append("pattern")
-        if not trusted:
-            raise KnowledgeBaseError(f"no strategy or pattern named {redact(name)!r} in the KB")
-        return trusted
+            changed = conn.execute(
+                update(SOURCES)
+                .where(SOURCES.c.name == name)
+                .values(trusted=trusted, trusted_at=utcnow() if trusted else None)
+            ).rowcount
+            if not changed:
+                raise KnowledgeBaseError(self._no_source(conn, name))
+            for model in (StrategyRow, PatternRow):
+                conn.execute(update(model).where(model.origin == name).values(trusted=trusted))
+            info = self._source(conn, name)
+        assert info is not None
+        return info
+
+    def _no_source(self, conn: Connection, name: str) -> str:
+        """Why ``name`` is not a source, with the source of a strategy or pattern so named."""
+        message = f"no import source named {redact(name)!r} in the KB"
+        for model in (StrategyRow, PatternRow):
+            origin = conn.scalar(select(model.origin).where(model.name == name))
+            if origin is not None and origin not in LOCAL_ORIGINS:
+                kind = "strategy" if model is StrategyRow else "pattern"
+                return f"{message}; {kind} {redact(name)!r} came from source {redact(origin)!r}"
+        return message
+
+    def inert_evidence(self, signature_text: str, error_class: str) -> list[InertEvidence]:
+        """Per untrusted source: its outcomes on this signature and on this error class, which
+        the ranking leaves out."""
+        digest = signature_hash(normalize_signature(signature_text))
+        a, sg, src = ATTEMPTS.c, SIGNATURES.c, SOURCES.c
+        on_sig = func.sum(case((sg.hash == digest, 1), else_=0))
+        on_class = func.sum(case((sg.error_class == error_class, 1), else_=0))
+        query = (
+            select(a.origin, on_sig, on_class)
+            .select_from(ATTEMPTS.join(SIGNATURES))
+            .where(a.origin.in_(select(src.name).where(src.trusted.is_(False))))
+            .group_by(a.origin)
+            .order_by(a.origin)
+        )
+        with self.reading() as conn:
+            rows = conn.execute(query).all()
+        return [InertEvidence(str(o), int(s or 0), int(c or 0)) for o, s, c in rows if (s or c)]
+
+    def has_imported_evidence(self) -> bool:
+        """Whether the ranking uses any imported outcome (one from a trusted source)."""
+        src = SOURCES.c
+        trusted = select(src.name).where(src.trusted.is_(True))
+        query = select(ATTEMPTS.c.id).where(ATTEMPTS.c.origin.in_(trusted)).limit(1)
+        with self.reading() as conn:
+            return conn.scalar(query) is not None
 
 
 #: SQLite page cache (KiB) of a bulk writer's connection: a large import touches every index
@@ -699,9 +833,13 @@ def _reason(exc: BaseException) -> str:
 
 
 __all__ = [
+    "LOCAL_ORIGINS",
+    "ClassEvidence",
+    "InertEvidence",
     "KnowledgeBase",
     "PatternInfo",
     "SignatureInfo",
+    "SourceInfo",
     "StrategyInfo",
     "StrategyStats",
     "check_regex",

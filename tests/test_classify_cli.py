@@ -38,7 +38,15 @@ def test_classify_round_trip_on_fresh_kb(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert [r["id"] for r in rows] == [f"e{i}" for i in range(len(TEXTS))]
     for row in rows:
-        assert set(row) == {"id", "step", "signature", "error_class", "classes", "strategies"}
+        assert set(row) == {
+            "id",
+            "step",
+            "signature",
+            "error_class",
+            "classes",
+            "strategies",
+            "not_candidates",
+        }
         assert row["error_class"] in ERROR_CLASSES
         assert len(row["classes"]) >= 3
         scores = [c["score"] for c in row["classes"]]

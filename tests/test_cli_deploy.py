@@ -295,20 +295,33 @@ commands = ['echo "mail with $SMTP_PASSWORD"']
 
 
 def test_a_kb_strategy_with_commands_runs_only_once_trusted(tmp_path: Path) -> None:
-    from aideploy.knowledge.store import KnowledgeBase
-
     marker = tmp_path / "fixed"
     kb = tmp_path / "kb.sqlite"
-    with KnowledgeBase.open(kb) as store:
-        store.add_strategy(
-            "make_marker",
-            "create the marker file",
-            "low",
-            commands=['touch "$MARKER"'],  # a plan variable
-            origin="import:team.jsonl",
-            trusted=False,
+    records = [
+        {
+            "type": "strategy",
+            "name": "make_marker",
+            "description": "create the marker file",
+            "risk": "low",
+            "commands": ['touch "$MARKER"'],  # a plan variable
+        },
+        {
+            "type": "pattern",
+            "name": "marker_missing",
+            "regex": "the marker is missing",
+            "error_class": "unknown",
+            "strategy": "make_marker",
+        },
+    ]
+    export = tmp_path / "team.jsonl"
+    export.write_text(
+        "\n".join(
+            json.dumps(r) for r in [{"format": "aideploy-kb", "version": 1, "records": 2}, *records]
         )
-        store.add_pattern("marker_missing", r"the marker is missing", "unknown", "make_marker")
+        + "\n"
+    )
+    imported = run_cli(tmp_path, "learn", "import", str(export), "--kb", str(kb))
+    assert imported.returncode == 0, imported.stderr
     plan = tmp_path / "plan.toml"
     plan.write_text(
         f"""
@@ -326,7 +339,8 @@ commands = ['test -e {marker} || {{ echo "the marker is missing" >&2; exit 1; }}
 
     untrusted = run_cli(tmp_path, *deploy, "--auto")
     assert untrusted.returncode != 0 and not marker.exists(), untrusted.stdout
-    assert run_cli(tmp_path, "learn", "trust", "make_marker", "--kb", str(kb)).returncode == 0
+    trust = run_cli(tmp_path, "learn", "trust", "team", "--yes", "--kb", str(kb))
+    assert trust.returncode == 0, trust.stderr
 
     trusted = run_cli(tmp_path, *deploy, "--auto")
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr

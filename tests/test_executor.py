@@ -300,21 +300,25 @@ def test_a_fix_that_failed_once_is_demoted_then_retried(tmp_path: Path) -> None:
         return True
 
     table = GuideTable(
-        [ErrorPattern("flaky", r"FLAKY-ERROR", "permission_denied", "fix_ownership", "medium", "x")]
+        [
+            ErrorPattern(
+                "flaky", r"FLAKY-ERROR", "permission_denied", "npm_user_prefix", "medium", "x"
+            )
+        ]
     )
     plan = Plan(
         "noise", (Step("s", commands=(f"test -e {ready} || {{ echo FLAKY-ERROR >&2; exit 1; }}",)),)
     )
     strategies = {
         **registry(),
-        # a stand-in for the catalogue's fix_ownership whose first application does not fix it
-        "fix_ownership": Recovery(CATALOGUE["fix_ownership"], flaky_fix),
+        # a stand-in for the catalogue's npm_user_prefix whose first application does not fix it
+        "npm_user_prefix": Recovery(CATALOGUE["npm_user_prefix"], flaky_fix),
     }
     executor, _ = _executor(plan, strategies=strategies, max_retries=3)
     executor.advisor = table
     state = executor.run()
     assert state.status is DeploymentStatus.COMPLETED
-    assert state.steps[0].recoveries == ["fix_ownership", "fix_ownership"]
+    assert state.steps[0].recoveries == ["npm_user_prefix", "npm_user_prefix"]
     assert applied.read_text() == "2"
 
 

@@ -81,13 +81,13 @@ def test_export_import_trust(filled: str, tmp_path: Path) -> None:
 
     other = str(tmp_path / "other.db")
     code, out = _run("import", "--kb", other, str(export), "--source", "team")
-    assert code == 0 and "imported" in out and "UNTRUSTED" in out and "zap" in out
-    code, out = _run("import", "--kb", other, str(export))
+    assert code == 0 and "imported" in out and "source team is UNTRUSTED" in out
+    code, out = _run("import", "--kb", other, str(export), "--source", "team")
     assert code == 0 and "nothing new" in out
     code, out = _run("strategies", "--kb", other)
     assert "NO (learn trust)" in out
-    code, out = _run("trust", "--kb", other, "zap")
-    assert code == 0 and "trusted strategy zap" in out
+    code, out = _run("trust", "--kb", other, "team", "--yes")
+    assert code == 0 and "strategy zap runs:" in out and "source team is now trusted" in out
     code, out = _run("strategies", "--kb", other, "--format", "json")
     assert all(r["trusted"] for r in json.loads(out))
 
@@ -108,7 +108,7 @@ def test_errors_are_one_line_with_exit_codes(
     with pytest.raises(SystemExit) as exit_info:
         main(["learn", "trust", "--kb", kb, "nothing"])
     assert exit_info.value.code == 1
-    assert "no strategy or pattern named" in capsys.readouterr().err
+    assert "no import source named 'nothing'" in capsys.readouterr().err
 
     with pytest.raises(SystemExit) as exit_info:
         main(["learn", "report", "--kb", "postgresql+psycopg://me:pa55word-x@127.0.0.1:9/kb"])
@@ -124,7 +124,7 @@ def test_errors_are_one_line_with_exit_codes(
         ["signatures"],
         ["strategies"],
         ["export", "{out}"],
-        ["trust", "some_strategy"],
+        ["trust", "some_source"],
         ["report-html", "{out}"],
         ["patterns", "list"],
     ],

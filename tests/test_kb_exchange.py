@@ -77,6 +77,8 @@ def test_round_trip_gives_the_same_report(kb_url: str, tmp_path: Path) -> None:
         summary = import_kb(target, export)
         assert summary.records == n
         assert build_report(target).sections == expected
+        assert target.past_outcomes() == []  # inert until its source is trusted
+        target.set_trust(summary.source, True)
         outcomes = target.past_outcomes()
         assert {o.weight for o in outcomes} == {0.5}
         with target.reading() as conn:
@@ -220,6 +222,8 @@ def test_minimal_foreign_attempts_import(tmp_path: Path) -> None:
     with KnowledgeBase.open(tmp_path / "kb.db") as kb:
         assert import_kb(kb, path, source_name="friend").added["attempt"] == 2
         assert import_kb(kb, path, source_name="friend").added["attempt"] == 0
+        assert kb.past_outcomes() == []  # inert until "friend" is trusted
+        kb.set_trust("friend", True)
         outcomes = kb.past_outcomes()
         assert {(o.strategy, o.weight) for o in outcomes} == {
             ("free_port", 0.5),
@@ -260,7 +264,7 @@ def test_hostile_pattern_is_rejected_quickly(kb_url: str, tmp_path: Path) -> Non
         assert kb.patterns(trusted_only=False) == []
 
 
-def test_imported_strategy_with_commands_is_untrusted_until_trusted(
+def test_imported_strategies_are_untrusted_until_their_source_is(
     kb_url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "s.jsonl"
@@ -284,8 +288,8 @@ def test_imported_strategy_with_commands_is_untrusted_until_trusted(
         summary = import_kb(kb, path)
         assert summary.untrusted == ["nuke_cache"]
         trusted = {s.name: s.trusted for s in kb.strategies()}
-        assert trusted == {"nuke_cache": False, "just_a_name": True}
-        kb.trust("nuke_cache")
+        assert trusted == {"nuke_cache": False, "just_a_name": False}
+        kb.set_trust("s", True)  # the source: the file's name
         assert all(s.trusted for s in kb.strategies())
 
 

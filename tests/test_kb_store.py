@@ -82,8 +82,6 @@ def test_strategies_patterns_and_trust(kb_url: str) -> None:
             "flush_cache", "drop the cache", "low", commands=["rm -rf /tmp/c"], trusted=False
         )
         assert [s.trusted for s in kb.strategies()] == [False]
-        assert kb.trust("flush_cache") == ["strategy"]
-        assert [s.trusted for s in kb.strategies()] == [True]
         kb.add_pattern(
             "no_pkg",
             r"Unable to locate package (?P<pkg>\S+)",
@@ -92,14 +90,12 @@ def test_strategies_patterns_and_trust(kb_url: str) -> None:
             trusted=False,
         )
         assert kb.patterns() == []
-        assert [p.name for p in kb.patterns(trusted_only=False)] == ["no_pkg"]
-        kb.trust("no_pkg")
-        [p] = kb.patterns()
-        assert (p.pattern, p.recovery) == (p.regex, "apt_update")
+        [p] = kb.patterns(trusted_only=False)
+        assert (p.name, p.pattern, p.recovery) == ("no_pkg", p.regex, "apt_update")
         with pytest.raises(KnowledgeBaseError, match="backreference"):
             kb.add_pattern("evil", r"(a+)\1", "unknown", "x")
-        with pytest.raises(KnowledgeBaseError):
-            kb.trust("nothing-by-that-name")
+        with pytest.raises(KnowledgeBaseError, match="no import source"):
+            kb.set_trust("nothing-by-that-name", True)
 
 
 def test_planted_secrets_are_stored_nowhere(kb_url: str, tmp_path: Path) -> None:

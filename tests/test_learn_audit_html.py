@@ -41,11 +41,11 @@ def test_import_and_trust_are_audited(tmp_path: Path) -> None:
     assert run_cli(tmp_path, "learn", "export", "--kb", str(source), str(export)).returncode == 0
     imported = run_cli(tmp_path, "learn", "import", "--kb", str(target), str(export))
     assert imported.returncode == 0, imported.stderr
-    trusted = run_cli(tmp_path, "learn", "trust", "--kb", str(target), "legacy_oom")
+    trusted = run_cli(tmp_path, "learn", "trust", "--kb", str(target), "kb", "--yes")
     assert trusted.returncode == 0, trusted.stderr
     entries = [
         json.loads(line) for line in (tmp_path / "home" / "audit.jsonl").read_text().splitlines()
     ]
     assert [e["action"] for e in entries] == ["import", "trust"]
-    assert entries[1]["details"]["name"] == "legacy_oom"
+    assert entries[1]["details"]["source"] == "kb"
     assert run_cli(tmp_path, "audit", "verify").returncode == 0

@@ -33,7 +33,7 @@ COMMANDS = {
     ),
     "trust": LazyCommand(
         "aideploy.cli.learn_store:trust_cmd",
-        "Trust the imported strategy or pattern NAME so it may run.",
+        "Trust the import SOURCE: its patterns, strategies and outcomes take part in ranking and --auto choices. Shows what would change first; no SOURCE lists the sources.",
     ),
     "classify": LazyCommand(
         "aideploy.cli.learn_ranker:classify",

@@ -5,18 +5,24 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
-from typing import Any, TextIO
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO, TypeVar
 
 import click
+import re2
 
 from aideploy.core.errors import ConfigError, KnowledgeBaseError, UsageError
 from aideploy.core.inputs import STDIN, check_regular
 from aideploy.core.redact import redact
+from aideploy.engine.plan import load_plan
+from aideploy.engine.recovery import Strategy
 from aideploy.knowledge.classes import ERROR_CLASSES
 from aideploy.knowledge.ranker import Analysis, Ranker
 from aideploy.knowledge.ranker.detect import text_result
 from aideploy.knowledge.rules import SEVERITIES, ErrorPattern
+from aideploy.knowledge.rules.ruleset import MAX_TEXT_CHARS
+from aideploy.knowledge.store import KnowledgeBase
 from aideploy.services import compose
 from aideploy.services.compose import open_knowledge
 
@@ -27,6 +33,76 @@ BATCH = 256  # texts analysed together (at most what the ranker keeps for detect
 def build_ranker(url: str | None) -> Ranker:
     """The ranker a deployment would use over the KB at ``url``, without exploration."""
     return compose.build_ranker(open_knowledge(url), explore=0.0)
+
+
+@dataclass(frozen=True)
+class Unmet:
+    """A strategy the ranking proposes that is not a candidate: what it needs and is not given."""
+
+    strategy: str
+    needs: tuple[str, ...]
+
+    @property
+    def why(self) -> str:
+        found = [n for n in self.needs if n.islower()]
+        plan = [n for n in self.needs if not n.islower()]
+        parts = [f"the error names no {', '.join(found)}"] if found else []
+        if plan:
+            parts.append(f"the plan sets no {', '.join(plan)}")
+        return "; ".join(parts)
+
+
+class _Proposed(Protocol):
+    @property
+    def strategy(self) -> str: ...
+
+
+P = TypeVar("P", bound=_Proposed)
+
+
+def split_candidates(
+    proposed: Sequence[P],
+    details: Mapping[str, str],
+    variables: Mapping[str, str] | None,
+    known: Mapping[str, Strategy],
+) -> tuple[list[P], list[Unmet]]:
+    """The proposed strategies that are candidates, and those that are not for a need neither
+    the error nor the plan gives (the executor's rule, :meth:`StrategySpec.unmet`). Without a
+    plan (``variables`` None) only what the error must name is checked."""
+    kept: list[P] = []
+    unmet: list[Unmet] = []
+    for d in proposed:
+        strategy = known.get(d.strategy)
+        missing = strategy.spec.unmet(details, variables or {}) if strategy is not None else ()
+        if variables is None:
+            missing = tuple(n for n in missing if n.islower())
+        if missing:
+            unmet.append(Unmet(d.strategy, missing))
+        else:
+            kept.append(d)
+    return kept, unmet
+
+
+def untrusted_lines(kb: KnowledgeBase, text: str, error_class: str) -> list[str]:
+    """What untrusted import sources say about this error, which the ranking does not use."""
+    lines = [
+        f"  from untrusted source {e.source}, not used: {e.on_signature} outcomes on this "
+        f"signature, {e.on_class} on class {error_class}"
+        for e in kb.inert_evidence(text, error_class)
+    ]
+    for p in kb.patterns(trusted_only=False):
+        if p.trusted:
+            continue
+        try:
+            hit = re2.search(p.regex, text[-MAX_TEXT_CHARS:]) is not None
+        except Exception:  # a pattern RE2 cannot run matches nothing
+            hit = False
+        if hit:
+            lines.append(
+                f"  pattern {p.name} from untrusted source {p.origin} matches "
+                f"({p.error_class} -> {p.strategy}), not used"
+            )
+    return lines
 
 
 @contextlib.contextmanager
@@ -98,11 +174,14 @@ def classify(input_file: str | None, fmt: str, kb_url: str | None, step: str) ->
     else:
         with _open_text(input_file) as stream:
             items = list(_read_inputs(stream, "<stdin>" if input_file == STDIN else input_file))
-    ranker = build_ranker(kb_url)
+    kb = open_knowledge(kb_url)
+    ranker = compose.build_ranker(kb, explore=0.0)
+    known = compose.strategies(kb)
     rows: list[dict[str, Any]] = []
     for item_id, text, analysis in _analysed(ranker, items):
         # the executor's own path: detect in the step, then the candidates in the order tried
         candidates = ranker.candidates(ranker.detect(step, text_result(text)))
+        known_here, unmet = split_candidates(candidates, analysis.details, None, known)
         rows.append(
             {
                 "id": item_id,
@@ -114,7 +193,10 @@ def classify(input_file: str | None, fmt: str, kb_url: str | None, step: str) ->
                     for c, s in analysis.class_scores[: max(MIN_CLASSES, 5)]
                 ],
                 "strategies": [
-                    {"name": c.strategy, "score": c.score, "why": c.why} for c in candidates
+                    {"name": c.strategy, "score": c.score, "why": c.why} for c in known_here
+                ],
+                "not_candidates": [
+                    {"name": u.strategy, "needs": list(u.needs), "why": u.why} for u in unmet
                 ],
             }
         )
@@ -141,14 +223,24 @@ def classify(input_file: str | None, fmt: str, kb_url: str | None, step: str) ->
 @click.argument("source", default=STDIN, type=click.Path(allow_dash=True))
 @click.option("--kb", "kb_url", help="Knowledge base URL or path (default location if omitted).")
 @click.option("--step", default="", help="Deployment step the error came from (context).")
-def explain(source: str, kb_url: str | None, step: str) -> None:
+@click.option(
+    "--plan",
+    "plan_spec",
+    metavar="PLAN",
+    help="The plan the error came from: strategies needing a variable it does not set are not "
+    "candidates (without it only what the error must name is checked).",
+)
+def explain(source: str, kb_url: str | None, step: str, plan_spec: str | None) -> None:
     """Explain the ranking of one error text (FILE, or stdin with - / no argument)."""
     with _open_text(source) as stream:
         text = stream.read()
     if not text.strip():
         raise UsageError("no error text given")
-    ranker = build_ranker(kb_url)
+    variables = dict(load_plan(plan_spec).env) if plan_spec is not None else None
+    kb = open_knowledge(kb_url)
+    ranker = compose.build_ranker(kb, explore=0.0)
     e = ranker.explain(text, step=step)
+    candidates, unmet = split_candidates(e.candidates, e.details, variables, compose.strategies(kb))
     out = ["signature:"]
     out += ["  " + line for line in redact(e.signature).splitlines()] or ["  (empty)"]
     out.append(f"error class: {e.error_class}")
@@ -177,12 +269,19 @@ def explain(source: str, kb_url: str | None, step: str) -> None:
     else:
         out.append("  none in the knowledge base")
     out.append("candidates:")
-    for i, d in enumerate(e.candidates, 1):
+    for i, d in enumerate(candidates, 1):
         out.append(
             f"  {i}. {d.strategy}  score {d.score:.3f}  risk {d.risk}  decided by {d.decided_by}"
             f"  level {d.level}"
         )
         out.append(f"     why: {d.why}")
+    if unmet:
+        out.append("not candidates (a recovery acts only on what the error or the plan names):")
+        out.extend(f"  {u.strategy}: {u.why}" for u in unmet)
+    inert = untrusted_lines(kb, text, e.error_class)
+    if inert:
+        out.append("untrusted knowledge (aideploy learn trust SOURCE to use it):")
+        out.extend(inert)
     click.echo("\n".join(out))
 
 

@@ -23,6 +23,7 @@ from aideploy.core.strategies import CATALOGUE
 from aideploy.engine import audit
 from aideploy.knowledge.exchange import DEFAULT_IMPORT_WEIGHT, export_kb, import_kb
 from aideploy.knowledge.report import FORMATS, Filters, build_report, render
+from aideploy.knowledge.store import SourceInfo
 from aideploy.services.compose import import_classifier, open_knowledge
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -231,8 +232,8 @@ def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
 )
 def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float) -> None:
     """Import an export FILE: every line is checked first and a bad line rejects the whole file
-    (exit 2, nothing imported); importing the same file again adds nothing. Imported strategies
-    with shell commands stay untrusted until `aideploy learn trust NAME`."""
+    (exit 2, nothing imported); importing the same file again adds nothing. What it brings is
+    recorded with its source and stays inert until `aideploy learn trust SOURCE`."""
     if file != STDIN:
         check_regular(file, error=ImportRejected)  # before the knowledge base is created
     with open_knowledge(kb_url) as kb:
@@ -261,19 +262,99 @@ def import_cmd(kb_url: str | None, file: str, source: str | None, weight: float)
         + (f"; {skipped} already known" if skipped else "")
         + (f"; {summary.classified} without a class classified" if summary.classified else "")
     )
-    for name in summary.untrusted:
-        click.echo(
-            f"strategy {name} carries shell commands and is UNTRUSTED: review it with "
-            f"`aideploy learn strategies`, then `aideploy learn trust {name}`"
-        )
+    if summary.was_trusted:
+        click.echo(f"source {summary.source} brought something new and is untrusted again")
+    if summary.trusted:
+        click.echo(f"source {summary.source} is trusted (nothing new to review)")
+        return
+    click.echo(
+        f"source {summary.source} is UNTRUSTED: what it brought is shown but not used; review "
+        f"it with `aideploy learn trust {summary.source} --dry-run`, then "
+        f"`aideploy learn trust {summary.source}`"
+    )
+
+
+def _describe_source(info: SourceInfo, *, revoke: bool) -> list[str]:
+    """What trusting (or revoking) ``info`` changes, one line each."""
+    state = "trusted" if info.trusted else "untrusted"
+    verb = "revoking it makes inert" if revoke else "trusting it makes active"
+    lines = [f"source {info.name} ({state}, imported {info.imported_at:%Y-%m-%d %H:%M})", verb]
+    if info.patterns:
+        lines.append(f"  patterns (detection rules): {', '.join(info.patterns)}")
+    for name, commands in info.strategies.items():
+        if commands:
+            lines.append(f"  strategy {name} runs:")
+            lines.extend(f"    {command}" for command in commands)
+        else:
+            lines.append(f"  strategy {name} (a name only: no commands)")
+    lines.append(f"  outcomes used in ranking: {info.attempts}")
+    lines.extend(
+        f"    {e.error_class}: {e.strategy} recovered {e.recovered}, failed {e.failed}"
+        for e in info.evidence
+    )
+    return lines
+
+
+def _list_sources(kb_url: str | None) -> None:
+    with open_knowledge(kb_url, existing=True) as kb:
+        sources = kb.sources()
+    if not sources:
+        click.echo("no import sources (aideploy learn import FILE records one)")
+        return
+    rows = [
+        [
+            s.name,
+            "yes" if s.trusted else "NO (inert)",
+            len(s.patterns),
+            len(s.strategies),
+            s.attempts,
+            f"{s.imported_at:%Y-%m-%d %H:%M}",
+        ]
+        for s in sources
+    ]
+    headers = ["source", "trusted", "patterns", "strategies", "outcomes", "imported"]
+    click.echo(tabulate(rows, headers=headers))
 
 
 @click.command("trust")
 @kb_option
-@click.argument("name")
-def trust_cmd(kb_url: str | None, name: str) -> None:
-    """Trust the imported strategy or pattern NAME so it may run."""
+@click.argument("source", required=False)
+@click.option(
+    "--revoke", is_flag=True, help="Stop trusting SOURCE: what it brought is inert again."
+)
+@click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")
+@click.option("--yes", is_flag=True, help="Apply without asking (for scripts).")
+def trust_cmd(
+    kb_url: str | None, source: str | None, revoke: bool, dry_run: bool, yes: bool
+) -> None:
+    """Trust the import SOURCE: its patterns, strategies and outcomes take part in ranking and
+    --auto choices. Shows what would change first; no SOURCE lists the sources."""
+    if source is None:
+        if revoke or dry_run or yes:
+            raise UsageError("--revoke, --dry-run and --yes need a SOURCE")
+        _list_sources(kb_url)
+        return
     with open_knowledge(kb_url, existing=True) as kb:
-        what = kb.trust(name)
-    audit.try_record("trust", result="ok", target=kb.url, details={"name": name, "what": what})
-    click.echo(f"trusted {' and '.join(what)} {name}")
+        info = kb.source(source)
+        if info is None:
+            kb.set_trust(source, not revoke)  # raises: no such source (and says what it is)
+            return
+        click.echo("\n".join(_describe_source(info, revoke=revoke)))
+        if info.trusted is not revoke:
+            click.echo(f"source {source} is {'untrusted' if revoke else 'trusted'} already")
+            return
+        if dry_run:
+            click.echo("dry run: nothing changed")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError(
+                    "confirm with --yes (or preview with --dry-run); nothing was changed"
+                )
+            question = f"{'Revoke' if revoke else 'Trust'} source {source}?"
+            if not click.confirm(question, default=False):
+                raise UsageError("not confirmed; nothing was changed")
+        kb.set_trust(source, not revoke)
+    action = "untrust" if revoke else "trust"
+    audit.try_record(action, result="ok", target=kb.url, details={"source": source})
+    click.echo(f"source {source} is now {'untrusted' if revoke else 'trusted'}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from typing import Any
@@ -57,6 +58,18 @@ class StrategySpec:
 
     def serves(self, error_class: str) -> bool:
         return EVERY_CLASS in self.classes or error_class in self.classes
+
+    def unmet(
+        self, details: Mapping[str, object], variables: Mapping[str, object]
+    ) -> tuple[str, ...]:
+        """What it needs and was not given: details the failure's evidence does not name,
+        plan variables the plan does not set (an empty value is not a value). A strategy with
+        an unmet need is not a candidate: it would have to guess what to act on."""
+        return tuple(
+            n
+            for n in self.needs
+            if not str((details if _DETAIL.match(n) else variables).get(n) or "").strip()
+        )
 
     @property
     def details(self) -> tuple[str, ...]:

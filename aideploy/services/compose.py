@@ -8,17 +8,21 @@ run, and the connector a target needs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from aideploy.core.errors import ConfigError, KnowledgeBaseError
+from aideploy.core.recovery import Risk
 from aideploy.engine.connectors.base import Connector
 from aideploy.engine.connectors.local import LocalConnector
 from aideploy.engine.connectors.session import SessionConnector
 from aideploy.engine.connectors.ssh import SSHConnector
-from aideploy.engine.recovery import Strategy
+from aideploy.engine.recovery import RecoveryAdvisor, Strategy
 from aideploy.engine.runner import Runner
+from aideploy.knowledge.auto_cap import AutoCap
+from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.ranker.detect import Detector, bundled_classifier
 from aideploy.knowledge.rules import ErrorPattern, RuleSet
@@ -64,6 +68,38 @@ def import_classifier(knowledge: KnowledgeBase) -> Callable[[Sequence[str]], lis
         return [a.error_class for a in detector.analyze_many(texts)]
 
     return classify
+
+
+@dataclass(frozen=True)
+class LocalHistory:
+    """The outcomes recorded in ``knowledge`` itself, without any imported one."""
+
+    knowledge: KnowledgeBase
+
+    def past_outcomes(self) -> list[PastOutcome]:
+        return self.knowledge.past_outcomes(local_only=True)
+
+
+def build_advisor(
+    knowledge: KnowledgeBase,
+    config: Config | None,
+    known: Mapping[str, Strategy],
+    *,
+    auto: bool,
+) -> RecoveryAdvisor:
+    """The advisor of a deployment: the ranker; under ``--auto``, when the ranking uses
+    imported outcomes, capped so that they raise no medium- or high-risk strategy above what
+    local evidence supports (:mod:`aideploy.knowledge.auto_cap`)."""
+    ranker = build_ranker(knowledge, config)
+    if not auto or not knowledge.has_imported_evidence():
+        return ranker
+    local = Ranker(LocalHistory(knowledge), ranker.rules, explore=0.0)
+
+    def risk(name: str) -> Risk:
+        strategy = known.get(name)
+        return strategy.spec.risk if strategy is not None else Risk.HIGH
+
+    return AutoCap(ranker, local, risk)
 
 
 def strategies(knowledge: KnowledgeBase) -> dict[str, Strategy]:

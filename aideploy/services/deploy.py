@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aideploy.core.clock import Clock, SystemClock
-from aideploy.core.errors import ConfigError, StepFailed
+from aideploy.core.errors import ConfigError, ConnectError, KnowledgeBaseError, StepFailed
 from aideploy.core.events import EventSink
 from aideploy.core.redact import register_found, register_secret
 from aideploy.engine import audit, kept_secrets, metrics, notify
@@ -130,6 +131,7 @@ def run(
     )
     config = request.config
     clock = clock or SystemClock()
+    resumed = state.status is not DeploymentStatus.PENDING
     sinks: list[EventSink] = []
     advisor: RecoveryAdvisor
     if shared is not None:
@@ -138,17 +140,23 @@ def run(
         if config.ai_features.learn_from_failures:
             sinks.append(shared.recorder())
     else:
-        knowledge = compose.open_knowledge(request.kb)
-        advisor = LazyAdvisor(lambda: compose.build_ranker(knowledge, config))
+        with _before_the_first_command(state, resumed):
+            knowledge = compose.open_knowledge(request.kb)
+        advisor = LazyAdvisor(
+            lambda: compose.build_advisor(
+                knowledge, config, strategies, auto=request.mode == "auto"
+            )
+        )
         if config.ai_features.learn_from_failures:
             sinks.append(KnowledgeRecorder(knowledge))
+    strategies = compose.strategies(knowledge)
     if operator.progress is not None:
         sinks.append(ProgressSink(operator.progress))
-    connector = compose.build_connector(request.target, ask_secret=operator.ask_secret)
+    with _before_the_first_command(state, resumed):
+        connector = compose.build_connector(request.target, ask_secret=operator.ask_secret)
     if operator.wrap_connector is not None:
         connector = operator.wrap_connector(connector)
     target = request.target.describe()
-    resumed = state.status is not DeploymentStatus.PENDING
     notifier = notify.Notifier(config.notifications)
     kept_secrets.save(state.deployment_id, request.env)  # what resume needs, never in the state
     with DeploymentLog(state.deployment_id, target) as dlog:
@@ -159,7 +167,8 @@ def run(
         notifier.started(state, target)
         runner: Runner | None = None
         try:
-            connector.connect()
+            with _before_the_first_command(state, resumed):
+                connector.connect()
             runner = Runner(
                 connector,
                 responders=default_responders(
@@ -176,7 +185,6 @@ def run(
                 "plan": plan.name,
                 "keep_releases": str(config.deployment.keep_releases),
             }
-            strategies = compose.strategies(knowledge)
             for pattern in config.custom_patterns:
                 if pattern.recovery not in strategies:
                     log.warning(
@@ -239,6 +247,20 @@ def run(
             log.info(
                 "deployment %s finished in %.1fs", state.deployment_id, time.monotonic() - started
             )
+
+
+@contextmanager
+def _before_the_first_command(state: DeploymentState, resumed: bool) -> Iterator[None]:
+    """A failure here (the target refused, unknown host key, a key that is not there or not
+    accepted, a name that does not resolve, a knowledge base that cannot be opened) is a
+    configuration error: nothing ran, nothing is recovered, and a new deployment leaves no
+    state behind."""
+    try:
+        yield
+    except (ConfigError, ConnectError, KnowledgeBaseError):
+        if not resumed:
+            state.path.unlink(missing_ok=True)
+        raise
 
 
 def _before_resume(plan: Plan, ctx: StepContext) -> None:

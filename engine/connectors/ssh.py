@@ -216,6 +216,8 @@ class SSHConnector(Connector):
         self.key_filenames = [os.path.expanduser(k) for k in keys]
         for key in self.key_filenames:
             check_regular(key, error=ConfigError)  # a FIFO would block the key reader
+            if not os.path.exists(key):  # a key named but not there: nothing to connect with
+                raise ConfigError(f"key file {key} does not exist (for {self.alias})")
         self.config_identity_files = list(config.identity_files)
         self.password = password
         self.passphrase_callback = passphrase_callback
@@ -452,7 +454,7 @@ class SSHConnector(Connector):
         extra = f"; server accepts: {', '.join(allowed)}" if allowed else ""
         raise AuthenticationError(
             f"authentication failed for {self.username}@{self.hostname}:{self.port}: "
-            f"tried publickey/password: {methods}{extra}"
+            f"no publickey or password accepted; offered {methods}{extra}"
         )
 
     def close(self) -> None:

@@ -35,6 +35,7 @@ from aideploy.knowledge.models import (
     DEPLOYMENTS,
     PATTERNS,
     SIGNATURES,
+    SOURCES,
     STRATEGIES,
     utcnow,
 )
@@ -47,9 +48,14 @@ class ImportSummary:
     records: int = 0
     added: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    #: strategies it brought that carry shell commands
     untrusted: list[str] = field(default_factory=list)
     #: records that came without an error class and were classified on import
     classified: int = 0
+    #: the source was trusted before this import, which brought something new: it is not now
+    was_trusted: bool = False
+    #: whether the source is trusted after this import
+    trusted: bool = False
 
     @property
     def total_added(self) -> int:
@@ -141,26 +147,60 @@ def write(conn: Connection, parsed: Parsed, summary: ImportSummary, weight: floa
     """Add what ``parsed`` has and the KB lacks; counts in ``summary``. Imported outcomes count
     with ``weight`` times their own and name ``summary.source`` as their origin."""
     now = utcnow()
+    summary.trusted = _add_source(conn, summary.source, now)
     _add_strategies(conn, parsed.strategies, summary)
     _add_patterns(conn, parsed.patterns, summary)
     attempts = AttemptColumns.of(parsed.attempts)
     deployments = _add_deployments(conn, parsed.deployments, attempts.deployment, summary)
     signatures = _add_signatures(conn, parsed.signatures, attempts, summary, now)
     _add_attempts(conn, attempts, deployments, signatures, summary, weight, now)
+    if summary.total_added:
+        _distrust_source(conn, summary)
+
+
+def _add_source(conn: Connection, name: str, now: datetime) -> bool:
+    """The source of this import, recorded untrusted when it is new: what it brings stays
+    inert until ``learn trust SOURCE``. Whether it is trusted."""
+    trusted = conn.scalar(select(SOURCES.c.trusted).where(SOURCES.c.name == name))
+    if trusted is None:
+        conn.execute(insert(SOURCES).values(name=name, trusted=False, imported_at=now))
+    return bool(trusted)
+
+
+def _distrust_source(conn: Connection, summary: ImportSummary) -> None:
+    """A source that brings something new is untrusted again, with all it brought before:
+    trust covers what was reviewed, not what arrives later under the same name."""
+    src = SOURCES.c
+    summary.was_trusted = bool(
+        conn.execute(
+            update(SOURCES)
+            .where(src.name == summary.source, src.trusted.is_(True))
+            .values(trusted=False, trusted_at=None)
+        ).rowcount
+    )
+    if summary.was_trusted:
+        summary.trusted = False
+        for table in (STRATEGIES, PATTERNS):
+            conn.execute(
+                update(table).where(table.c.origin == summary.source).values(trusted=False)
+            )
 
 
 def _add_strategies(
     conn: Connection, records: list[StrategyRecord], summary: ImportSummary
 ) -> None:
-    """New strategies by name; one with commands is stored untrusted."""
+    """New strategies by name, stored untrusted; those with commands are listed."""
     have = sql.existing(conn, STRATEGIES.c.name, (s.name for s in records))
     new: dict[str, dict[str, Any]] = {}
     for s in records:
         if s.name in have or s.name in new:
             continue
-        trusted = not s.commands
-        new[s.name] = {**msgspec.structs.asdict(s), "origin": summary.source, "trusted": trusted}
-        if not trusted:
+        new[s.name] = {
+            **msgspec.structs.asdict(s),
+            "origin": summary.source,
+            "trusted": False,
+        }
+        if s.commands:
             summary.untrusted.append(s.name)
     if new:
         conn.execute(insert(STRATEGIES), list(new.values()))
@@ -173,7 +213,11 @@ def _add_patterns(conn: Connection, records: list[PatternRecord], summary: Impor
     new: dict[str, dict[str, Any]] = {}
     for x in records:
         if x.name not in have and x.name not in new:
-            new[x.name] = {**msgspec.structs.asdict(x), "origin": summary.source, "trusted": True}
+            new[x.name] = {
+                **msgspec.structs.asdict(x),
+                "origin": summary.source,
+                "trusted": False,
+            }
     if new:
         conn.execute(insert(PATTERNS), list(new.values()))
     summary.tally("pattern", len(new), len(records) - len(new))

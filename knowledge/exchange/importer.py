@@ -6,13 +6,13 @@ import os
 from pathlib import Path
 from typing import IO
 
-from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.errors import ImportRejected, KnowledgeBaseError
 from aideploy.core.redact import redact
 from aideploy.knowledge.exchange import bulk, load
 from aideploy.knowledge.exchange.bulk import ImportSummary
 from aideploy.knowledge.exchange.classify import Classify, classify_unlabelled
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.knowledge.store import LOCAL_ORIGINS, KnowledgeBase
 
 #: what an imported outcome counts for, against a local one (1.0)
 DEFAULT_IMPORT_WEIGHT = 0.5
@@ -45,6 +45,11 @@ def import_kb(
         else:
             name = Path(os.fspath(source)).stem
         name = redact(name)[:MAX_SOURCE_CHARS] or "import"
+        if name in LOCAL_ORIGINS:
+            raise ImportRejected(
+                f"source name {name!r} is reserved for local knowledge; name the source "
+                "(--source NAME)"
+            )
         summary = ImportSummary(source=name, records=parsed.records)
         if classify is not None:
             summary.classified = classify_unlabelled(parsed, classify)

@@ -14,7 +14,7 @@ import logging
 import re
 import shlex
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aideploy.core.result import Result
 from aideploy.core.strategies import StrategySpec
@@ -36,13 +36,38 @@ class Recovery:
     apply: Apply
 
 
-def detail(ctx: StrategyContext, *keys: str) -> str | None:
-    """The first of ``keys`` detection found in the error text."""
-    for key in keys:
-        value = ctx.failure.details.get(key)
-        if value:
-            return str(value)
-    return None
+def need(ctx: StrategyContext, name: str) -> str:
+    """What a strategy needs: the detail ``name`` (lower case) of the failure's evidence, or
+    the plan variable ``name`` (upper case). There is no default: the executor applies a
+    strategy only with every need given, so a missing one is a bug and raises LookupError."""
+    source = ctx.failure.details if name.islower() else ctx.settings
+    value = source.get(name)
+    if value is None or not str(value).strip():
+        raise LookupError(f"{name} was not given: a strategy never guesses what to act on")
+    return str(value)
+
+
+#: settings a strategy may read besides its needs: how it may act, never what it acts on
+_HOW = ("auto_approve",)
+
+
+def only_needs(spec: StrategySpec, apply: Apply) -> Apply:
+    """``apply``, seeing only what ``spec`` needs: the failure's details it names, the plan
+    variables it names (and whether high-risk work is approved). What it does not declare, it
+    cannot read, so it cannot act on something nobody named."""
+    details = frozenset(spec.details)
+    wanted = frozenset(spec.plan_variables) | frozenset(_HOW)
+
+    def narrowed(ctx: StrategyContext) -> bool:
+        failure = replace(
+            ctx.failure, details={k: v for k, v in ctx.failure.details.items() if k in details}
+        )
+        settings = {k: v for k, v in ctx.settings.items() if k in wanted}
+        return apply(replace(ctx, failure=failure, settings=settings))
+
+    narrowed.__doc__ = getattr(apply, "__doc__", None)
+    narrowed.__wrapped__ = apply  # type: ignore[attr-defined]
+    return narrowed
 
 
 def sh(ctx: StrategyContext, command: str, *, timeout: float | None = None) -> Result:

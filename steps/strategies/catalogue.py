@@ -4,8 +4,11 @@ What each strategy is (risk, classes, needs, description) is the one catalogue,
 :data:`aideploy.core.strategies.CATALOGUE`; this module holds only the code, real shell work on
 the target, idempotent (applied twice = same state). Values detected in the error text (port,
 service, path, command, package) reach the commands as quoted ``AIDEPLOY_*`` environment
-variables, never pasted; the plan's variables are in their environment. ``_r`` runs a command as
-root (directly when already root, else through ``sudo -n``).
+variables, never pasted; the plan's variables are in their environment. Each strategy sees only
+what its catalogue entry ``needs`` (:func:`~.base.only_needs`) and is never applied without all of
+it, so no value here has a default: what a recovery acts on (a service, a port, a path, a
+package) is what the error or the plan named. ``_r`` runs a command as root (directly when
+already root, else through ``sudo -n``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from dataclasses import dataclass
 from aideploy.core.errors import ManualInterventionRequired
 from aideploy.core.strategies import CATALOGUE, CatalogueError
 from aideploy.engine.recovery import StrategyContext
-from aideploy.steps.strategies.base import Apply, Commands, Recovery, commands, detail, log
+from aideploy.steps.strategies.base import (
+    Apply,
+    Commands,
+    Recovery,
+    commands,
+    log,
+    need,
+    only_needs,
+)
 
 ROOT = '_r() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo -n "$@"; fi; }; '
 APT = "_r env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=120 -y -q"
@@ -67,8 +78,8 @@ class WaitForAptLock:
 
 def free_port(ctx: StrategyContext) -> bool:
     """Stop the process listening on the port: without asking only if this deployment started it."""
-    port = detail(ctx, "port")
-    if not port or not port.isdigit():
+    port = need(ctx, "port")
+    if not port.isdigit():
         return False
     listing = ctx.runner.run(["ss", "-H", "-l", "-t", "-n", "-p", f"sport = :{port}"])
     pids = sorted({int(p) for p in re.findall(r"pid=(\d+)", listing.stdout)})
@@ -92,10 +103,10 @@ def free_port(ctx: StrategyContext) -> bool:
 
 def cleanup_disk(ctx: StrategyContext) -> bool:
     """Free space: old releases beyond the newest N, apt/pip/npm caches, journal; report it."""
-    keep = int(str(ctx.settings.get("KEEP_RELEASES") or ctx.settings.get("keep_releases", 3)))
-    root = str(ctx.settings.get("APP_ROOT", ctx.settings.get("AIDEPLOY_ROOT", "")))
+    keep = int(need(ctx, "KEEP_RELEASES"))
+    root = need(ctx, "APP_ROOT")
     # free space where the releases live (often not the root filesystem)
-    where = shlex.quote(root.rstrip("/") + "/releases") if root else "/"
+    where = shlex.quote(root.rstrip("/") + "/releases")
     free = f'd={where}; [ -d "$d" ] || d=/; df -Pk "$d" | awk \'NR==2 {{print $4}}\''
     before = ctx.runner.run(free).stdout.strip()
     parts = [
@@ -103,13 +114,12 @@ def cleanup_disk(ctx: StrategyContext) -> bool:
         "_r journalctl --vacuum-size=100M >/dev/null 2>&1 || true",
         "rm -rf ~/.cache/pip ~/.npm/_cacache 2>/dev/null || true",
     ]
-    if root:
-        rel = shlex.quote(root.rstrip("/") + "/releases")
-        parts.append(
-            f"if [ -d {rel} ]; then cur=$(readlink -f {shlex.quote(root)}/current || true); "
-            f"ls -1dt {rel}/*/ 2>/dev/null | tail -n +{keep + 1} | while read -r d; do "
-            f'[ "$(readlink -f "$d")" = "$cur" ] || rm -rf -- "$d"; done; fi'
-        )
+    rel = shlex.quote(root.rstrip("/") + "/releases")
+    parts.append(
+        f"if [ -d {rel} ]; then cur=$(readlink -f {shlex.quote(root)}/current || true); "
+        f"ls -1dt {rel}/*/ 2>/dev/null | tail -n +{keep + 1} | while read -r d; do "
+        f'[ "$(readlink -f "$d")" = "$cur" ] || rm -rf -- "$d"; done; fi'
+    )
     ctx.runner.run(cmd("; ".join(parts)))
     after = ctx.runner.run(free).stdout.strip()
     if before.isdigit() and after.isdigit():
@@ -163,7 +173,7 @@ APPLY: dict[str, Apply] = {
         timeout=1800,
     ),
     "node_switch_version": _c(
-        'major="${NODE_MAJOR:-20}"; node -v 2>/dev/null | grep -q "^v$major\\." || '
+        'major="$NODE_MAJOR"; node -v 2>/dev/null | grep -q "^v$major\\." || '
         '{ _r npm install -g n && _r n "$major"; }',
         timeout=1800,
     ),
@@ -172,46 +182,43 @@ APPLY: dict[str, Apply] = {
         guard='[ "$(npm config get prefix)" = "$HOME/.npm-global" ]',
     ),
     "fix_ownership": _c(
-        'p="${AIDEPLOY_PATH:-${APP_ROOT:-}}"; [ -n "$p" ] || exit 1; '
+        'p="$AIDEPLOY_PATH"; [ -n "$p" ] || exit 1; '
         # a path that could not be created: its nearest existing parent is what lacks access
         'while [ ! -e "$p" ] && [ "$p" != / ]; do p=$(dirname "$p"); done; '
         'd="$p"; [ -d "$d" ] || d=$(dirname "$d"); d=$(readlink -f "$d"); '
-        'if [ -n "${APP_ROOT:-}" ]; then r=$(readlink -f "$APP_ROOT"); case "$d/" in "$r"/*) ;; '
+        # an empty or root APP_ROOT bounds nothing: refused (the executor never gives one)
+        'r=$(readlink -f "$APP_ROOT"); [ -n "$r" ] && [ "$r" != / ] || exit 1; '
+        'case "$d/" in "$r"/*) ;; '
         '*) echo "fix_ownership: $d is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
-        'else case "$d" in /|/bin|/bin/*|/boot*|/dev*|/etc|/etc/*|/home|/lib*|/opt|/proc*|/root'
-        "|/run|/sbin*|/srv|/sys*|/tmp|/usr|/usr/*|/var|/var/lib|/var/lib/dpkg*|/var/lib/apt*) "
-        'echo "fix_ownership: refusing to change system path $d" >&2; exit 1;; esac; fi; '
-        'u="${DEPLOY_USER:-$(id -un)}"; '
+        'u="$DEPLOY_USER"; [ -n "$u" ] || exit 1; '
         '_r chown -R "$u": "$d" && _r chmod -R u+rwX "$d" && echo "fix_ownership: $d -> $u"',
     ),
     "make_executable": _c(
         'p=$(readlink -f "$AIDEPLOY_PATH"); '
-        'if [ -n "${APP_ROOT:-}" ]; then r=$(readlink -f "$APP_ROOT"); case "$p" in "$r"/*) ;; '
+        'r=$(readlink -f "$APP_ROOT"); [ -n "$r" ] && [ "$r" != / ] || exit 1; '
+        'case "$p" in "$r"/*) ;; '
         '*) echo "make_executable: $p is outside APP_ROOT ($r), not changed" >&2; exit 1;; esac; '
-        'else case "$p" in /bin/*|/boot/*|/etc/*|/lib*|/proc/*|/sbin/*|/sys/*|/usr/*|/var/lib/*) '
-        'echo "make_executable: refusing to change system file $p" >&2; exit 1;; esac; fi; '
         # only a program: a script with a #! line or an ELF binary, never a data file
         "m=$(head -c 4 \"$p\" | od -An -c | tr -d ' '); case \"$m\" in '#!'*|'177ELF') ;; "
         '*) echo "make_executable: $p is not a script or a program, not changed" >&2; exit 1;; '
         'esac; _r chmod a+x "$p" && echo "make_executable: $p"',
-        # no path, not a regular file, or already executable by everyone: nothing to do
-        guard='p="${AIDEPLOY_PATH:-}"; [ -z "$p" ] || [ ! -f "$p" ] || '
-        '[ -n "$(find "$p" -maxdepth 0 -perm -111)" ]',
+        # not a regular file, or already executable by everyone: nothing to do
+        guard='p="$AIDEPLOY_PATH"; [ ! -f "$p" ] || [ -n "$(find "$p" -maxdepth 0 -perm -111)" ]',
     ),
     "restart_service": _c(
-        's="${AIDEPLOY_SERVICE:-}"; [ -n "$s" ] || exit 1; '
+        's="$AIDEPLOY_SERVICE"; '
         'if [ -d /run/systemd/system ]; then _r systemctl restart "$s"; '
         'else _r service "$s" restart; fi',
     ),
     "start_service": _c(
-        's="${AIDEPLOY_SERVICE:-postgresql}"; '
+        's="$AIDEPLOY_SERVICE"; '
         'if [ -d /run/systemd/system ]; then _r systemctl start "$s"; '
         'else _r service "$s" start; fi',
     ),
     "free_port": free_port,
     "cleanup_disk": cleanup_disk,
     "limit_build_memory": _c(
-        'f="${APP_ROOT:-$HOME}/.build-env"; grep -q max-old-space-size "$f" 2>/dev/null || '
+        'f="$APP_ROOT/.build-env"; grep -q max-old-space-size "$f" 2>/dev/null || '
         'echo "export NODE_OPTIONS=--max-old-space-size=1024" >> "$f"',
     ),
     "add_swap": _c(
@@ -227,7 +234,7 @@ APPLY: dict[str, Apply] = {
         ">/dev/null",
     ),
     "certbot_retry": _c(
-        'd="${DOMAIN:-}"; [ -n "$d" ] || exit 1; '
+        'd="$DOMAIN"; '
         '_r certbot --nginx -n --agree-tos --register-unsafely-without-email -d "$d" || '
         "{ _r mkdir -p /etc/ssl/aideploy && _r openssl req -x509 -nodes -newkey rsa:2048 "
         '-days 365 -subj "/CN=$d" -keyout /etc/ssl/aideploy/"$d".key '
@@ -248,7 +255,7 @@ APPLY: dict[str, Apply] = {
         guard="python3 -m venv --help >/dev/null 2>&1 && python3 -m ensurepip --version",
     ),
     "install_missing_command": _c(
-        'c="${AIDEPLOY_COMMAND:-}"; [ -n "$c" ] || exit 1; command -v "$c" >/dev/null && exit 0; '
+        'c="$AIDEPLOY_COMMAND"; command -v "$c" >/dev/null && exit 0; '
         'case "$c" in node|npm|npx) p=nodejs;; pg_config) p=libpq-dev;; psql|pg_dump) '
         'p=postgresql-client;; pip|pip3) p=python3-pip;; *) p="$c";; esac; '
         f'{APT} install "$p"',
@@ -268,15 +275,15 @@ APPLY: dict[str, Apply] = {
         guard="nginx -t >/dev/null 2>&1",  # the config passes: nothing to restore
     ),
     "django_migrate": _c(
-        'cd "${BACKEND_DIR:?}" && "${VENV_DIR:?}/bin/python" manage.py migrate --noinput',
+        'cd "$BACKEND_DIR" && "$VENV_DIR/bin/python" manage.py migrate --noinput',
     ),
     "django_fix_settings": _c(
-        'f="${ENV_FILE:?}"; [ -f "$f" ] || exit 1; '
-        'grep -q "^ALLOWED_HOSTS=" "$f" || echo "ALLOWED_HOSTS=${DOMAIN:-localhost},localhost" '
-        '>> "$f"; grep -q "^STATIC_ROOT=" "$f" || echo "STATIC_ROOT=${APP_ROOT:?}/static" >> "$f"',
+        'f="$ENV_FILE"; [ -f "$f" ] || exit 1; '
+        'grep -q "^ALLOWED_HOSTS=" "$f" || echo "ALLOWED_HOSTS=$DOMAIN" '
+        '>> "$f"; grep -q "^STATIC_ROOT=" "$f" || echo "STATIC_ROOT=$APP_ROOT/static" >> "$f"',
     ),
     "database_create_role": _c(
-        'r="${DB_USER:?}"; db="${DB_NAME:?}"; '
+        'r="$DB_USER"; db="$DB_NAME"; '
         "_r runuser -u postgres -- psql -v ON_ERROR_STOP=1 -tAc "
         "\"SELECT 1 FROM pg_roles WHERE rolname='$r'\" | grep -q 1 || "
         '_r runuser -u postgres -- createuser "$r"; '
@@ -295,7 +302,7 @@ def _builtin() -> tuple[Recovery, ...]:
             "the strategy catalogue and its apply code disagree: "
             f"no code for {missing or 'none'}, code for unknown {extra or 'none'}"
         )
-    return tuple(Recovery(spec, APPLY[name]) for name, spec in CATALOGUE.items())
+    return tuple(Recovery(spec, only_needs(spec, APPLY[name])) for name, spec in CATALOGUE.items())
 
 
 #: every built-in strategy, in the catalogue's order
