@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import io
+import logging
 import os
 import re
 import secrets
@@ -45,10 +46,14 @@ from aideploy.core.errors import (
 )
 from aideploy.core.inputs import check_regular
 from aideploy.core.settings import SSH_DEFAULTS
+from aideploy.engine.connectors import stream
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.connectors.session import export_prefix, group_kill_command
 from aideploy.engine.connectors.ssh_config import read_ssh_config
+from aideploy.engine.connectors.stream import NoSFTP
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
+
+log = logging.getLogger("aideploy.ssh")
 
 PassphraseCallback = Callable[[str], str | None]
 
@@ -233,6 +238,8 @@ class SSHConnector(Connector):
         self.host_key_type: str | None = None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        #: None until a transfer tried SFTP; False on a server without it
+        self.sftp_available: bool | None = None
         self._jump: SSHConnector | None = None
 
     # -- connection ------------------------------------------------------------------------
@@ -508,11 +515,28 @@ class SSHConnector(Connector):
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None or self._sftp.get_channel() is None or not self.connected:
-            client = paramiko.SFTPClient.from_transport(self.transport)
+            try:
+                client = paramiko.SFTPClient.from_transport(self.transport)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise NoSFTP(f"{self.host} offers no SFTP subsystem ({exc or 'refused'})") from exc
             if client is None:
-                raise CommandError(f"cannot open SFTP to {self.host}")
+                raise NoSFTP(f"cannot open SFTP to {self.host}")
             self._sftp = client
         return self._sftp
+
+    def _sftp_or_none(self) -> paramiko.SFTPClient | None:
+        """The SFTP client, or None on a server without the SFTP subsystem (remembered: files
+        then stream over the exec channel, see :mod:`aideploy.engine.connectors.stream`)."""
+        if self.sftp_available is False:
+            return None
+        try:
+            client = self.sftp
+        except NoSFTP as exc:
+            log.info("%s; files go over the exec channel", exc)
+            self.sftp_available = False
+            return None
+        self.sftp_available = True
+        return client
 
     def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:
         with open(local, "rb") as handle:
@@ -524,7 +548,10 @@ class SSHConnector(Connector):
     def _write_atomic(self, remote: str, source: BinaryIO, mode: int) -> None:
         directory, slash, name = remote.rpartition("/")
         tmp = f"{directory}{slash}.{name}.aideploy-{secrets.token_hex(6)}"
-        sftp = self.sftp
+        sftp = self._sftp_or_none()
+        if sftp is None:
+            stream.write_atomic(self._exec_channel, self.host, remote, tmp, source, mode)
+            return
         try:
             with sftp.open(tmp, "wb") as handle:
                 handle.set_pipelined(True)
@@ -538,11 +565,25 @@ class SSHConnector(Connector):
             raise CommandError(f"cannot write {remote} on {self.host}: {exc}") from exc
 
     def get_file(self, remote: str, local: Path) -> None:
+        sftp = self._sftp_or_none()
         try:
             with atomic_file(Path(local), mode=0o600) as handle:
-                self.sftp.getfo(remote, handle)
+                if sftp is None:
+                    stream.read(self._exec_channel, self.host, remote, handle)
+                else:
+                    sftp.getfo(remote, handle)
         except OSError as exc:
             raise CommandError(f"cannot read {remote} from {self.host}: {exc}") from exc
+
+    def _exec_channel(self, command: str) -> paramiko.Channel:
+        """A channel running ``command`` (no marker line: its streams carry file data)."""
+        channel = self._open_channel()
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise CommandError(f"cannot start command on {self.host}: {exc}") from exc
+        return channel
 
 
 def _constant(key: paramiko.PKey) -> Callable[[], paramiko.PKey | None]:

@@ -19,7 +19,7 @@ from aideploy.knowledge.exchange.memory import no_cyclic_gc
 from aideploy.knowledge.exchange.schema import FORMAT, VERSION
 from aideploy.knowledge.exchange.scrub import Scrubber, context_key
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, PATTERNS, SIGNATURES, STRATEGIES
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.knowledge.store import OUTCOMES, KnowledgeBase
 
 #: attempt rows fetched from the database at a time
 FETCH_ROWS = 10_000
@@ -124,7 +124,9 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             at.c.decided_by,
             at.c.at,
             at.c.encounter,
-        ).order_by(at.c.id)
+        )
+        # an attempt still pending or never decided (interrupted) teaches nothing: not shared
+        query = query.where(at.c.outcome.in_(OUTCOMES)).order_by(at.c.id)
         result = conn.execution_options(yield_per=FETCH_ROWS).execute(query)
         for row in result:
             key, sid, strategy, outcome, step, dep, context, weight, duration, by, when, nth = row
