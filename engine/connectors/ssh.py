@@ -27,6 +27,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -40,18 +41,20 @@ from aideploy.core.errors import (
     CommandError,
     ConfigError,
     ConnectError,
+    ConnectionLost,
     ConnectionRefusedError_,
     ConnectTimeoutError,
     DNSError,
 )
 from aideploy.core.inputs import check_regular
 from aideploy.core.settings import SSH_DEFAULTS
-from aideploy.engine.connectors import stream
+from aideploy.engine.connectors import ownership, stream
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.connectors.session import export_prefix, group_kill_command
 from aideploy.engine.connectors.ssh_config import read_ssh_config
 from aideploy.engine.connectors.stream import NoSFTP
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
+from aideploy.engine.logs import current_step
 
 log = logging.getLogger("aideploy.ssh")
 
@@ -60,12 +63,18 @@ PassphraseCallback = Callable[[str], str | None]
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _PID_MARKER = b"\x1faideploy-pgid:"
 _PID_LINE = re.compile(rb"\x1faideploy-pgid:(\d+)\n")
+#: ended commands whose exit files are removed together (by the next command)
+FINISHED_BATCH = 32
+#: seconds between looks at a command found running after a dropped connection
+ORPHAN_POLL = 0.5
 
 
 class SSHProcess(Process):
     """One command on one channel of the shared transport."""
 
-    def __init__(self, connector: SSHConnector, channel: paramiko.Channel) -> None:
+    def __init__(
+        self, connector: SSHConnector, channel: paramiko.Channel, command_id: str = ""
+    ) -> None:
         self._connector = connector
         self._channel = channel
         self._transport = channel.get_transport()
@@ -73,6 +82,38 @@ class SSHProcess(Process):
         self._pgid: int | None = None
         self._stderr_hold = b""  # stderr until the PID marker line has been seen
         self._pending: list[Chunk] = []
+        self.command_id = command_id
+        self._started = connector.clock.now()
+        #: once the connection dropped under the command: what became of it
+        self.lost: LostCommand | None = None
+        self._limit: float | None = None
+
+    def limit(self, seconds: float | None) -> None:
+        self._limit = seconds
+
+    def time_left(self) -> float | None:
+        """Seconds left of the command's time limit (None: no limit)."""
+        if self._limit is None:
+            return None
+        return max(0.0, self._limit - (self._connector.clock.now() - self._started))
+
+    def _is_lost(self) -> bool:
+        """The connection died before the command's exit status arrived."""
+        chan = self._channel
+        return (
+            self.lost is None
+            and bool(self.command_id)
+            and chan.closed
+            and chan.exit_status == -1
+            and not self._transport.is_active()
+        )
+
+    def _settle_lost(self) -> list[Chunk]:
+        """Reconnect, find the command by its marker, wait for it or stop its group."""
+        held, self._stderr_hold = self._stderr_hold, b""
+        self.lost = self._connector.reattach(self, self._connector.clock.now() - self._started)
+        note = Chunk("stderr", (self.lost.message + "\n").encode())
+        return ([Chunk("stderr", held)] if held else []) + [note]
 
     @property
     def pgid(self) -> int | None:
@@ -126,6 +167,8 @@ class SSHProcess(Process):
             chunks, self._pending = self._pending, []
             return chunks + self._drain()
         chunks = self._drain()
+        if not chunks and self._is_lost():
+            return self._settle_lost()
         if chunks or self.done():
             return chunks
         if self._finished_streams() or self._channel.closed:
@@ -141,6 +184,10 @@ class SSHProcess(Process):
             self._channel.sendall(data)
 
     def done(self) -> bool:
+        if self.lost is not None:
+            return not self._pending
+        if self._is_lost():
+            return False  # the next read reattaches
         return (
             self._channel.exit_status_ready()
             and self._finished_streams()
@@ -149,6 +196,8 @@ class SSHProcess(Process):
         )
 
     def exit_code(self) -> int | None:
+        if self.lost is not None:
+            return self.lost.exit_code
         if not self._channel.exit_status_ready():
             return None
         code = self._channel.recv_exit_status()
@@ -172,7 +221,18 @@ class SSHProcess(Process):
         self._channel.close()
 
     def close(self) -> None:
+        if self.command_id and self.lost is None and self._channel.exit_status_ready():
+            self._connector.finished(self.command_id)
         self._channel.close()
+
+
+@dataclass(frozen=True)
+class LostCommand:
+    """What became of a command whose connection dropped: its exit status if it ended on the
+    host (waited for), None if it was stopped or left none; the message says which."""
+
+    exit_code: int | None
+    message: str
 
 
 class SSHConnector(Connector):
@@ -203,6 +263,7 @@ class SSHConnector(Connector):
         use_agent: bool = True,
         look_for_keys: bool = True,
         proxy_jump: str | None = None,
+        orphan_wait: float = 300.0,
     ) -> None:
         config = read_ssh_config(ssh_config, hostname)
         self.alias = hostname
@@ -241,6 +302,10 @@ class SSHConnector(Connector):
         #: None until a transfer tried SFTP; False on a server without it
         self.sftp_available: bool | None = None
         self._jump: SSHConnector | None = None
+        #: seconds a command found still running after a dropped connection is waited for
+        #: before its process group is stopped
+        self.orphan_wait = orphan_wait
+        self._finished: list[str] = []  # ids of ended commands whose exit files can go
 
     # -- connection ------------------------------------------------------------------------
 
@@ -489,14 +554,78 @@ class SSHConnector(Connector):
                 raise CommandError(f"cannot open a channel to {self.host}: {exc}") from exc
 
     def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SSHProcess:
-        wrapped = f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
+        command_id = ownership.new_command_id()
+        sweep = ""
+        if len(self._finished) >= FINISHED_BATCH:  # exit files of ended commands, in one rm
+            names = " ".join(f"{ownership.RUN_DIR}/{i}.rc" for i in self._finished)
+            sweep, self._finished = f"rm -f {names}; ", []
+        wrapped = (
+            f"{sweep}{ownership.owned_prefix(command_id)}"
+            f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {export_prefix(env)}{command}"
+        )
         channel = self._open_channel()
         try:
             channel.exec_command(wrapped)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
             raise CommandError(f"cannot start command on {self.host}: {exc}") from exc
-        return SSHProcess(self, channel)
+        return SSHProcess(self, channel, command_id)
+
+    def finished(self, command_id: str) -> None:
+        """A command ended normally: its exit file is removed with a later command."""
+        self._finished.append(command_id)
+
+    def reattach(self, process: SSHProcess, after: float) -> LostCommand:
+        """The connection dropped ``after`` seconds into ``process``: reconnect, find the
+        command by its marker, wait for it (up to :attr:`orphan_wait`) or stop its group.
+
+        Never returns while the command may still run: a step retried afterwards cannot run
+        beside it. Raises ConnectionLost when the host cannot be reached again.
+        """
+        step = current_step.get()
+        intro = f"SSH connection to {self.host} lost after {after:.1f} s" + (
+            f" during step {step}" if step else ""
+        )
+        try:
+            self.connect()
+            status = self._remote_status(process.command_id)
+        except (ConnectError, CommandError) as exc:
+            known = f", pid {process.pgid}" if process.pgid else ""
+            raise ConnectionLost(
+                f"{intro}; cannot reconnect ({exc}): the remote command may still be running{known}"
+            ) from exc
+        log.warning("%s; reconnected, the command is %s", intro, status.state.value)
+        if status.state is ownership.RemoteState.RUNNING:
+            pid = int(status.value or 0)
+            waited_from = self.clock.now()
+            left = process.time_left()
+            wait = self.orphan_wait if left is None else min(left, self.orphan_wait)
+            while status.state is ownership.RemoteState.RUNNING:
+                if self.clock.now() - waited_from >= wait:
+                    self.run_quiet(group_kill_command(pid), timeout=30.0)
+                    return LostCommand(
+                        None,
+                        f"{intro}; remote command still running, pid {pid}: still running after "
+                        f"{wait:.1f} s more, its process group was stopped",
+                    )
+                self.clock.sleep(ORPHAN_POLL)
+                status = self._remote_status(process.command_id)
+            waited = self.clock.now() - waited_from
+            lead = f"{intro}; remote command still running, pid {pid}: waited {waited:.1f} s, it"
+        else:
+            lead = f"{intro}; the remote command"
+        if status.state is ownership.RemoteState.EXITED:
+            return LostCommand(
+                status.value,
+                f"{lead} ended with exit {status.value} (its output after the drop is lost)",
+            )
+        return LostCommand(None, f"{lead} ended without an exit status (killed by a signal?)")
+
+    def _remote_status(self, command_id: str) -> ownership.RemoteStatus:
+        code, output = self.run_quiet(ownership.status_command(command_id), timeout=30.0)
+        if code != 0:
+            raise CommandError(f"cannot read the command's marker on {self.host} (exit {code})")
+        return ownership.parse_status(output.decode(errors="replace"))
 
     def run_quiet(self, command: str, *, timeout: float = 30.0) -> tuple[int | None, bytes]:
         """Run a helper command to completion; return (exit code, stdout+stderr)."""
