@@ -13,7 +13,7 @@ from typing import IO, Any
 from sqlalchemy import Text, select, type_coerce
 
 from aideploy.core.atomic import atomic_file
-from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.errors import KnowledgeBaseError, UsageError
 from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
 from aideploy.knowledge.exchange.schema import FORMAT, VERSION
@@ -175,6 +175,8 @@ def export_kb(
     if hasattr(destination, "write"):
         return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
     path = Path(os.fspath(destination))
+    if path.name in ("", ".", ".."):
+        raise UsageError(f"{os.fspath(destination)!r} does not name a file to export to")
     try:
         private_dir(path.parent)
         with atomic_file(path, mode=FILE_MODE, text=True) as handle:
