@@ -78,13 +78,15 @@ def test_a_step_whose_connection_dropped_is_stopped_then_retried_never_beside_it
     sshd: SSHServer, tmp_path: Path
 ) -> None:
     log, ppid, first = tmp_path / "runs.log", tmp_path / "ppid", tmp_path / "first"
-    # the step's long command is a copy of sleep under a name of its own, found by pgrep -x
+    # the step's long command is a copy of sleep under a name of its own, found by ps
     sleeper = f"slp{secrets.token_hex(4)}"
     (tmp_path / sleeper).write_bytes(Path("/bin/sleep").read_bytes())
     (tmp_path / sleeper).chmod(0o755)
     plan = tmp_path / "plan.toml"
     work = (
-        f"if pgrep -x {sleeper} >/dev/null; then echo concurrent >> {log}; fi; "
+        # a live (not zombie: a reaper may be slow) copy of the first run's command
+        f"if ps -eo stat=,comm= | grep -v '^Z' | grep -qw {sleeper}; then "
+        f"echo concurrent >> {log}; fi; "
         f"echo start >> {log}; if [ -e {first} ]; then exit 0; fi; touch {first}; "
         f'echo "$PPID" > {ppid}.tmp; mv {ppid}.tmp {ppid}; {tmp_path / sleeper} 600'
     )
@@ -108,8 +110,53 @@ def test_a_step_whose_connection_dropped_is_stopped_then_retried_never_beside_it
     )
     killer.join(5)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert log.read_text().split() == ["start", "start"]  # twice, one after the other
-    assert subprocess.run(["pgrep", "-x", sleeper], capture_output=True).stdout == b""
+    # twice, one after the other
+    assert log.read_text().split() == ["start", "start"], proc.stdout + proc.stderr
+    table = subprocess.run(["ps", "-eo", "stat=,comm="], capture_output=True, text=True).stdout
+    assert not [ln for ln in table.splitlines() if sleeper in ln and not ln.startswith("Z")]
     assert "lost after" in proc.stdout + proc.stderr and "process group was stopped" in (
         proc.stdout + proc.stderr
     )
+
+
+def test_the_marker_lives_in_a_private_run_dir_and_reports_each_state(tmp_path: Path) -> None:
+    from aideploy.engine.connectors import ownership
+
+    def sh(script: str) -> str:
+        env = {**os.environ, "HOME": str(tmp_path)}
+        return subprocess.run(
+            ["sh", "-c", script], env=env, capture_output=True, text=True, timeout=30
+        ).stdout
+
+    ended, running = ownership.new_command_id(), ownership.new_command_id()
+    sh(ownership.owned_prefix(ended) + "exit 7")
+    run_dir = tmp_path / ".aideploy" / "run"
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    status = ownership.parse_status(sh(ownership.status_command(ended)))
+    assert status == ownership.RemoteStatus(ownership.RemoteState.EXITED, 7)
+    assert not (run_dir / ended).exists()  # read once, removed
+    gate = tmp_path / "gate"
+    proc = subprocess.Popen(
+        [
+            "sh",
+            "-c",
+            ownership.owned_prefix(running) + f"while [ ! -e {gate} ]; do sleep 0.02; done",
+        ],
+        env={**os.environ, "HOME": str(tmp_path)},
+        start_new_session=True,  # a group of its own, as sshd gives each command
+    )
+    try:
+        deadline = time.monotonic() + 30
+        marker = run_dir / running
+        while not (marker.exists() and marker.read_text().strip()):
+            assert time.monotonic() < deadline, "the command never wrote its marker"
+            time.sleep(0.01)
+        status = ownership.parse_status(sh(ownership.status_command(running)))
+        assert status == ownership.RemoteStatus(ownership.RemoteState.RUNNING, proc.pid)
+    finally:
+        gate.touch()
+        proc.wait(10)
+    assert ownership.parse_status(sh(ownership.status_command(running))).value == 0
+    assert ownership.parse_status("gone\n").state is ownership.RemoteState.GONE
+    assert ownership.parse_status("running 1").state is ownership.RemoteState.GONE  # never pid 1
+    assert ownership.parse_status("garbage").state is ownership.RemoteState.GONE

@@ -1,8 +1,8 @@
 """Remote commands that can be found again after the connection drops.
 
 Every command started over SSH runs in its own process group (sshd makes each exec a session
-leader) and leaves a marker on the host: ``$HOME/.aideploy/run/<id>.pid`` (the group's id, in a
-0700 directory) while it runs, and ``<id>.rc`` (its exit status) once it ends. After a dropped
+leader) and leaves a marker on the host: ``$HOME/.aideploy/run/<id>`` (in a 0700 directory) holds the
+group's id while it runs, and its exit status on a second line once it ends. After a dropped
 connection, aideploy reconnects and reads the marker (:func:`status_command`): the command is
 still running (wait for it, or stop its group), ended (its exit status), or gone without one.
 """
@@ -36,23 +36,25 @@ def new_command_id() -> str:
 
 
 def owned_prefix(command_id: str) -> str:
-    """Shell text run before a command: its pid marker, removed (and its exit status written)
-    when the shell exits."""
-    d = f"{RUN_DIR}/{command_id}"
+    """Shell text run before a command: its marker file gets the group id, and the exit status
+    appended when the shell exits (builtins only: no process is started for it)."""
+    f = f"{RUN_DIR}/{command_id}"
     return (
-        f'[ -d {RUN_DIR} ] || (umask 077; mkdir -p {RUN_DIR}); echo "$$" > {d}.pid; '
-        f"trap 'echo \"$?\" > {d}.rc; rm -f {d}.pid' EXIT; "
+        f'[ -d {RUN_DIR} ] || (umask 077; mkdir -p {RUN_DIR}); echo "$$" > {f}; '
+        f"trap 'echo \"$?\" >> {f}' EXIT; "
     )
 
 
 def status_command(command_id: str) -> str:
-    """Prints ``running PGID``, ``exited RC`` or ``gone`` for the command of ``command_id``;
-    reading an exit status removes it."""
-    d = f"{RUN_DIR}/{command_id}"
+    """Prints ``running PGID``, ``exited RC`` or ``gone`` for the command of ``command_id``
+    (running: some process of its group is alive, its shell or what it started); reading an
+    exit status removes the marker."""
+    f = f"{RUN_DIR}/{command_id}"
     return (
-        f'p=$(cat {d}.pid 2>/dev/null); if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; '
-        f'then echo "running $p"; elif [ -s {d}.rc ]; then echo "exited $(cat {d}.rc)"; '
-        f"rm -f {d}.rc {d}.pid; else echo gone; rm -f {d}.pid; fi"
+        f"set -- $(cat {f} 2>/dev/null); "
+        f'if [ $# -ge 2 ]; then echo "exited $2"; rm -f {f}; '
+        f'elif [ $# -eq 1 ] && kill -0 -"$1" 2>/dev/null; then echo "running $1"; '
+        f"else echo gone; rm -f {f}; fi"
     )
 
 

@@ -98,14 +98,20 @@ class SSHProcess(Process):
         return max(0.0, self._limit - (self._connector.clock.now() - self._started))
 
     def _is_lost(self) -> bool:
-        """The connection died before the command's exit status arrived."""
+        """The connection died before the command's exit status arrived.
+
+        A channel the server closed (the command ended, maybe by a signal) got its end of
+        output first; one closed with its transport has not, or its transport is down. (The
+        transport's thread closes the channels before it marks itself inactive, so the second
+        test alone would race.)
+        """
         chan = self._channel
         return (
             self.lost is None
             and bool(self.command_id)
             and chan.closed
             and chan.exit_status == -1
-            and not self._transport.is_active()
+            and (not chan.eof_received or not self._transport.is_active())
         )
 
     def _settle_lost(self) -> list[Chunk]:
@@ -557,7 +563,7 @@ class SSHConnector(Connector):
         command_id = ownership.new_command_id()
         sweep = ""
         if len(self._finished) >= FINISHED_BATCH:  # exit files of ended commands, in one rm
-            names = " ".join(f"{ownership.RUN_DIR}/{i}.rc" for i in self._finished)
+            names = " ".join(f"{ownership.RUN_DIR}/{i}" for i in self._finished)
             sweep, self._finished = f"rm -f {names}; ", []
         wrapped = (
             f"{sweep}{ownership.owned_prefix(command_id)}"
@@ -572,7 +578,7 @@ class SSHConnector(Connector):
         return SSHProcess(self, channel, command_id)
 
     def finished(self, command_id: str) -> None:
-        """A command ended normally: its exit file is removed with a later command."""
+        """A command ended normally: its marker is removed with a later command."""
         self._finished.append(command_id)
 
     def reattach(self, process: SSHProcess, after: float) -> LostCommand:
