@@ -160,3 +160,35 @@ def test_the_marker_lives_in_a_private_run_dir_and_reports_each_state(tmp_path: 
     assert ownership.parse_status("gone\n").state is ownership.RemoteState.GONE
     assert ownership.parse_status("running 1").state is ownership.RemoteState.GONE  # never pid 1
     assert ownership.parse_status("garbage").state is ownership.RemoteState.GONE
+
+
+def test_in_session_mode_the_command_of_a_lost_shell_is_stopped(
+    sshd: SSHServer, tmp_path: Path
+) -> None:
+    from aideploy.engine.connectors.session import SessionConnector
+
+    ppid = tmp_path / "ppid"
+    sleeper = f"slp{secrets.token_hex(4)}"
+    (tmp_path / sleeper).write_bytes(Path("/bin/sleep").read_bytes())
+    (tmp_path / sleeper).chmod(0o755)
+    # the session shell's parent is the sshd process serving the connection
+    command = (
+        f'ps -o ppid= -p "$PPID" | tr -d " " > {ppid}.tmp; mv {ppid}.tmp {ppid}; '
+        f"{tmp_path / sleeper} 600"
+    )
+    session = SessionConnector(sshd.connector())
+    try:
+        session.connect()
+        killer = _kill_server_side_when(ppid)
+        result = Runner(session, timeout=60).run(command)
+        killer.join(5)
+        assert not result.ok and result.exit_code is None
+        assert f"SSH connection to {sshd.host} lost after" in result.stderr, result
+        assert "was stopped" in result.stderr, result
+        table = subprocess.run(["ps", "-eo", "stat=,comm="], capture_output=True, text=True)
+        assert not [
+            ln for ln in table.stdout.splitlines() if sleeper in ln and not ln.startswith("Z")
+        ]
+        assert Runner(session, timeout=30).run("echo again").stdout == "again"  # a new shell
+    finally:
+        session.close()

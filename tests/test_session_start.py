@@ -111,7 +111,10 @@ def test_deploy_whose_session_never_starts_exits_with_the_connection_code(
             }
         )
     )
-    proc = run_cli(tmp_path, "--config", str(config), "deploy", "--profile", "box", timeout=120)
+    kb = str(tmp_path / "kb.sqlite")
+    proc = run_cli(
+        tmp_path, "--config", str(config), "deploy", "--profile", "box", "--kb", kb, timeout=120
+    )
     assert proc.returncode == 3, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "cannot start a session shell" in lines[0], proc.stderr

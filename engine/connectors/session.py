@@ -176,7 +176,20 @@ class SessionProcess(Process):
                 held = scanner.flush()
                 if held and not self._ended[stream]:
                     out.append(Chunk(stream, held))
+            if self._pgid is not None and self.number:
+                out.append(self._stop_orphan())
         return out
+
+    def _stop_orphan(self) -> Chunk:
+        """The session shell is gone (its connection dropped) while this command ran in a
+        process group of its own: stop that group through a new connection, so that a retry
+        never runs beside it."""
+        try:
+            run_to_end(self._session.inner, group_kill_command(int(self._pgid or 0)), 30.0)
+            said = f"its process group {self._pgid} was stopped"
+        except Exception as exc:  # the host is unreachable: say so, the pid helps a person
+            said = f"it may still be running (process group {self._pgid}): {exc}"
+        return Chunk("stderr", f"the session shell was lost during the command; {said}\n".encode())
 
     def read(self, timeout: float) -> list[Chunk]:
         if self._pending:
@@ -310,6 +323,9 @@ class SessionConnector(Connector):
         self.token = secrets.token_hex(8)
         self.directory = f"/tmp/aideploy-session.{self.token}"
         shell = self.inner.start(f"exec {self.shell_command}")
+        # after a dropped connection the shell is not waited for: each command's own group is
+        # stopped instead (SessionProcess._stop_orphan)
+        shell.limit(0.0)
         self._shell = shell
         self._counter = 0
         directory = shlex.quote(self.directory)

@@ -310,7 +310,15 @@ def cli_target(argv: list[str], home: Path) -> CliCase:
     runner = CliRunner()
     env = {"AIDEPLOY_HOME": str(home), "NO_COLOR": "1", "AIDEPLOY_KB": str(home / "kb.sqlite")}
     code = 0
-    with bounded(f"aideploy {argv}"), runner.isolation(input="", env=env) as streams:
+    # the drawn arguments include relative paths such as ../../etc/passwd: run from deep inside
+    # the case's own directory so that they resolve there, never against the checkout or /
+    workdir = home.joinpath("cwd", *"abcdefgh")
+    workdir.mkdir(parents=True, exist_ok=True)
+    with (
+        contextlib.chdir(workdir),
+        bounded(f"aideploy {argv}"),
+        runner.isolation(input="", env=env) as streams,
+    ):
         try:
             main(list(argv))
         except SystemExit as exc:
