@@ -44,6 +44,10 @@ class KnowledgeRecorder:
                 self.kb.finish_deployment(
                     event.deployment_id, KB_STATUS.get(event.status, event.status)
                 )
+                if event.status == "completed":
+                    # nothing is left to decide an attempt whose decision was never recorded
+                    # (its write failed): it stays in the knowledge base as unknown
+                    self.kb.settle_pending(event.deployment_id)
             case StepRan():
                 result = event.result
                 self.kb.record_step_run(

@@ -49,3 +49,21 @@ def test_a_pending_attempt_is_decided_in_place_never_duplicated(tmp_path: Path) 
         assert kb.counts()["attempts"] == 2
         [stats] = kb.strategy_stats()
         assert stats.attempts == 2 and stats.success_rate == 1.0  # unknown is not a failure
+
+
+def test_a_completed_deployment_leaves_no_attempt_pending(tmp_path: Path) -> None:
+    from aideploy.core.events import DeploymentEnded
+    from aideploy.knowledge.recorder import KnowledgeRecorder
+    from aideploy.knowledge.store import KnowledgeBase
+
+    with KnowledgeBase.open(tmp_path / "kb.sqlite") as kb:
+        kb.start_deployment("d1", None, "h", "p")
+        kb.record_attempt(
+            "d1", "E: x", "network", "apt_update", "s", "pending", 0.0, attempt_id="a"
+        )
+        recorder = KnowledgeRecorder(kb)
+        recorder.publish(DeploymentEnded("d1", "failed", "interrupted"))
+        assert kb.pending_attempts("d1") == ["a"]  # a resume may still decide it
+        recorder.publish(DeploymentEnded("d1", "completed"))
+        assert kb.pending_attempts() == []
+        assert [o.outcome for o in kb.past_outcomes()] == ["unknown"]
