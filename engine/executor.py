@@ -11,8 +11,9 @@ else, LockError) ends it FAILED at once: that is not a failure any recovery coul
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from aideploy.core.backoff import Backoff
 from aideploy.core.clock import Clock, SystemClock
@@ -24,6 +25,7 @@ from aideploy.core.errors import (
 )
 from aideploy.core.events import (
     AttemptDecided,
+    AttemptPending,
     DeploymentEnded,
     DeploymentStarted,
     ErrorDetected,
@@ -44,9 +46,11 @@ from aideploy.engine.plan import Check, Plan, Step, StepContext
 from aideploy.engine.recovery import AdvisorLearner, RecoveryAdvisor, Strategy, StrategyContext
 from aideploy.engine.runner import Runner
 from aideploy.engine.state import (
+    AttemptPhase,
     DeploymentState,
     DeploymentStatus,
     Incident,
+    PendingAttempt,
     StepState,
     StepStatus,
     now_iso,
@@ -123,7 +127,7 @@ class Executor:
         if status is not DeploymentStatus.COMPLETED:  # the step it stopped in says how
             halted = StepStatus.PAUSED if status is DeploymentStatus.PAUSED else StepStatus.FAILED
             for step_state in state.steps:
-                if step_state.status is StepStatus.RUNNING:
+                if step_state.status in (StepStatus.RUNNING, StepStatus.RECOVERING):
                     step_state.status = halted
                     step_state.ended_at = state.end_time
         state.owner = {}
@@ -168,12 +172,15 @@ class Executor:
                     step.description,
                 )
             )
+            interrupted = self._interrupted_attempt(step_state)
             if step.check is not None and self._check(step.check, step):
                 log.info("step %s already done, skipped", step.name)
+                if interrupted is not None:  # the strategy did its job before the interruption
+                    self._settle(interrupted, Outcome.RECOVERED)
                 self._step_done(step_state, StepStatus.SKIPPED)
                 self.events.publish(StepSkipped(state.deployment_id, step.name))
                 return
-            self._attempt_until_done(step, step_state)
+            self._attempt_until_done(step, step_state, interrupted)
             self._step_done(step_state, StepStatus.DONE)
             log.info(
                 "step %s done (%d attempt%s)",
@@ -221,13 +228,54 @@ class Executor:
             )
         return result
 
-    def _attempt_until_done(self, step: Step, step_state: StepState) -> None:
+    def _interrupted_attempt(self, step_state: StepState) -> tuple[Failure, Candidate] | None:
+        """On resume: the recovery attempt a previous run left undecided on this step.
+
+        One interrupted while its strategy acted is settled ``unknown`` at once; one whose
+        strategy had finished is returned, for the step's check or its next run to decide.
+        """
+        saved = step_state.pending
+        if saved is None:
+            return None
+        failure = Failure(
+            step_state.name,
+            Result("<interrupted>", self.connector.host, None, "", "", 0.0),
+            saved.error_class,
+            saved.signature,
+            {k: v for k, v in saved.context.items() if k != "step"},
+        )
+        candidate = Candidate(saved.strategy, 0.0, "interrupted attempt", saved.decided_by)
+        if saved.phase is AttemptPhase.APPLYING:
+            log.warning(
+                "recovery %s on step %s was interrupted while it acted: outcome unknown",
+                saved.strategy,
+                step_state.name,
+            )
+            self._settle((failure, candidate), Outcome.UNKNOWN)
+            return None
+        return failure, candidate
+
+    def _settle(self, attempt: tuple[Failure, Candidate], outcome: Outcome) -> None:
+        failure, candidate = attempt
+        saved = self.state.step(failure.step).pending
+        duration = saved.duration if saved is not None else 0.0
+        self._outcome(failure, candidate, outcome, duration)
+
+    def _attempt_until_done(
+        self,
+        step: Step,
+        step_state: StepState,
+        interrupted: tuple[Failure, Candidate] | None = None,
+    ) -> None:
         # strategies whose re-run failed for this step in this deployment (demoted, retried once
         # more only after every other candidate), and those ruled out (not approved, could not act)
         tried: list[str] = []
         ruled_out: set[str] = set()
         self._proposed = {}
         pending: tuple[Failure, Candidate, float] | None = None
+        if interrupted is not None:  # this run decides the attempt a previous run left pending
+            saved = step_state.pending
+            pending = (*interrupted, saved.duration if saved is not None else 0.0)
         max_attempts = 1 + self.settings.max_retries
         attempts_here = 0
         while True:
@@ -292,15 +340,41 @@ class Executor:
         tried: list[str],
         ruled_out: set[str],
     ) -> tuple[Failure, Candidate, float] | None:
-        """Apply the best allowed strategy that acts; None when none is left."""
+        """Apply the best allowed strategy that acts; None when none is left.
+
+        The attempt is saved as pending with the step marked recovering (one atomic write of
+        the state) and recorded pending before the strategy acts, so an interruption at any
+        point leaves it to be settled on resume instead of losing it.
+        """
         while (chosen := self._choose(failure, tried, ruled_out)) is not None:
             candidate, strategy = chosen
             started = self.clock.now()
+            attempt_id = uuid.uuid4().hex
+            context = {**self.context, **outcome_context(failure)}
             step_state.recoveries.append(candidate.strategy)
+            step_state.status = StepStatus.RECOVERING
+            step_state.pending = saved = PendingAttempt(
+                attempt_id,
+                candidate.strategy,
+                failure.error_class,
+                failure.signature,
+                candidate.decided_by,
+                context=context,
+            )
             self.state.warnings.append(
                 f"{step.name}: {failure.error_class} -> {candidate.strategy}"
             )
             self.state.save()
+            self.events.publish(
+                AttemptPending(
+                    self.state.deployment_id,
+                    attempt_id,
+                    failure,
+                    candidate.strategy,
+                    candidate.decided_by,
+                    context,
+                )
+            )
             log.warning(
                 "recovering %s with %s (%s)",
                 failure.error_class,
@@ -316,6 +390,9 @@ class Executor:
             applied = self._apply(strategy, failure)
             duration = self.clock.now() - started
             if applied:
+                step_state.pending = replace(saved, phase=AttemptPhase.APPLIED, duration=duration)
+                step_state.status = StepStatus.RUNNING
+                self.state.save()
                 return failure, candidate, duration
             # the strategy found nothing to do or could not act: next candidate, no re-run
             self._outcome(failure, candidate, Outcome.FAILED, duration)
@@ -403,10 +480,11 @@ class Executor:
             outcome.value,
             extra={"event": "outcome", "strategy": candidate.strategy, "outcome": outcome.value},
         )
-        self.state.step(failure.step).history.append(
-            Incident("outcome", strategy=candidate.strategy, outcome=outcome.value)
-        )
-        self.state.save()
+        step_state = self.state.step(failure.step)
+        saved = step_state.pending
+        attempt_id = saved.attempt_id if saved and saved.strategy == candidate.strategy else None
+        # recorded before the pending attempt is cleared from the state: an interruption in
+        # between decides it again on resume, which updates the same record
         self.events.publish(
             AttemptDecided(
                 self.state.deployment_id,
@@ -416,5 +494,14 @@ class Executor:
                 duration,
                 candidate.decided_by,
                 {**self.context, **outcome_context(failure)},
+                attempt_id,
             )
         )
+        step_state.history.append(
+            Incident("outcome", strategy=candidate.strategy, outcome=outcome.value)
+        )
+        if attempt_id is not None:
+            step_state.pending = None
+            if step_state.status is StepStatus.RECOVERING:
+                step_state.status = StepStatus.RUNNING
+        self.state.save()

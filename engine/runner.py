@@ -140,6 +140,7 @@ class Runner:
             self.on_command(shown)
         started = self.clock.now()
         process = self.connector.start(text, env=full_env)
+        process.limit(limit)
         streams: dict[Stream, _StreamState] = {
             "stdout": _StreamState(_Tail(self.tail_bytes)),
             "stderr": _StreamState(_Tail(self.tail_bytes)),
@@ -172,7 +173,7 @@ class Runner:
             "ran on %s: %s -> %s in %.1fs",
             self.connector.host,
             shown if len(shown) <= LOGGED_COMMAND_CHARS else shown[:LOGGED_COMMAND_CHARS] + "…",
-            "timed out" if code is None else f"exit {code}",
+            "timed out" if timed_out else ("no exit status" if code is None else f"exit {code}"),
             duration,
             extra={"event": "command"},
         )

@@ -42,6 +42,7 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"  # its check said it was already done
     FAILED = "failed"  # the deployment ended FAILED on this step (or was interrupted in it)
     PAUSED = "paused"  # the deployment is waiting for a person on this step
+    RECOVERING = "recovering"  # a recovery strategy is acting on the step (see PendingAttempt)
 
 
 def now_iso() -> str:
@@ -64,6 +65,30 @@ class Incident:
     outcome: str | None = None
 
 
+class AttemptPhase(StrEnum):
+    APPLYING = "applying"  # the strategy is acting
+    APPLIED = "applied"  # it acted; the step's re-run (or check) will say whether it worked
+
+
+@dataclass(frozen=True)
+class PendingAttempt:
+    """A recovery attempt whose outcome is not decided yet, saved with the step before the
+    strategy acts: a deployment interrupted meanwhile settles it when it is resumed."""
+
+    attempt_id: str
+    strategy: str
+    error_class: str
+    signature: str
+    decided_by: str
+    phase: AttemptPhase = AttemptPhase.APPLYING
+    duration: float = 0.0  # how long the strategy took (once applied)
+    context: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PendingAttempt:
+        return cls(**{**data, "phase": AttemptPhase(data.get("phase", "applying"))})
+
+
 @dataclass
 class StepState:
     name: str
@@ -75,11 +100,21 @@ class StepState:
     recoveries: list[str] = field(default_factory=list)
     #: errors and recovery outcomes in the order they happened (what metrics count)
     history: list[Incident] = field(default_factory=list)
+    #: the recovery attempt in progress, if any
+    pending: PendingAttempt | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StepState:
         history = [Incident(**entry) for entry in data.get("history", [])]
-        return cls(**{**data, "status": StepStatus(data["status"]), "history": history})
+        pending = data.get("pending")
+        return cls(
+            **{
+                **data,
+                "status": StepStatus(data["status"]),
+                "history": history,
+                "pending": PendingAttempt.from_dict(pending) if pending else None,
+            }
+        )
 
 
 @dataclass

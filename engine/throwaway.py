@@ -91,10 +91,16 @@ _SETUP = textwrap.dedent(
 
 
 def loopback_sshd_config(
-    port: int, host_keys: Sequence[str], pid_file: str, *, extra: Sequence[str] = ()
+    port: int,
+    host_keys: Sequence[str],
+    pid_file: str,
+    *,
+    extra: Sequence[str] = (),
+    sftp: bool = True,
 ) -> str:
     """An sshd_config for a server on 127.0.0.1 that takes keys only (root too, no PAM),
-    with many sessions at once and SFTP; ``extra`` lines come last (``Match`` blocks)."""
+    with many sessions at once and SFTP (unless ``sftp`` is false); ``extra`` lines come last
+    (``Match`` blocks)."""
     return "\n".join(
         [
             f"Port {port}",
@@ -110,7 +116,7 @@ def loopback_sshd_config(
             "UseDNS no",
             "MaxSessions 64",
             "MaxStartups 64:30:128",
-            "Subsystem sftp internal-sftp",
+            *(["Subsystem sftp internal-sftp"] if sftp else []),
             "LogLevel ERROR",
             *extra,
             "",

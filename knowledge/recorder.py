@@ -3,13 +3,17 @@ as they happen."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aideploy.core.events import (
     AttemptDecided,
+    AttemptPending,
     DeploymentEnded,
     DeploymentStarted,
     Event,
     StepRan,
 )
+from aideploy.core.recovery import Outcome
 from aideploy.knowledge.store import KnowledgeBase
 
 #: how a final state is named in the knowledge base (its reports count "succeeded")
@@ -40,6 +44,10 @@ class KnowledgeRecorder:
                 self.kb.finish_deployment(
                     event.deployment_id, KB_STATUS.get(event.status, event.status)
                 )
+                if event.status == "completed":
+                    # nothing is left to decide an attempt whose decision was never recorded
+                    # (its write failed): it stays in the knowledge base as unknown
+                    self.kb.settle_pending(event.deployment_id)
             case StepRan():
                 result = event.result
                 self.kb.record_step_run(
@@ -51,9 +59,22 @@ class KnowledgeRecorder:
                     result.tail(OUTPUT_TAIL_LINES),
                     result.timed_out,
                 )
+            case AttemptPending():
+                failure = event.failure
+                self.kb.record_attempt(
+                    event.deployment_id,
+                    failure.signature,
+                    failure.error_class,
+                    event.strategy,
+                    failure.step,
+                    Outcome.PENDING,
+                    0.0,
+                    event.decided_by,
+                    _without_step(event.context),
+                    attempt_id=event.attempt_id,
+                )
             case AttemptDecided():
                 failure = event.failure
-                context = {k: v for k, v in event.context.items() if k != "step"}
                 self.kb.record_attempt(
                     event.deployment_id,
                     failure.signature,
@@ -63,7 +84,13 @@ class KnowledgeRecorder:
                     event.outcome.value,
                     event.duration,
                     event.decided_by,
-                    context,  # the step has a column of its own
+                    _without_step(event.context),
+                    attempt_id=event.attempt_id,
                 )
             case _:
                 pass
+
+
+def _without_step(context: Mapping[str, str]) -> dict[str, str]:
+    """An attempt's context as stored: the step has a column of its own."""
+    return {k: v for k, v in context.items() if k != "step"}

@@ -125,7 +125,8 @@ def _recovered_w() -> ColumnElement[float]:
 
 
 def _decided_w() -> ColumnElement[float]:
-    return func.sum(case((_A.outcome != "skipped", _A.weight), else_=0.0))
+    decided = _A.outcome.in_(("recovered", "failed"))  # not skipped, pending or unknown
+    return func.sum(case((decided, _A.weight), else_=0.0))
 
 
 def _rate(recovered: float | None, decided: float | None) -> float | None:

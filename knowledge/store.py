@@ -56,7 +56,11 @@ from aideploy.knowledge.models import (
 from aideploy.knowledge.report import StrategyStats, strategy_table
 from aideploy.knowledge.signature import signature_of
 
-OUTCOMES = tuple(o.value for o in Outcome)
+#: the outcomes an attempt is decided with (and exchanged with other knowledge bases)
+OUTCOMES = (Outcome.RECOVERED.value, Outcome.FAILED.value, Outcome.SKIPPED.value)
+#: what a row may hold: also "pending" (written before the strategy acts) and "unknown" (it was
+#: interrupted while acting)
+RECORDED_OUTCOMES = tuple(o.value for o in Outcome)
 DECIDERS = ("rule", "ranker", "user", "imported")
 RISKS = ("low", "medium", "high")
 OUTPUT_TAIL_CHARS = 8000
@@ -446,8 +450,13 @@ class KnowledgeBase:
         context: Mapping[str, Any] | None = None,
         *,
         at: datetime | None = None,
+        attempt_id: str | None = None,
     ) -> str:
         """A recovery strategy was tried on an error and gave ``outcome``; returns the signature.
+
+        With ``attempt_id`` the row is the attempt of that id: an attempt recorded ``pending``
+        before its strategy acted is updated with the decided outcome and duration when it is
+        recorded again, never duplicated.
 
         The first attempt on a signature in a deployment counts as one occurrence of the error.
         The first attempt that is not skipped is the failure's first attempt: it takes the
@@ -456,14 +465,23 @@ class KnowledgeBase:
         lock, so concurrent writers never get the same number.
         """
         outcome_value = _value(outcome)
-        if outcome_value not in OUTCOMES:
+        if outcome_value not in RECORDED_OUTCOMES:
             raise KnowledgeBaseError(
-                f"outcome must be one of {', '.join(OUTCOMES)}, not {outcome_value!r}"
+                f"outcome must be one of {', '.join(RECORDED_OUTCOMES)}, not {outcome_value!r}"
             )
         signature = normalize_signature(signature_text)
         when = at or utcnow()
         dep = _short(deployment_id, 128) if deployment_id else None
+        key = _short(attempt_id, 64) if attempt_id else uuid.uuid4().hex
         with self.writing() as conn:
+            if attempt_id is not None:
+                settled = conn.execute(
+                    update(RecoveryAttempt)
+                    .where(RecoveryAttempt.record_key == key)
+                    .values(outcome=outcome_value, duration=float(duration))
+                )
+                if settled.rowcount:
+                    return signature
             sid = self._signature_id(conn, signature, error_class, when, count_it=False)
             seen = tried = False
             if dep is not None:
@@ -499,12 +517,36 @@ class KnowledgeBase:
                     decided_by=_short(decided_by, 16) or "rule",
                     weight=1.0,
                     origin="local",
-                    record_key=uuid.uuid4().hex,
+                    record_key=key,
                     at=when,
                     encounter=encounter,
                 )
             )
         return signature
+
+    def pending_attempts(self, deployment_id: str | None = None) -> list[str]:
+        """The ids of attempts still ``pending`` (of one deployment, or of all)."""
+        a = ATTEMPTS.c
+        query = select(a.record_key).where(a.outcome == Outcome.PENDING.value)
+        if deployment_id is not None:
+            query = query.where(a.deployment_id == _short(deployment_id, 128))
+        with self.reading() as conn:
+            return [key for (key,) in conn.execute(query.order_by(a.id))]
+
+    def settle_pending(self, deployment_id: str) -> int:
+        """Every attempt of ``deployment_id`` still ``pending`` becomes ``unknown`` (what its
+        strategy did was never verified); returns how many."""
+        a = ATTEMPTS.c
+        with self.writing() as conn:
+            result = conn.execute(
+                update(ATTEMPTS)
+                .where(
+                    a.deployment_id == _short(deployment_id, 128),
+                    a.outcome == Outcome.PENDING.value,
+                )
+                .values(outcome=Outcome.UNKNOWN.value)
+            )
+            return int(result.rowcount or 0)
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -139,7 +139,12 @@ def test_port_held_by_a_foreign_process_is_freed_then_first_try(
     )
 
     def inject() -> None:
-        host.run(f'[ -s {web}/nginx.pid ] && kill "$(cat {web}/nginx.pid)"; sleep 0.3')
+        # the web server of an earlier deploy stops first: wait until it has, not a fixed time
+        host.run(
+            f'p=$(cat {web}/nginx.pid 2>/dev/null); [ -n "$p" ] && kill "$p"; '
+            f'i=0; while [ -n "$p" ] && kill -0 "$p" 2>/dev/null && [ $i -lt 1200 ]; '
+            f"do sleep 0.05; i=$((i+1)); done"
+        )
         host.run(f'setsid python3 -c "{HOLD}" {port} >/dev/null 2>&1 </dev/null &', check=True)
         wait_until(host, f"ss -H -ltn 'sport = :{port}' | grep -q LISTEN")
 

@@ -380,18 +380,23 @@ def test_ssh_agent_keys_are_offered(
 
 
 def test_a_dropped_connection_ends_the_running_command(sshd: SSHServer) -> None:
-    with sshd.connector() as connector:
+    # sshd leaves the command running when the connection drops: the process reconnects,
+    # finds it by its marker, waits orphan_wait for it, then stops its process group
+    with sshd.connector(orphan_wait=0.5) as connector:
         marker = f"3{secrets.randbelow(10**6):06d}"
         process = connector.start(f"sleep {marker}")
-        time.sleep(0.3)
+        process.read(0.5)  # the command has started (its pgid marker came)
+        assert process.pgid is not None
         connector.transport.close()
-        deadline = time.monotonic() + 5
+        out = b""
+        deadline = time.monotonic() + 30
         while not process.done() and time.monotonic() < deadline:
-            process.read(0.1)
+            out += b"".join(c.data for c in process.read(0.1))
         assert process.done()
         assert process.exit_code() is None
-        # sshd leaves the command running when the connection drops; kill() reconnects for it
-        assert pgrep(f"sleep {marker}")
-        process.kill()
+        assert process.lost is not None and process.lost.message in out.decode()
+        assert f"SSH connection to {sshd.host} lost after" in process.lost.message
+        assert f"pid {process.pgid}" in process.lost.message
+        assert "its process group was stopped" in process.lost.message
         process.close()
         assert pgrep(f"sleep {marker}") == []

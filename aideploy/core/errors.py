@@ -37,6 +37,15 @@ class ConnectError(AideployError):
     exit_code = 3
 
 
+class SessionStartError(ConnectError):
+    """The persistent session shell could not be started on a connected host, retries
+    included."""
+
+
+class ConnectionLost(ConnectError):
+    """The connection to the host dropped while a command ran (it may still be running there)."""
+
+
 class DNSError(ConnectError):
     """The host name does not resolve."""
 
@@ -156,7 +165,8 @@ EXIT_CODES: dict[int, tuple[str, str]] = {
         "every command",
     ),
     3: (
-        "could not connect (DNS, refused, timeout, authentication, host key)",
+        "could not connect (DNS, refused, timeout, authentication, host key), the session shell "
+        "would not start, or the connection was lost during a step",
         "deploy, resume, rollback, test-connection, unlock, abandon, demo",
     ),
     4: ("a step failed and was not recovered", "deploy, resume, demo"),

@@ -83,8 +83,23 @@ class RecoveryStarted:
 
 
 @dataclass(frozen=True)
+class AttemptPending:
+    """A recovery strategy is about to act: its attempt is recorded ``pending`` first, so that
+    an interruption (kill -9) never loses it; :class:`AttemptDecided` with the same
+    ``attempt_id`` settles it."""
+
+    deployment_id: str
+    attempt_id: str
+    failure: Failure
+    strategy: str
+    decided_by: str
+    context: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class AttemptDecided:
-    """A recovery attempt's outcome: recovered or failed after the re-run, or skipped."""
+    """A recovery attempt's outcome: recovered or failed after the re-run, skipped, or unknown
+    (interrupted while the strategy acted)."""
 
     deployment_id: str
     failure: Failure
@@ -94,6 +109,8 @@ class AttemptDecided:
     decided_by: str
     #: what the outcome is learnt under besides the step (host, plan, the tool detection named)
     context: Mapping[str, str] = field(default_factory=dict)
+    #: the id of the pending attempt this decides (None: an attempt recorded once, e.g. skipped)
+    attempt_id: str | None = None
 
 
 Event = (
@@ -105,6 +122,7 @@ Event = (
     | StepRan
     | ErrorDetected
     | RecoveryStarted
+    | AttemptPending
     | AttemptDecided
 )
 

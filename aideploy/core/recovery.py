@@ -18,6 +18,10 @@ class Outcome(StrEnum):
     RECOVERED = "recovered"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: recorded before the strategy is applied; replaced by the decided outcome afterwards
+    PENDING = "pending"
+    #: the strategy was interrupted while it acted (kill -9): what it changed is not known
+    UNKNOWN = "unknown"
 
 
 class Risk(StrEnum):

@@ -99,7 +99,7 @@ def abandon(
     state.reason = f"abandoned by {getpass.getuser()} (was {was}: {state.reason or '-'})"
     state.end_time = state.end_time or now_iso()
     for step in state.steps:
-        if step.status in (StepStatus.RUNNING, StepStatus.PAUSED):
+        if step.status in (StepStatus.RUNNING, StepStatus.RECOVERING, StepStatus.PAUSED):
             step.status = StepStatus.FAILED
             step.ended_at = step.ended_at or state.end_time
     state.owner = {}

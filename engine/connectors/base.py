@@ -48,6 +48,10 @@ class Process(abc.ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release local resources."""
 
+    def limit(self, seconds: float | None) -> None:  # noqa: B027 - optional hook
+        """The command's time limit (None: none), told by the runner right after the start:
+        a process that waits on its own (after a dropped connection) waits no longer."""
+
 
 class Connector(abc.ABC):
     """A way to run commands on one host."""

@@ -21,11 +21,18 @@ Opening a shell costs the login user's start-up files (``.bashrc`` with pyenv/nv
   process list), and nothing leaks into the session.
 
 If the shell dies, the next :meth:`SessionConnector.start` opens a new one.
+
+Starting the shell can stall on a real server (sshd's ``MaxStartups`` throttling, a login that
+waits on a slow disk or a stuck ``.bashrc``, a loaded machine): a start that fails or does not
+answer within ``start_timeout`` is retried on a fresh channel after a backoff, up to
+``start_attempts`` times within ``start_budget`` seconds; the final failure is a
+:class:`~aideploy.core.errors.SessionStartError` (a connection error) saying what was waited for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import secrets
 import shlex
@@ -33,8 +40,12 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from aideploy.core.errors import CommandError
+from aideploy.core.backoff import Backoff
+from aideploy.core.clock import Clock, SystemClock
+from aideploy.core.errors import CommandError, ConnectError, SessionStartError
 from aideploy.engine.connectors.base import Chunk, Connector, Process, Stream
+
+log = logging.getLogger("aideploy.session")
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -184,7 +195,20 @@ class SessionProcess(Process):
                 held = scanner.flush()
                 if held and not self._ended[stream]:
                     out.append(Chunk(stream, held))
+            if self._pgid is not None and self.number:
+                out.append(self._stop_orphan())
         return out
+
+    def _stop_orphan(self) -> Chunk:
+        """The session shell is gone (its connection dropped) while this command ran in a
+        process group of its own: stop that group through a new connection, so that a retry
+        never runs beside it."""
+        try:
+            run_to_end(self._session.inner, group_kill_command(int(self._pgid or 0)), 30.0)
+            said = f"its process group {self._pgid} was stopped"
+        except Exception as exc:  # the host is unreachable: say so, the pid helps a person
+            said = f"it may still be running (process group {self._pgid}): {exc}"
+        return Chunk("stderr", f"the session shell was lost during the command; {said}\n".encode())
 
     def read(self, timeout: float) -> list[Chunk]:
         if self._pending:
@@ -245,13 +269,23 @@ class SessionConnector(Connector):
         inner: Connector,
         *,
         shell: str = "bash --noprofile --norc -s",
-        start_timeout: float = 30.0,
+        start_timeout: float = 20.0,
         drain_timeout: float = 10.0,
+        start_attempts: int = 3,
+        start_budget: float = 90.0,
+        clock: Clock | None = None,
+        backoff: Backoff | None = None,
     ) -> None:
         self.inner = inner
         self.host = inner.host
         self.shell_command = shell
+        #: seconds one start waits for the shell's answer
         self.start_timeout = start_timeout
+        self.start_attempts = max(1, start_attempts)
+        #: seconds all the starts of one shell may take, waits between them included
+        self.start_budget = start_budget
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = backoff or Backoff(base=1.0, cap=10.0)
         self.drain_timeout = drain_timeout
         self.token = ""
         self.directory = ""
@@ -268,6 +302,40 @@ class SessionConnector(Connector):
     # -- the shell -------------------------------------------------------------------------
 
     def _open_shell(self) -> Process:
+        """Start the session shell, retrying a failed or silent start with backoff."""
+        began = self.clock.now()
+        reasons: list[str] = []
+        for attempt in range(1, self.start_attempts + 1):
+            try:
+                return self._start_shell()
+            except ConnectError:
+                raise  # the connection itself failed: its own error and exit code
+            except CommandError as exc:
+                reasons.append(str(exc))
+            delay = self.backoff.delay(attempt)
+            spent = self.clock.now() - began
+            if attempt == self.start_attempts or spent + delay >= self.start_budget:
+                break
+            log.warning(
+                "session shell on %s did not start (%s); retrying in %.1fs (attempt %d of %d)",
+                self.host,
+                reasons[-1],
+                delay,
+                attempt + 1,
+                self.start_attempts,
+            )
+            self.clock.sleep(delay)
+        spent = self.clock.now() - began
+        tries = len(reasons)
+        raise SessionStartError(
+            f"cannot start a session shell ({self.shell_command}) on {self.host}: "
+            f"{reasons[-1]} ({tries} attempt{'s' if tries != 1 else ''} in {spent:.1f}s)",
+            hint="check the server's sshd (MaxStartups, LoginGraceTime) and the login user's "
+            "start-up files, or set ssh.session_mode to false",
+        )
+
+    def _start_shell(self) -> Process:
+        """One start of the shell; CommandError says what did not come."""
         self.reset()
         if self.directory:
             # a shell that died by a signal did not run its EXIT trap
@@ -276,6 +344,9 @@ class SessionConnector(Connector):
         self.token = secrets.token_hex(8)
         self.directory = f"/tmp/aideploy-session.{self.token}"
         shell = self.inner.start(f"exec {self.shell_command}")
+        # after a dropped connection the shell is not waited for: each command's own group is
+        # stopped instead (SessionProcess._stop_orphan)
+        shell.limit(0.0)
         self._shell = shell
         self._counter = 0
         directory = shlex.quote(self.directory)
@@ -293,12 +364,19 @@ class SessionConnector(Connector):
         while not probe.done() and time.monotonic() < deadline:
             seen += b"".join(c.data for c in probe.read(0.1))
         if probe.exit_code() != 0:
+            answered = probe.done()
             self.reset()
             detail = seen.decode(errors="replace").strip()[-300:]
-            raise CommandError(
-                f"cannot start a session shell ({self.shell_command}) on {self.host}"
-                + (f": {detail}" if detail else "")
-            )
+            if not answered:
+                started = getattr(shell, "pgid", None)
+                why = f"waited {self.start_timeout:g}s for the shell's ready line: " + (
+                    f"the command started (pid {started}) but the shell did not answer"
+                    if started is not None
+                    else "the server did not start the command"
+                )
+            else:
+                why = "the shell ended before it was ready"
+            raise CommandError(why + (f": {detail}" if detail else ""))
         self.shell_pid = probe.pgid
         self.shells_opened += 1
         return shell

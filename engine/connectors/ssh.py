@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import io
+import logging
 import os
 import re
 import secrets
@@ -26,6 +27,7 @@ import select
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -39,28 +41,40 @@ from aideploy.core.errors import (
     CommandError,
     ConfigError,
     ConnectError,
+    ConnectionLost,
     ConnectionRefusedError_,
     ConnectTimeoutError,
     DNSError,
 )
 from aideploy.core.inputs import check_regular
 from aideploy.core.settings import SSH_DEFAULTS
+from aideploy.engine.connectors import ownership, stream
 from aideploy.engine.connectors.base import Chunk, Connector, Process
 from aideploy.engine.connectors.session import group_kill_command, stdin_env
 from aideploy.engine.connectors.ssh_config import read_ssh_config
+from aideploy.engine.connectors.stream import NoSFTP
 from aideploy.engine.hostkeys import KnownHosts, fingerprint
+from aideploy.engine.logs import current_step
+
+log = logging.getLogger("aideploy.ssh")
 
 PassphraseCallback = Callable[[str], str | None]
 
 _DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _PID_MARKER = b"\x1faideploy-pgid:"
 _PID_LINE = re.compile(rb"\x1faideploy-pgid:(\d+)\n")
+#: ended commands whose exit files are removed together (by the next command)
+FINISHED_BATCH = 32
+#: seconds between looks at a command found running after a dropped connection
+ORPHAN_POLL = 0.5
 
 
 class SSHProcess(Process):
     """One command on one channel of the shared transport."""
 
-    def __init__(self, connector: SSHConnector, channel: paramiko.Channel) -> None:
+    def __init__(
+        self, connector: SSHConnector, channel: paramiko.Channel, command_id: str = ""
+    ) -> None:
         self._connector = connector
         self._channel = channel
         self._transport = channel.get_transport()
@@ -68,6 +82,44 @@ class SSHProcess(Process):
         self._pgid: int | None = None
         self._stderr_hold = b""  # stderr until the PID marker line has been seen
         self._pending: list[Chunk] = []
+        self.command_id = command_id
+        self._started = connector.clock.now()
+        #: once the connection dropped under the command: what became of it
+        self.lost: LostCommand | None = None
+        self._limit: float | None = None
+
+    def limit(self, seconds: float | None) -> None:
+        self._limit = seconds
+
+    def time_left(self) -> float | None:
+        """Seconds left of the command's time limit (None: no limit)."""
+        if self._limit is None:
+            return None
+        return max(0.0, self._limit - (self._connector.clock.now() - self._started))
+
+    def _is_lost(self) -> bool:
+        """The connection died before the command's exit status arrived.
+
+        A channel the server closed (the command ended, maybe by a signal) got its end of
+        output first; one closed with its transport has not, or its transport is down. (The
+        transport's thread closes the channels before it marks itself inactive, so the second
+        test alone would race.)
+        """
+        chan = self._channel
+        return (
+            self.lost is None
+            and bool(self.command_id)
+            and chan.closed
+            and chan.exit_status == -1
+            and (not chan.eof_received or not self._transport.is_active())
+        )
+
+    def _settle_lost(self) -> list[Chunk]:
+        """Reconnect, find the command by its marker, wait for it or stop its group."""
+        held, self._stderr_hold = self._stderr_hold, b""
+        self.lost = self._connector.reattach(self, self._connector.clock.now() - self._started)
+        note = Chunk("stderr", (self.lost.message + "\n").encode())
+        return ([Chunk("stderr", held)] if held else []) + [note]
 
     @property
     def pgid(self) -> int | None:
@@ -121,6 +173,8 @@ class SSHProcess(Process):
             chunks, self._pending = self._pending, []
             return chunks + self._drain()
         chunks = self._drain()
+        if not chunks and self._is_lost():
+            return self._settle_lost()
         if chunks or self.done():
             return chunks
         if self._finished_streams() or self._channel.closed:
@@ -136,6 +190,10 @@ class SSHProcess(Process):
             self._channel.sendall(data)
 
     def done(self) -> bool:
+        if self.lost is not None:
+            return not self._pending
+        if self._is_lost():
+            return False  # the next read reattaches
         return (
             self._channel.exit_status_ready()
             and self._finished_streams()
@@ -144,6 +202,8 @@ class SSHProcess(Process):
         )
 
     def exit_code(self) -> int | None:
+        if self.lost is not None:
+            return self.lost.exit_code
         if not self._channel.exit_status_ready():
             return None
         code = self._channel.recv_exit_status()
@@ -167,7 +227,18 @@ class SSHProcess(Process):
         self._channel.close()
 
     def close(self) -> None:
+        if self.command_id and self.lost is None and self._channel.exit_status_ready():
+            self._connector.finished(self.command_id)
         self._channel.close()
+
+
+@dataclass(frozen=True)
+class LostCommand:
+    """What became of a command whose connection dropped: its exit status if it ended on the
+    host (waited for), None if it was stopped or left none; the message says which."""
+
+    exit_code: int | None
+    message: str
 
 
 class SSHConnector(Connector):
@@ -200,6 +271,7 @@ class SSHConnector(Connector):
         use_agent: bool = True,
         look_for_keys: bool = True,
         proxy_jump: str | None = None,
+        orphan_wait: float = 300.0,
     ) -> None:
         config = read_ssh_config(ssh_config, hostname)
         self.alias = hostname
@@ -237,7 +309,13 @@ class SSHConnector(Connector):
         self.host_key_type: str | None = None
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
+        #: None until a transfer tried SFTP; False on a server without it
+        self.sftp_available: bool | None = None
         self._jump: SSHConnector | None = None
+        #: seconds a command found still running after a dropped connection is waited for
+        #: before its process group is stopped
+        self.orphan_wait = orphan_wait
+        self._finished: list[str] = []  # ids of ended commands whose exit files can go
 
     # -- connection ------------------------------------------------------------------------
 
@@ -487,7 +565,15 @@ class SSHConnector(Connector):
 
     def start(self, command: str, *, env: Mapping[str, str] | None = None) -> SSHProcess:
         prologue, values = stdin_env(env)  # values on stdin: never in the process list
-        wrapped = f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {prologue}{command}"
+        command_id = ownership.new_command_id()
+        sweep = ""
+        if len(self._finished) >= FINISHED_BATCH:  # exit files of ended commands, in one rm
+            names = " ".join(f"{ownership.RUN_DIR}/{i}" for i in self._finished)
+            sweep, self._finished = f"rm -f {names}; ", []
+        wrapped = (
+            f"{sweep}{ownership.owned_prefix(command_id)}"
+            f"printf '\\037aideploy-pgid:%s\\n' \"$$\" >&2; {prologue}{command}"
+        )
         channel = self._open_channel()
         try:
             channel.exec_command(wrapped)
@@ -496,7 +582,63 @@ class SSHConnector(Connector):
         except (paramiko.SSHException, OSError, EOFError) as exc:
             channel.close()
             raise CommandError(f"cannot start command on {self.host}: {exc}") from exc
-        return SSHProcess(self, channel)
+        return SSHProcess(self, channel, command_id)
+
+    def finished(self, command_id: str) -> None:
+        """A command ended normally: its marker is removed with a later command."""
+        self._finished.append(command_id)
+
+    def reattach(self, process: SSHProcess, after: float) -> LostCommand:
+        """The connection dropped ``after`` seconds into ``process``: reconnect, find the
+        command by its marker, wait for it (up to :attr:`orphan_wait`) or stop its group.
+
+        Never returns while the command may still run: a step retried afterwards cannot run
+        beside it. Raises ConnectionLost when the host cannot be reached again.
+        """
+        step = current_step.get()
+        intro = f"SSH connection to {self.host} lost after {after:.1f} s" + (
+            f" during step {step}" if step else ""
+        )
+        try:
+            self.connect()
+            status = self._remote_status(process.command_id)
+        except (ConnectError, CommandError) as exc:
+            known = f", pid {process.pgid}" if process.pgid else ""
+            raise ConnectionLost(
+                f"{intro}; cannot reconnect ({exc}): the remote command may still be running{known}"
+            ) from exc
+        log.warning("%s; reconnected, the command is %s", intro, status.state.value)
+        if status.state is ownership.RemoteState.RUNNING:
+            pid = int(status.value or 0)
+            waited_from = self.clock.now()
+            left = process.time_left()
+            wait = self.orphan_wait if left is None else min(left, self.orphan_wait)
+            while status.state is ownership.RemoteState.RUNNING:
+                if self.clock.now() - waited_from >= wait:
+                    self.run_quiet(group_kill_command(pid), timeout=30.0)
+                    return LostCommand(
+                        None,
+                        f"{intro}; remote command still running, pid {pid}: still running after "
+                        f"{wait:.1f} s more, its process group was stopped",
+                    )
+                self.clock.sleep(ORPHAN_POLL)
+                status = self._remote_status(process.command_id)
+            waited = self.clock.now() - waited_from
+            lead = f"{intro}; remote command still running, pid {pid}: waited {waited:.1f} s, it"
+        else:
+            lead = f"{intro}; the remote command"
+        if status.state is ownership.RemoteState.EXITED:
+            return LostCommand(
+                status.value,
+                f"{lead} ended with exit {status.value} (its output after the drop is lost)",
+            )
+        return LostCommand(None, f"{lead} ended without an exit status (killed by a signal?)")
+
+    def _remote_status(self, command_id: str) -> ownership.RemoteStatus:
+        code, output = self.run_quiet(ownership.status_command(command_id), timeout=30.0)
+        if code != 0:
+            raise CommandError(f"cannot read the command's marker on {self.host} (exit {code})")
+        return ownership.parse_status(output.decode(errors="replace"))
 
     def run_quiet(self, command: str, *, timeout: float = 30.0) -> tuple[int | None, bytes]:
         """Run a helper command to completion; return (exit code, stdout+stderr)."""
@@ -515,11 +657,28 @@ class SSHConnector(Connector):
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None or self._sftp.get_channel() is None or not self.connected:
-            client = paramiko.SFTPClient.from_transport(self.transport)
+            try:
+                client = paramiko.SFTPClient.from_transport(self.transport)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise NoSFTP(f"{self.host} offers no SFTP subsystem ({exc or 'refused'})") from exc
             if client is None:
-                raise CommandError(f"cannot open SFTP to {self.host}")
+                raise NoSFTP(f"cannot open SFTP to {self.host}")
             self._sftp = client
         return self._sftp
+
+    def _sftp_or_none(self) -> paramiko.SFTPClient | None:
+        """The SFTP client, or None on a server without the SFTP subsystem (remembered: files
+        then stream over the exec channel, see :mod:`aideploy.engine.connectors.stream`)."""
+        if self.sftp_available is False:
+            return None
+        try:
+            client = self.sftp
+        except NoSFTP as exc:
+            log.info("%s; files go over the exec channel", exc)
+            self.sftp_available = False
+            return None
+        self.sftp_available = True
+        return client
 
     def put_file(self, local: Path, remote: str, *, mode: int | None = None) -> None:
         with open(local, "rb") as handle:
@@ -531,7 +690,10 @@ class SSHConnector(Connector):
     def _write_atomic(self, remote: str, source: BinaryIO, mode: int) -> None:
         directory, slash, name = remote.rpartition("/")
         tmp = f"{directory}{slash}.{name}.aideploy-{secrets.token_hex(6)}"
-        sftp = self.sftp
+        sftp = self._sftp_or_none()
+        if sftp is None:
+            stream.write_atomic(self._exec_channel, self.host, remote, tmp, source, mode)
+            return
         try:
             with sftp.open(tmp, "wb") as handle:
                 handle.set_pipelined(True)
@@ -545,11 +707,25 @@ class SSHConnector(Connector):
             raise CommandError(f"cannot write {remote} on {self.host}: {exc}") from exc
 
     def get_file(self, remote: str, local: Path) -> None:
+        sftp = self._sftp_or_none()
         try:
             with atomic_file(Path(local), mode=0o600) as handle:
-                self.sftp.getfo(remote, handle)
+                if sftp is None:
+                    stream.read(self._exec_channel, self.host, remote, handle)
+                else:
+                    sftp.getfo(remote, handle)
         except OSError as exc:
             raise CommandError(f"cannot read {remote} from {self.host}: {exc}") from exc
+
+    def _exec_channel(self, command: str) -> paramiko.Channel:
+        """A channel running ``command`` (no marker line: its streams carry file data)."""
+        channel = self._open_channel()
+        try:
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            channel.close()
+            raise CommandError(f"cannot start command on {self.host}: {exc}") from exc
+        return channel
 
 
 def _constant(key: paramiko.PKey) -> Callable[[], paramiko.PKey | None]:

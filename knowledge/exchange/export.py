@@ -13,13 +13,13 @@ from typing import IO, Any
 from sqlalchemy import Text, select, type_coerce
 
 from aideploy.core.atomic import atomic_file
-from aideploy.core.errors import KnowledgeBaseError
+from aideploy.core.errors import KnowledgeBaseError, UsageError
 from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
 from aideploy.knowledge.exchange.schema import FORMAT, VERSION
 from aideploy.knowledge.exchange.scrub import Scrubber, context_key
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, PATTERNS, SIGNATURES, STRATEGIES
-from aideploy.knowledge.store import KnowledgeBase
+from aideploy.knowledge.store import OUTCOMES, KnowledgeBase
 
 #: attempt rows fetched from the database at a time
 FETCH_ROWS = 10_000
@@ -124,7 +124,9 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             at.c.decided_by,
             at.c.at,
             at.c.encounter,
-        ).order_by(at.c.id)
+        )
+        # an attempt still pending or never decided (interrupted) teaches nothing: not shared
+        query = query.where(at.c.outcome.in_(OUTCOMES)).order_by(at.c.id)
         result = conn.execution_options(yield_per=FETCH_ROWS).execute(query)
         for row in result:
             key, sid, strategy, outcome, step, dep, context, weight, duration, by, when, nth = row
@@ -173,6 +175,8 @@ def export_kb(
     if hasattr(destination, "write"):
         return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
     path = Path(os.fspath(destination))
+    if path.name in ("", ".", ".."):
+        raise UsageError(f"{os.fspath(destination)!r} does not name a file to export to")
     try:
         private_dir(path.parent)
         with atomic_file(path, mode=FILE_MODE, text=True) as handle:

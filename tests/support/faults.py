@@ -257,8 +257,9 @@ def assert_recovered_first_try(run: Run, step: str, strategy: str, error_class: 
     assert_recovered(run, step, [strategy], error_class)
 
 
-def wait_until(host: ThrowawayHost, probe: str, limit: float = 15.0) -> None:
-    """Poll ``probe`` inside the host until it succeeds."""
+def wait_until(host: ThrowawayHost, probe: str, limit: float = 120.0) -> None:
+    """Poll ``probe`` inside the host until it succeeds (``limit`` only bounds a probe that
+    never does: a loaded machine is waited for, not failed)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
         if host.run(probe).returncode == 0:

@@ -27,7 +27,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -165,7 +165,7 @@ def _prepare(directory: Path) -> SSHServer:
     return server
 
 
-def _config(server: SSHServer, port: int) -> Path:
+def _config(server: SSHServer, port: int, sftp: bool = True, extra: Sequence[str] = ()) -> Path:
     directory = server.directory
     config = directory / "sshd_config"
     config.write_text(
@@ -173,15 +173,23 @@ def _config(server: SSHServer, port: int) -> Path:
             port,
             [f"{directory}/ssh_host_ed25519_key", f"{directory}/ssh_host_rsa_key"],
             f"{directory}/sshd.pid",
-            extra=[f"AuthorizedKeysFile {directory}/authorized_keys", "PermitUserEnvironment HOME"],
+            extra=[
+                f"AuthorizedKeysFile {directory}/authorized_keys",
+                "PermitUserEnvironment HOME",
+                *extra,
+            ],
+            sftp=sftp,
         )
     )
     return config
 
 
 @contextlib.contextmanager
-def running_sshd(directory: Path | None = None) -> Iterator[SSHServer]:
-    """Start a loopback sshd for the duration of the block."""
+def running_sshd(
+    directory: Path | None = None, *, sftp: bool = True, extra: Sequence[str] = ()
+) -> Iterator[SSHServer]:
+    """Start a loopback sshd for the duration of the block (without the SFTP subsystem when
+    ``sftp`` is false; ``extra`` sshd_config lines last)."""
     if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
         raise RuntimeError("OpenSSH server not installed (apt-get install -y openssh-server)")
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -193,7 +201,7 @@ def running_sshd(directory: Path | None = None) -> Iterator[SSHServer]:
         log = (base / "sshd.log").open("wb")
         for _ in range(5):
             port = free_port()
-            config = _config(server, port)
+            config = _config(server, port, sftp, extra)
             process = subprocess.Popen(
                 [SSHD, "-D", "-e", "-f", str(config)], stdout=log, stderr=log
             )
