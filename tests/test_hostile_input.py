@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from aideploy.knowledge.store import KnowledgeBase
 from tests.support.cli import run_cli
 
 HEADER = {"format": "aideploy-kb", "version": 1}
@@ -275,3 +276,25 @@ def test_plan_function_must_return_a_plan(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "Dry run: plan example" in proc.stdout
+
+
+def test_export_never_replaces_a_file_that_is_not_an_export(tmp_path: Path) -> None:
+    kb = str(tmp_path / "kb.sqlite")
+    with KnowledgeBase.open(kb):  # an empty knowledge base
+        pass
+    precious = tmp_path / "passwd"
+    precious.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    precious.chmod(0o644)
+    refused = run_cli(tmp_path, "learn", "export", "--kb", kb, str(precious))
+    assert refused.returncode == 2, refused.stderr
+    assert "not an aideploy export" in refused.stderr and "Traceback" not in refused.stderr
+    assert precious.read_text() == "root:x:0:0:root:/root:/bin/bash\n"
+    assert precious.stat().st_mode & 0o777 == 0o644
+
+    export = tmp_path / "team.jsonl"
+    for _ in range(2):  # an earlier export is replaced without --force
+        done = run_cli(tmp_path, "learn", "export", "--kb", kb, str(export))
+        assert done.returncode == 0, done.stderr
+    forced = run_cli(tmp_path, "learn", "export", "--kb", kb, "--force", str(precious))
+    assert forced.returncode == 0, forced.stderr
+    assert json.loads(precious.read_text().splitlines()[0])["format"] == "aideploy-kb"

@@ -206,14 +206,20 @@ def strategies_cmd(kb_url: str | None, fmt: str) -> None:
     help="Keep host names, private IP addresses and deployment ids (they are replaced by "
     "default). Secrets are removed either way.",
 )
-def export_cmd(kb_url: str | None, file: str, keep_hosts: bool) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace FILE even when it is not an earlier export (an earlier export is replaced "
+    "without it).",
+)
+def export_cmd(kb_url: str | None, file: str, keep_hosts: bool, force: bool) -> None:
     """Write the knowledge base to FILE as versioned JSON Lines ("-": standard output), with
     secrets and (by default) private host names and addresses removed."""
     with open_knowledge(kb_url, existing=True) as kb:
         if file == "-":
             export_kb(kb, sys.stdout, keep_hosts=keep_hosts)
             return
-        count = export_kb(kb, file, keep_hosts=keep_hosts)
+        count = export_kb(kb, file, keep_hosts=keep_hosts, replace=force)
     click.echo(f"exported {count} records to {file}", err=True)
 
 

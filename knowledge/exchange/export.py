@@ -14,9 +14,10 @@ from sqlalchemy import Text, select, type_coerce
 
 from aideploy.core.atomic import atomic_file
 from aideploy.core.errors import KnowledgeBaseError, UsageError
+from aideploy.core.inputs import check_regular
 from aideploy.core.private import FILE_MODE, private_dir
 from aideploy.knowledge.exchange.memory import no_cyclic_gc
-from aideploy.knowledge.exchange.schema import FORMAT, VERSION
+from aideploy.knowledge.exchange.schema import FORMAT, MAX_LINE_CHARS, VERSION
 from aideploy.knowledge.exchange.scrub import Scrubber, context_key
 from aideploy.knowledge.models import ATTEMPTS, DEPLOYMENTS, PATTERNS, SIGNATURES, STRATEGIES
 from aideploy.knowledge.store import OUTCOMES, KnowledgeBase
@@ -164,19 +165,41 @@ def iter_export(kb: KnowledgeBase, *, keep_hosts: bool = False) -> Iterator[dict
             yield record
 
 
+def is_export(path: Path) -> bool:
+    """Whether the regular file at ``path`` starts with an export's header line."""
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(MAX_LINE_CHARS)
+        header = json.loads(first)
+    except (OSError, ValueError):
+        return False
+    return isinstance(header, dict) and header.get("format") == FORMAT
+
+
 def export_kb(
-    kb: KnowledgeBase, destination: str | os.PathLike[str] | IO[str], *, keep_hosts: bool = False
+    kb: KnowledgeBase,
+    destination: str | os.PathLike[str] | IO[str],
+    *,
+    keep_hosts: bool = False,
+    replace: bool = False,
 ) -> int:
     """Write the KB as JSON Lines to a path or an open text stream; returns the record count.
 
     A path is written atomically (a temp file renamed into place), so a failed export never
-    leaves half a file behind.
+    leaves half a file behind. An existing file is only replaced when it is an earlier export
+    (or ``replace``): a mistyped path never overwrites someone's file with a knowledge base.
     """
     if hasattr(destination, "write"):
         return _write_export(kb, destination, keep_hosts=keep_hosts)  # type: ignore[arg-type]
     path = Path(os.fspath(destination))
     if path.name in ("", ".", ".."):
         raise UsageError(f"{os.fspath(destination)!r} does not name a file to export to")
+    check_regular(path)
+    if not replace and path.exists() and not is_export(path):
+        raise UsageError(
+            f"{path}: exists and is not an aideploy export; not replacing it "
+            "(give another file, or --force to replace it)"
+        )
     try:
         private_dir(path.parent)
         with atomic_file(path, mode=FILE_MODE, text=True) as handle:
