@@ -33,7 +33,7 @@ COMMANDS = {
     ),
     "trust": LazyCommand(
         "aideploy.cli.learn_store:trust_cmd",
-        "Trust the import SOURCE: its patterns, strategies and outcomes take part in ranking and --auto choices. Shows what would change first; no SOURCE lists the sources.",
+        "Trust the import SOURCE: its patterns, strategies and outcomes take part in ranking and --auto choices.",
     ),
     "classify": LazyCommand(
         "aideploy.cli.learn_ranker:classify",
