@@ -117,3 +117,17 @@ def test_abandoning_drops_the_kept_secrets(tmp_path: Path) -> None:
     result = run_cli(tmp_path, "abandon", deployment_id)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not kept.exists()
+
+
+def test_resume_set_corrects_the_value_a_deployment_failed_on(tmp_path: Path) -> None:
+    deployment_id, app_env, gate = _deploy(tmp_path)  # GATE names a file that is not there
+    again = run_cli(tmp_path, "resume", deployment_id)
+    assert again.returncode != 0  # the same wrong value fails the same way
+    right = tmp_path / "right-gate"
+    right.touch()
+    result = run_cli(tmp_path, "resume", deployment_id, "--set", f"GATE={right}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = json.loads(run_cli(tmp_path, "status", deployment_id, "--json").stdout)
+    assert status["status"] == "completed"
+    assert status["options"]["env"]["GATE"] == str(right)  # the corrected value is the state's
+    assert app_env.read_text() == f"SECRET_KEY={CANARY}\n"
