@@ -113,10 +113,10 @@ class Ranker:
         self._explorer = Explorer(explore, seed)
         self._since_fit = 0
         past = sorted(history.past_outcomes(), key=lambda o: o.at.timestamp() if o.at else 0.0)
-        learn, add = self._evidence.learn, self.model.add
+        learn, add, cause = self._evidence.learn, self.model.add, self._evidence.cause_learnt
         for o in past:  # one pass: tallies, fuzzy index and the model's aggregate
             learn(o)
-            add(o)
+            add(o, cause(o))
         self.refit()
 
     @property
@@ -152,7 +152,7 @@ class Ranker:
             deployment_id=deployment_id,
         )
         self._evidence.learn(past)
-        self.model.add(past)
+        self.model.add(past, self._evidence.cause_learnt(past))
         self._since_fit += 1
         if self.refit_every and self._since_fit >= self.refit_every:
             self.refit()

@@ -270,6 +270,8 @@ class EvidenceStore:
         # the pairs' votes per class, per (class, step) and per (class, step, cause)
         self._votes: dict[tuple[str, ...], dict[str, float]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
+        # (class, cause) -> its signatures: a search for neighbours of one cause reads only them
+        self._cause_index: dict[tuple[str, str], list[str]] = {}
         # (class, step, cause) -> which strategy fixes that cause there, and its signatures: a
         # change of fix seen on one variant of a cause is a change for all of them
         self._cause_fix: dict[tuple[str, str, str], _FixBelief] = {}
@@ -277,8 +279,8 @@ class EvidenceStore:
         # changes of fix seen so far; each signature's tallies catch up with it when read or
         # updated (``_sync``), so a change costs nothing per signature of the cause
         self._cause_log_keep: dict[tuple[str, str, str], float] = {}
-        # (signature, classes) -> similar signature -> similarity
-        self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
+        # (signature, classes, cause) -> similar signature -> similarity
+        self._fuzzy_cache: dict[tuple[str, tuple[str, ...], str | None], dict[str, float]] = {}
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -362,6 +364,7 @@ class EvidenceStore:
             stats = _SignatureStats(o.error_class, self.cause_of(o.signature, o.context or {}))
             self._stats[o.signature] = stats
             self._index.setdefault(o.error_class, []).append(o.signature)
+            self._cause_index.setdefault((o.error_class, stats.cause), []).append(o.signature)
             self._fuzzy_cache.clear()
         return stats
 
@@ -405,6 +408,11 @@ class EvidenceStore:
         """The cause key of a failure (as its pairs vote under it)."""
         return self.cause_of(signature, context)
 
+    def cause_learnt(self, o: PastOutcome) -> str:
+        """The cause key an outcome was learnt under (its signature's, once seen)."""
+        stats = self._stats.get(o.signature)
+        return stats.cause if stats is not None else self.cause_of(o.signature, o.context or {})
+
     def neighbours(
         self, signature: str, classes: Iterable[str], step: str = "", cause: str | None = None
     ) -> list[Neighbour]:
@@ -419,22 +427,23 @@ class EvidenceStore:
             )
         if not signature:
             return out
-        for sig, similarity in self._similar(signature, tuple(classes)).items():
+        for sig, similarity in self._similar(signature, tuple(classes), cause).items():
             st = self._stats[sig]
-            if cause is not None and st.cause != cause:
-                continue
             out.append(Neighbour(sig, st.error_class, similarity, self._synced(st).weighted(step)))
         out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 
-    def _similar(self, signature: str, classes: tuple[str, ...]) -> dict[str, float]:
-        """Signatures of these classes like this one (not itself), with their similarity."""
-        key = (signature, classes)
+    def _similar(
+        self, signature: str, classes: tuple[str, ...], cause: str | None = None
+    ) -> dict[str, float]:
+        """Signatures of these classes (and of this ``cause``, when given) like this one (not
+        itself), with their similarity."""
+        key = (signature, classes, cause)
         matches = self._fuzzy_cache.get(key)
         if matches is None:  # the matches change only when a new signature is indexed
             matches = {}
             for c in classes:  # each signature is indexed under one class only
-                choices = self._index.get(c)
+                choices = self._index.get(c) if cause is None else self._cause_index.get((c, cause))
                 if not choices:
                     continue
                 matches.update(
