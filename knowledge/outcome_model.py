@@ -1,4 +1,7 @@
-"""The outcome model: P(recovered | signature tokens, strategy, class, context).
+"""The outcome model: P(recovered | signature tokens, strategy, class, context, cause parts).
+
+The cause parts (the rule ids that match the signature, the service, command or package it
+names, the tool) are what several causes may share: a fix proven on one informs the others.
 
 A logistic regression over hashed interaction features, fit on recorded outcomes (duplicates
 aggregated into weighted rows, so a refit on 100k outcomes takes well under two seconds).
@@ -82,7 +85,7 @@ class OutcomeModel:
     """P(recovered | signature, strategy, class, context) from recorded outcomes.
 
     Features are the interactions of the strategy with: itself, the class, each signature token,
-    each context value, and class x context. They are hashed (crc32, so stable across processes)
+    each context value and cause part, and class x (context value or cause part). They are hashed (crc32, so stable across processes)
     straight into a sparse matrix; the model is a logistic regression fit by SGD (scikit-learn,
     imported by the first :meth:`refit` with enough outcomes), kept as its weight vector.
     """

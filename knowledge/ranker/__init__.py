@@ -21,8 +21,9 @@ A failure goes through four stages, one module each:
     the class does not outrank the strategy a rule that fits this failure proposes;
   * the *cause*: its share of the votes of the same class, step and cause (``CAUSE_DISTANCE``);
   * this signature in other steps;
-  * the *model*: P(recovered) from a LogisticRegression over (signature tokens, strategy,
-    class, context), weighted down as direct evidence grows;
+  * the *model*: P(recovered) from a logistic regression over (signature tokens, strategy,
+    class, context, the parts of the cause key), weighing most on a cause met for the first
+    time and less as direct evidence grows;
   * last, the outcomes on this signature in this step and on its fuzzy neighbours (weighted
     by similarity): one strategy is taken to be the fix, so every strategy's successes and
     failures move probability between the candidates (a favourite that keeps failing hands its
