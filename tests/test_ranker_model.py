@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aideploy.knowledge.history import PastOutcome
 from aideploy.knowledge.outcome_model import OutcomeModel, cause_parts
-from aideploy.knowledge.ranker.evidence import FUZZY_LIMIT, EvidenceStore
+from aideploy.knowledge.ranker.evidence import FUZZY_LIMIT, FUZZY_SCAN, EvidenceStore
 
 
 def test_cause_parts_are_kind_value_pairs_not_repeated() -> None:
@@ -68,3 +68,19 @@ def test_neighbours_of_a_cause_are_found_among_many_closer_signatures_of_others(
     assert {n.signature for n in found} == {"unit failed: webapp-x", "unit failed: webapp-y"}
     everyone = store.neighbours("unit failed: webapp-z", ["service_failed"], "web")
     assert len(everyone) == FUZZY_LIMIT
+
+
+def test_the_search_reads_a_bounded_number_of_a_causes_signatures() -> None:
+    """A cause met in more than FUZZY_SCAN variants: only its latest ones are searched, so an old
+    variant, however close, is not a neighbour any more (its outcomes still count as votes)."""
+    store = EvidenceStore(lambda sig, ctx: "one cause")
+    old = "unit failed: webapp-z"
+    store.learn(PastOutcome(old, "service_failed", "restart_service", "recovered", 1.0, {}))
+    for i in range(FUZZY_SCAN):
+        sig = f"unit failed: webapp-{i:03d}"
+        store.learn(PastOutcome(sig, "service_failed", "restart_service", "recovered", 1.0, {}))
+    found = store.neighbours("unit failed: webapp-y", ["service_failed"], "", "one cause")
+    assert found and old not in {n.signature for n in found}
+    assert old in {
+        n.signature for n in store.neighbours("unit failed: webapp-y", ["service_failed"])
+    }

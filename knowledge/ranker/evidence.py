@@ -39,6 +39,9 @@ CLASS_FORGET = 0.95  # per-update decay of a (class, strategy) tally
 OTHER_STEP = 0.3  # weight of evidence from another step than the failure's
 FUZZY_CUTOFF = 85.0  # least rapidfuzz ratio (0..100) of a neighbour
 FUZZY_LIMIT = 8  # neighbours per class searched
+# a cause's most recent signatures searched for neighbours: a cause seen in hundreds of variants
+# is known by its votes already, and the search stays bounded however often it recurs
+FUZZY_SCAN = 256
 FUZZY_CACHE_SIZE = 4096  # (signature, classes) searches remembered until a new signature comes
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
@@ -443,7 +446,11 @@ class EvidenceStore:
         if matches is None:  # the matches change only when a new signature is indexed
             matches = {}
             for c in classes:  # each signature is indexed under one class only
-                choices = self._index.get(c) if cause is None else self._cause_index.get((c, cause))
+                choices = (
+                    self._index.get(c)
+                    if cause is None
+                    else self._cause_index.get((c, cause), [])[-FUZZY_SCAN:]
+                )
                 if not choices:
                     continue
                 matches.update(
