@@ -1,4 +1,7 @@
-"""The outcome model: P(recovered | signature tokens, strategy, class, context).
+"""The outcome model: P(recovered | signature tokens, strategy, class, context, cause parts).
+
+The cause parts (the rule ids that match the signature, the service, command or package it
+names, the tool) are what several causes may share: a fix proven on one informs the others.
 
 A logistic regression over hashed interaction features, fit on recorded outcomes (duplicates
 aggregated into weighted rows, so a refit on 100k outcomes takes well under two seconds).
@@ -46,6 +49,23 @@ def outcome_features(
     return feats
 
 
+def cause_parts(cause: str, known: Sequence[tuple[str, str]] = ()) -> tuple[tuple[str, str], ...]:
+    """A cause key's parts as (kind, value) pairs (``rule=x,service=y`` gives the rule id and
+    the named service), leaving out the ones already in ``known``: features that several causes
+    sharing a rule or a named detail have in common, so what fixed one informs the others."""
+    if not cause:
+        return ()
+    seen = set(known)
+    out: list[tuple[str, str]] = []
+    for part in cause.split(","):
+        kind, eq, value = part.partition("=")
+        pair = (kind, value)
+        if eq and value and pair not in seen:
+            seen.add(pair)
+            out.append(pair)
+    return tuple(out)
+
+
 def _h(text: str) -> int:
     return zlib.crc32(text.encode("utf-8", "replace"))
 
@@ -65,7 +85,7 @@ class OutcomeModel:
     """P(recovered | signature, strategy, class, context) from recorded outcomes.
 
     Features are the interactions of the strategy with: itself, the class, each signature token,
-    each context value, and class x context. They are hashed (crc32, so stable across processes)
+    each context value and cause part, and class x (context value or cause part). They are hashed (crc32, so stable across processes)
     straight into a sparse matrix; the model is a logistic regression fit by SGD (scikit-learn,
     imported by the first :meth:`refit` with enough outcomes), kept as its weight vector.
     """
@@ -116,8 +136,9 @@ class OutcomeModel:
             v = self._feature_cache[text] = _h(text)
         return v
 
-    def _context(self, context: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-        return tuple((k, str(context[k])) for k in self.context_keys if context.get(k))
+    def _context(self, context: Mapping[str, str], cause: str = "") -> tuple[tuple[str, str], ...]:
+        pairs = tuple((k, str(context[k])) for k in self.context_keys if context.get(k))
+        return pairs + cause_parts(cause, pairs)
 
     def _matrix(self, keys: Sequence[_Row]) -> csr_matrix:
         from scipy.sparse import coo_matrix
@@ -154,18 +175,13 @@ class OutcomeModel:
         x.data = np.minimum(x.data, 1.0)
         return x
 
-    def add(self, o: PastOutcome) -> None:
-        """Count one outcome into the aggregate the next :meth:`refit` trains on."""
+    def add(self, o: PastOutcome, cause: str = "") -> None:
+        """Count one outcome into the aggregate the next :meth:`refit` trains on; ``cause``: the
+        failure's cause key (its rule ids, named details and tool, comma-separated)."""
         if o.outcome not in ("recovered", "failed"):
             return
         self._n += 1
-        ctx = o.context
-        key = _Row(
-            o.signature,
-            o.error_class,
-            o.strategy,
-            tuple((k, str(v)) for k in self.context_keys if (v := ctx.get(k))) if ctx else (),
-        )
+        key = _Row(o.signature, o.error_class, o.strategy, self._context(o.context or {}, cause))
         acc = self._agg.get(key)
         if acc is None:
             acc = self._agg[key] = [0.0, 0.0]
@@ -227,10 +243,11 @@ class OutcomeModel:
         error_class: str,
         strategies: Sequence[str],
         context: Mapping[str, str] | None = None,
+        cause: str = "",
     ) -> dict[str, float]:
         if self._coef is None or not strategies:
             return {}
-        ctx = self._context(context or {})
+        ctx = self._context(context or {}, cause)
         # every candidate strategy in one pass. The rows share all features but the strategy
         # they are mixed with, so the hashed columns are one (strategies x features) array
         # computed exactly as _matrix does; the features are binary, so P(recovered) is the

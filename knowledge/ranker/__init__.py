@@ -21,8 +21,9 @@ A failure goes through four stages, one module each:
     the class does not outrank the strategy a rule that fits this failure proposes;
   * the *cause*: its share of the votes of the same class, step and cause (``CAUSE_DISTANCE``);
   * this signature in other steps;
-  * the *model*: P(recovered) from a LogisticRegression over (signature tokens, strategy,
-    class, context), weighted down as direct evidence grows;
+  * the *model*: P(recovered) from a logistic regression over (signature tokens, strategy,
+    class, context, the parts of the cause key), weighing most on a cause met for the first
+    time and less as direct evidence grows;
   * last, the outcomes on this signature in this step and on its fuzzy neighbours (weighted
     by similarity): one strategy is taken to be the fix, so every strategy's successes and
     failures move probability between the candidates (a favourite that keeps failing hands its
@@ -113,10 +114,10 @@ class Ranker:
         self._explorer = Explorer(explore, seed)
         self._since_fit = 0
         past = sorted(history.past_outcomes(), key=lambda o: o.at.timestamp() if o.at else 0.0)
-        learn, add = self._evidence.learn, self.model.add
+        learn, add, cause = self._evidence.learn, self.model.add, self._evidence.cause_learnt
         for o in past:  # one pass: tallies, fuzzy index and the model's aggregate
             learn(o)
-            add(o)
+            add(o, cause(o))
         self.refit()
 
     @property
@@ -152,7 +153,7 @@ class Ranker:
             deployment_id=deployment_id,
         )
         self._evidence.learn(past)
-        self.model.add(past)
+        self.model.add(past, self._evidence.cause_learnt(past))
         self._since_fit += 1
         if self.refit_every and self._since_fit >= self.refit_every:
             self.refit()

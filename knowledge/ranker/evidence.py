@@ -39,6 +39,9 @@ CLASS_FORGET = 0.95  # per-update decay of a (class, strategy) tally
 OTHER_STEP = 0.3  # weight of evidence from another step than the failure's
 FUZZY_CUTOFF = 85.0  # least rapidfuzz ratio (0..100) of a neighbour
 FUZZY_LIMIT = 8  # neighbours per class searched
+# a cause's most recent signatures searched for neighbours: a cause seen in hundreds of variants
+# is known by its votes already, and the search stays bounded however often it recurs
+FUZZY_SCAN = 256
 FUZZY_CACHE_SIZE = 4096  # (signature, classes) searches remembered until a new signature comes
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
@@ -270,6 +273,8 @@ class EvidenceStore:
         # the pairs' votes per class, per (class, step) and per (class, step, cause)
         self._votes: dict[tuple[str, ...], dict[str, float]] = {}
         self._index: dict[str, list[str]] = {c: [] for c in ERROR_CLASSES}
+        # (class, cause) -> its signatures: a search for neighbours of one cause reads only them
+        self._cause_index: dict[tuple[str, str], list[str]] = {}
         # (class, step, cause) -> which strategy fixes that cause there, and its signatures: a
         # change of fix seen on one variant of a cause is a change for all of them
         self._cause_fix: dict[tuple[str, str, str], _FixBelief] = {}
@@ -277,8 +282,8 @@ class EvidenceStore:
         # changes of fix seen so far; each signature's tallies catch up with it when read or
         # updated (``_sync``), so a change costs nothing per signature of the cause
         self._cause_log_keep: dict[tuple[str, str, str], float] = {}
-        # (signature, classes) -> similar signature -> similarity
-        self._fuzzy_cache: dict[tuple[str, tuple[str, ...]], dict[str, float]] = {}
+        # (signature, classes, cause) -> similar signature -> similarity
+        self._fuzzy_cache: dict[tuple[str, tuple[str, ...], str | None], dict[str, float]] = {}
 
     # --- learning ---------------------------------------------------------------------------
 
@@ -362,6 +367,7 @@ class EvidenceStore:
             stats = _SignatureStats(o.error_class, self.cause_of(o.signature, o.context or {}))
             self._stats[o.signature] = stats
             self._index.setdefault(o.error_class, []).append(o.signature)
+            self._cause_index.setdefault((o.error_class, stats.cause), []).append(o.signature)
             self._fuzzy_cache.clear()
         return stats
 
@@ -405,6 +411,11 @@ class EvidenceStore:
         """The cause key of a failure (as its pairs vote under it)."""
         return self.cause_of(signature, context)
 
+    def cause_learnt(self, o: PastOutcome) -> str:
+        """The cause key an outcome was learnt under (its signature's, once seen)."""
+        stats = self._stats.get(o.signature)
+        return stats.cause if stats is not None else self.cause_of(o.signature, o.context or {})
+
     def neighbours(
         self, signature: str, classes: Iterable[str], step: str = "", cause: str | None = None
     ) -> list[Neighbour]:
@@ -419,22 +430,27 @@ class EvidenceStore:
             )
         if not signature:
             return out
-        for sig, similarity in self._similar(signature, tuple(classes)).items():
+        for sig, similarity in self._similar(signature, tuple(classes), cause).items():
             st = self._stats[sig]
-            if cause is not None and st.cause != cause:
-                continue
             out.append(Neighbour(sig, st.error_class, similarity, self._synced(st).weighted(step)))
         out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 
-    def _similar(self, signature: str, classes: tuple[str, ...]) -> dict[str, float]:
-        """Signatures of these classes like this one (not itself), with their similarity."""
-        key = (signature, classes)
+    def _similar(
+        self, signature: str, classes: tuple[str, ...], cause: str | None = None
+    ) -> dict[str, float]:
+        """Signatures of these classes (and of this ``cause``, when given) like this one (not
+        itself), with their similarity."""
+        key = (signature, classes, cause)
         matches = self._fuzzy_cache.get(key)
         if matches is None:  # the matches change only when a new signature is indexed
             matches = {}
             for c in classes:  # each signature is indexed under one class only
-                choices = self._index.get(c)
+                choices = (
+                    self._index.get(c)
+                    if cause is None
+                    else self._cause_index.get((c, cause), [])[-FUZZY_SCAN:]
+                )
                 if not choices:
                     continue
                 matches.update(

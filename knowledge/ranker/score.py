@@ -67,6 +67,10 @@ OTHER_STEPS_STRENGTH = 1.5
 NEIGHBOUR_WEIGHT = 0.9
 NEIGHBOUR_WEIGHT_AT_CUTOFF = 0.5
 MODEL_WEIGHT = 0.1
+# a cause met for the first time (no outcome on it, its neighbours or its cause in this step):
+# the model, which generalizes across causes sharing a rule, a named detail, a tool or words,
+# is most of what is known, so it weighs more
+MODEL_WEIGHT_NEW_CAUSE = 0.4
 STUCK_AFTER = 3  # automatic strategies failed here (none working) before manual is not held back
 HISTORY_AFTER = 0.5  # weighted outcomes behind a score before it counts as decided by history
 RISK_ORDER = {Risk.LOW.value: 0, Risk.MEDIUM.value: 1, Risk.HIGH.value: 2}
@@ -245,7 +249,9 @@ def estimate(
     f, o = on_neighbours, other_steps  # the neighbours weigh in with this step's outcomes
     post = smoothed(o.recovered, o.total, post, OTHER_STEPS_STRENGTH)
     if model is not None:
-        lam = MODEL_WEIGHT / (1.0 + f.recovered + f.failed + o.recovered + o.failed)
+        direct = f.recovered + f.failed + o.recovered + o.failed
+        new = direct == 0.0 and votes.on_cause.total == 0.0
+        lam = MODEL_WEIGHT_NEW_CAUSE if new else MODEL_WEIGHT / (1.0 + direct)
         post = (1.0 - lam) * post + lam * model
     return Estimate(name, prior, on_class, cv, dv, on_neighbours, other_steps, model, post)
 
@@ -432,7 +438,7 @@ def score_candidates(
     on_neighbours = fuzzy_evidence(neighbours)
     on_signature = evidence.signature(signature, step)
     priors = propose_priors(analysis, class_scores, classes, on_class, on_neighbours, on_signature)
-    model_p = model.predict(signature, main, list(priors), context) if parts.model else {}
+    model_p = model.predict(signature, main, list(priors), context, cause) if parts.model else {}
     estimates = [
         estimate(
             name,
