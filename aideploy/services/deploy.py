@@ -176,7 +176,11 @@ def run(
                 "plan": plan.name,
                 "keep_releases": str(config.deployment.keep_releases),
             }
-            strategies = compose.strategies(knowledge)
+            strategies = (
+                compose.strategies(knowledge)
+                if shared is None
+                else shared.strategies(lambda: compose.strategies(knowledge))
+            )
             for pattern in config.custom_patterns:
                 if pattern.recovery not in strategies:
                     log.warning(
