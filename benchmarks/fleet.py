@@ -12,7 +12,7 @@ a marker file. Every tool runs as its own process and is timed whole (start-up i
 * ``pyinfra``, ``fabric``, ``ansible``: ``benchmarks/fleet_peers.py`` (``pip install -e .[bench]``);
   skipped with a note when not installed.
 
-Two variants: the remote shell's start-up files skipped, and a login ``.bashrc`` that costs
+The project's modules are byte-compiled first (as an installed copy is). Two variants: the remote shell's start-up files skipped, and a login ``.bashrc`` that costs
 ``--bashrc`` seconds (default 0.2) per shell. Median of ``--rounds`` (default 3) interleaved
 rounds for N in ``--hosts`` (default 1,5,20). Every run is checked: each host has its marker.
 
@@ -155,6 +155,10 @@ def main() -> None:
             print(f"note: {tool} is not installed (pip install -e '.[bench]'); skipped")
             continue
         tools.append(tool)
+    # the project's bytecode, as an installed aideploy has it: without it (a fresh checkout, or
+    # PYTHONDONTWRITEBYTECODE set) every aideploy run would compile its own modules again
+    sources = [str(ROOT / d) for d in ("aideploy", "engine", "knowledge", "steps", "benchmarks")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *sources], check=False)
     work = Path(tempfile.mkdtemp(prefix="aideploy-fleet-bench."))
     results: list[tuple[str, int, str, float, float, float, float]] = []
     try:

@@ -194,9 +194,11 @@ class Executor:
             current_step.reset(token)
 
     def _step_done(self, step_state: StepState, status: StepStatus) -> None:
+        # saved with what comes next, before it acts: the next step's start (one durable
+        # write per step, not two) or the deployment's end; a crash in between leaves the step
+        # RUNNING on disk, and resume runs it again, as it would after a crash inside it
         step_state.status = status
         step_state.ended_at = now_iso()
-        self.state.save()
 
     def _check(self, check: Check, step: Step) -> bool:
         if check is None:

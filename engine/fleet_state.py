@@ -21,7 +21,7 @@ from aideploy.core import paths
 from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
 from aideploy.core.private import FILE_MODE
-from aideploy.core.redact import redact_obj
+from aideploy.core.statefile import state_json
 from aideploy.engine.state import now_iso
 
 RUN_PREFIX = "run-"
@@ -101,9 +101,9 @@ class RunState:
 
     def save(self) -> None:
         with self._lock:
-            text = json.dumps(redact_obj(self.to_dict()), indent=2, default=str) + "\n"
+            text = state_json(self)
             paths.private_home("runs")
-            write_atomic(self.path, text.encode(), mode=FILE_MODE)
+            write_atomic(self.path, text, mode=FILE_MODE)
 
     @classmethod
     def load(cls, run_id: str) -> RunState:

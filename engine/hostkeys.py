@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import stat
+import threading
 from pathlib import Path
 
 import paramiko
@@ -22,6 +24,11 @@ from aideploy.core.private import private_dir
 _ALGORITHMS = {
     "ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
 }
+
+
+#: known_hosts files already parsed: path -> (the file's version, its keys); read-only once stored
+_parsed: dict[str, tuple[tuple[int, ...], paramiko.HostKeys]] = {}
+_parsed_lock = threading.Lock()
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -42,9 +49,25 @@ class KnownHosts:
         self.path = Path(os.path.expanduser(str(path)))
 
     def _load(self) -> paramiko.HostKeys:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return paramiko.HostKeys()
+        if not stat.S_ISREG(st.st_mode):
+            return paramiko.HostKeys()
+        # parsed once per version of the file: the hosts of a fleet share one known_hosts, and
+        # each connection reads it twice; any change (an entry added, the file edited or
+        # replaced) changes its inode, size or change time, and it is read again
+        version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        key = str(self.path)
+        with _parsed_lock:
+            cached = _parsed.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         keys = paramiko.HostKeys()
-        if self.path.is_file():
-            keys.load(str(self.path))
+        keys.load(key)
+        with _parsed_lock:
+            _parsed[key] = (version, keys)
         return keys
 
     def known(self, hostname: str, port: int) -> dict[str, paramiko.PKey]:

@@ -10,7 +10,7 @@ import json
 import os
 import secrets
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -21,7 +21,7 @@ from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
 from aideploy.core.private import FILE_MODE
 from aideploy.core.process import pid_alive
-from aideploy.core.redact import redact_obj
+from aideploy.core.statefile import state_json
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -144,10 +144,9 @@ class DeploymentState:
         return state_path(self.deployment_id)
 
     def save(self) -> None:
-        data = redact_obj(asdict(self))
-        text = json.dumps(data, indent=2, default=str) + "\n"
+        text = state_json(self)
         paths.private_home("deployments")
-        write_atomic(self.path, text.encode(), mode=FILE_MODE)
+        write_atomic(self.path, text, mode=FILE_MODE)
 
     @classmethod
     def load(cls, deployment_id: str) -> DeploymentState:

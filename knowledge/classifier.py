@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from aideploy.core.atomic import atomic_file
+from aideploy.core.lazy_module import lazy_module
 from aideploy.core.private import private_dir
 
 if TYPE_CHECKING:
-    pass
+    import numpy as np
+else:  # loaded when first used: a run without failures never needs it
+    np = lazy_module("numpy")
 
 CLASSIFIER_TEXT_CHARS = 2000
 WORD_CACHE_SIZE = 50_000  # words whose character n-gram columns a classifier keeps

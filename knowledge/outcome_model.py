@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from aideploy.core.lazy_module import lazy_module
 from aideploy.knowledge.history import PastOutcome
 
 if TYPE_CHECKING:
+    import numpy as np
     from scipy.sparse import csr_matrix
+else:  # loaded when first used: a run without failures never needs it
+    np = lazy_module("numpy")
 
 _TOKEN = re.compile(r"<\w+>|[A-Za-z_][A-Za-z0-9_]+|\d{2,3}\b")
 MAX_TOKENS = 24
@@ -70,7 +72,8 @@ def _h(text: str) -> int:
     return zlib.crc32(text.encode("utf-8", "replace"))
 
 
-_MIX = np.int64(1_000_003)
+#: a plain int: with an int64 array it stays int64 (and wraps alike)
+_MIX = 1_000_003
 
 
 @dataclass(frozen=True)

@@ -344,3 +344,36 @@ def test_the_advisor_is_built_only_when_a_step_fails(tmp_path: Path) -> None:
     with pytest.raises(RecoveryExhausted):
         executor.run()
     assert lazy.built and built == [1]
+
+
+def test_a_step_is_on_disk_done_before_the_next_one_acts_with_one_save_per_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[list[str]] = []
+
+    def look(ctx: object) -> None:  # what a crash at this moment would leave on disk
+        seen.append([s.status.value for s in DeploymentState.load("test-save").steps])
+
+    plan = Plan(
+        name="saves",
+        steps=(
+            Step("a", "first", commands=("true",)),
+            Step("b", "second", work=look),
+            Step("c", "third", work=look),
+        ),
+    )
+    saves: list[int] = []
+    real_save = DeploymentState.save
+
+    def counted(self: DeploymentState) -> None:
+        saves.append(1)
+        real_save(self)
+
+    monkeypatch.setattr(DeploymentState, "save", counted)
+    executor, _ = _executor(plan, dep_id="test-save")
+    final = executor.run()
+    assert final.status is DeploymentStatus.COMPLETED
+    assert seen == [["done", "running", "pending"], ["done", "done", "running"]]
+    on_disk = DeploymentState.load("test-save")
+    assert [s.status for s in on_disk.steps] == [StepStatus.DONE] * 3
+    assert len(saves) == 1 + len(plan.steps) + 1  # start, each step's start, the end

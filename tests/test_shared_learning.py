@@ -39,8 +39,10 @@ def test_a_fix_learned_on_one_host_is_tried_first_on_the_next(tmp_path: Path) ->
     assert ranked[0].decided_by == LEARNED_IN_RUN
     assert "web01" in ranked[0].why
     assert [c.strategy for c in ranked].count(fix) == 1
-    # once it failed on this host too, it is not forced first again
-    assert host7.candidates(failure, exclude=[fix])[0].strategy != fix
+    # once it failed on this host too, the run's learning no longer forces it first (the ranker
+    # may still rank it, demoted, on its own evidence)
+    again = host7.candidates(failure, exclude=[fix])
+    assert all(c.decided_by != LEARNED_IN_RUN for c in again)
     assert [(x.host, x.strategy) for x in shared.learned] == [("web01", fix)]
     assert shared.learned_on("web07") == []
 

@@ -7,6 +7,7 @@ database password, a git token) registered with :func:`register_secret`.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import tomllib
@@ -94,6 +95,13 @@ _secrets: set[str] = set()
 #: the registered values, longest first (a value inside a longer one is masked with it); rebuilt
 #: on each registration, which is rare, so redacting reads it without sorting or locking
 _longest_first: tuple[str, ...] = ()
+#: redacted text of short strings already seen (state files redact the same values again and
+#: again); replaced by a new dict whenever the registered values change, so a result computed
+#: before a registration can only land in the dict that registration dropped
+_memo: dict[str, str] = {}
+#: strings up to this length are remembered, up to this many of them
+_MEMO_TEXT = 512
+_MEMO_SIZE = 8192
 
 
 def register_secret(value: str | None) -> None:
@@ -110,6 +118,7 @@ def register_secret(value: str | None) -> None:
         if not values <= _secrets:
             _secrets.update(values)
             _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+            _forget_memo()
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
@@ -150,12 +159,31 @@ def forget_secrets() -> None:
     with _lock:
         _secrets.clear()
         _longest_first = ()
+        _forget_memo()
+
+
+def _forget_memo() -> None:
+    global _memo
+    _memo = {}
 
 
 def redact(text: str) -> str:
     """Return ``text`` with every known secret and secret-looking value masked."""
     if not text:
         return text
+    if len(text) > _MEMO_TEXT:
+        return _redact(text)
+    memo = _memo  # the dict of the registered values this call redacts with
+    done = memo.get(text)
+    if done is None:
+        done = _redact(text)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[text] = done
+    return done
+
+
+def _redact(text: str) -> str:
     for value in _longest_first:
         if value in text:
             text = text.replace(value, MASK)
@@ -277,6 +305,7 @@ def _open_block(text: str, end: int) -> int | None:
     return spans[-1][0] if spans and spans[-1][1] is None else None
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """True for names like ``DB_PASSWORD``, ``api_token``, ``SECRET_KEY``, ``DATABASE_URL``
     (not for public ones such as ``STRIPE_PUBLISHABLE_KEY``)."""

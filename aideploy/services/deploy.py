@@ -149,7 +149,11 @@ def run(
         )
         if config.ai_features.learn_from_failures:
             sinks.append(KnowledgeRecorder(knowledge))
-    strategies = compose.strategies(knowledge)
+    strategies = (
+        compose.strategies(knowledge)
+        if shared is None
+        else shared.strategies(lambda: compose.strategies(knowledge))
+    )
     if operator.progress is not None:
         sinks.append(ProgressSink(operator.progress))
     with _before_the_first_command(state, resumed):

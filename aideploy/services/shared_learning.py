@@ -28,7 +28,7 @@ from typing import Any
 from aideploy.core.events import Event, EventSink
 from aideploy.core.recovery import Candidate, Failure, Outcome
 from aideploy.core.result import Result
-from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor
+from aideploy.engine.recovery import LazyAdvisor, RecoveryAdvisor, Strategy
 from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.knowledge.store import KnowledgeBase
 
@@ -60,6 +60,7 @@ class SharedLearning:
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._keeper: Any = None
+        self._strategies: dict[str, Strategy] | None = None
 
     def __enter__(self) -> SharedLearning:
         return self
@@ -101,6 +102,14 @@ class SharedLearning:
                 )
                 self._writer.start()
         return _QueuedSink(self._queue)
+
+    def strategies(self, build: Callable[[], dict[str, Strategy]]) -> dict[str, Strategy]:
+        """The strategies every host's deployment may run: built once per run by ``build``
+        (plugins are looked up and the knowledge base read once, not once per host)."""
+        with self._lock:
+            if self._strategies is None:
+                self._strategies = build()
+            return self._strategies
 
     def fix_for(self, signature: str) -> Learned | None:
         with self._lock:
