@@ -120,7 +120,7 @@ def test_abandoning_drops_the_kept_secrets(tmp_path: Path) -> None:
 
 
 def test_resume_set_corrects_the_value_a_deployment_failed_on(tmp_path: Path) -> None:
-    deployment_id, app_env, gate = _deploy(tmp_path)  # GATE names a file that is not there
+    deployment_id, app_env, _gate = _deploy(tmp_path)  # GATE names a file that is not there
     again = run_cli(tmp_path, "resume", deployment_id)
     assert again.returncode != 0  # the same wrong value fails the same way
     right = tmp_path / "right-gate"
