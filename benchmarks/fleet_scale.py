@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,7 @@ def one(n: int, forks: int, kb: str | None, record_to: Path | None = None) -> di
     from aideploy.services.inventory import load_inventory, select_hosts
 
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, work, True)
         server = None
         settings: dict[str, Any] = {"deployment": {"retry_delay": 0, "max_retries": 3}}
         if record_to is not None:
