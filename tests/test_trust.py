@@ -18,7 +18,7 @@ from aideploy.knowledge.db import make_engine, resolve_url, upgrade
 from aideploy.knowledge.exchange import export_kb, import_kb
 from aideploy.knowledge.ranker import Ranker
 from aideploy.knowledge.store import KnowledgeBase, normalize_signature, signature_hash
-from aideploy.services import compose
+from aideploy.services import compose, fleet
 from tests.support.cli import run_cli
 
 #: a failure that names its service: restart_service (medium) and start_service (low) serve it
@@ -252,3 +252,13 @@ def test_a_knowledge_base_upgraded_to_revision_5_holds_its_imported_outcomes_ine
         assert len(kb.past_outcomes()) == 1
         kb.set_trust("team", True)
         assert len(kb.past_outcomes()) == 3
+
+
+def test_a_fleet_run_under_auto_shares_the_capped_advisor(tmp_path: Path) -> None:
+    """The hosts of a fleet run share one advisor: under --auto it is capped like a single
+    deployment's, so trusted imported evidence promotes no medium-risk strategy there either."""
+    with KnowledgeBase.open(tmp_path / "kb.db") as kb:
+        import_kb(kb, _export(tmp_path, recovered=40), source_name=SOURCE)
+        kb.set_trust(SOURCE, True)
+        assert isinstance(fleet.run_advisor(kb, None, "auto"), AutoCap)
+        assert isinstance(fleet.run_advisor(kb, None, "default"), Ranker)

@@ -43,7 +43,9 @@ from aideploy.engine.fleet_state import (
     new_run_id,
 )
 from aideploy.engine.plan import Check, Plan, StepContext
+from aideploy.engine.recovery import RecoveryAdvisor
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
+from aideploy.knowledge.store import KnowledgeBase
 from aideploy.services import compose
 from aideploy.services import deploy as deploy_service
 from aideploy.services.config import Config
@@ -210,7 +212,9 @@ def run_fleet(
     own = shared is None
     if shared is None:
         knowledge = compose.open_knowledge(request.kb)
-        shared = SharedLearning(knowledge, lambda: compose.build_ranker(knowledge, request.config))
+        shared = SharedLearning(
+            knowledge, lambda: run_advisor(knowledge, request.config, request.mode)
+        )
     endpoint = metrics.serve(request.config.metrics)
     try:
         return _rollout(run, request, display, shared, size, allowed)
@@ -220,6 +224,13 @@ def run_fleet(
         metrics.try_write_textfile(request.config.metrics)
         if endpoint is not None:
             endpoint.close()
+
+
+def run_advisor(knowledge: KnowledgeBase, config: Config | None, mode: str) -> RecoveryAdvisor:
+    """The one advisor the hosts of a run share: a single deployment's, so under ``--auto``
+    imported evidence raises no medium- or high-risk strategy above local support here either."""
+    known = compose.strategies(knowledge)
+    return compose.build_advisor(knowledge, config, known, auto=mode == "auto")
 
 
 def _rollout(
