@@ -8,7 +8,6 @@ the hosts of a run finish in parallel.
 
 from __future__ import annotations
 
-import json
 import secrets
 import threading
 from dataclasses import asdict, dataclass, field
@@ -18,10 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from aideploy.core import paths
-from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
-from aideploy.core.private import FILE_MODE
-from aideploy.core.statefile import state_json
+from aideploy.core.statefile import read_state, write_state
 from aideploy.engine.state import now_iso
 
 RUN_PREFIX = "run-"
@@ -101,22 +98,17 @@ class RunState:
 
     def save(self) -> None:
         with self._lock:
-            text = state_json(self)
-            paths.private_home("runs")
-            write_atomic(self.path, text, mode=FILE_MODE)
+            write_state(self.path, self, "runs")
 
     @classmethod
     def load(cls, run_id: str) -> RunState:
         path = run_path(run_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StateError(
-                f"no run {run_id!r} (run directory: {path.parent})",
-                hint="aideploy list shows known deployments and runs",
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StateError(f"{path}: unreadable run state: {exc}") from None
+        data = read_state(
+            path,
+            missing=f"no run {run_id!r} (run directory: {path.parent})",
+            hint="aideploy list shows known deployments and runs",
+            kind="run state",
+        )
         try:
             hosts = [HostRun.from_dict(h) for h in data.pop("hosts")]
             data["status"] = RunStatus(data["status"])

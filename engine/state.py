@@ -6,7 +6,6 @@ The state holds no secret: server info is host, port, user and connector kind on
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
@@ -17,11 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from aideploy.core import paths
-from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
-from aideploy.core.private import FILE_MODE
 from aideploy.core.process import pid_alive
-from aideploy.core.statefile import state_json
+from aideploy.core.statefile import read_state, write_state
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
 
@@ -144,22 +141,17 @@ class DeploymentState:
         return state_path(self.deployment_id)
 
     def save(self) -> None:
-        text = state_json(self)
-        paths.private_home("deployments")
-        write_atomic(self.path, text, mode=FILE_MODE)
+        write_state(self.path, self, "deployments")
 
     @classmethod
     def load(cls, deployment_id: str) -> DeploymentState:
         path = state_path(deployment_id)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise StateError(
-                f"no deployment {deployment_id!r} (state directory: {path.parent})",
-                hint="aideploy list shows known deployments",
-            ) from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise StateError(f"{path}: unreadable state: {exc}") from None
+        data = read_state(
+            path,
+            missing=f"no deployment {deployment_id!r} (state directory: {path.parent})",
+            hint="aideploy list shows known deployments",
+            kind="state",
+        )
         try:
             steps = [StepState.from_dict(s) for s in data.pop("steps")]
             data["status"] = DeploymentStatus(data["status"])
