@@ -22,7 +22,6 @@ Usage: python benchmarks/fleet.py [--hosts 1,5,20] [--rounds 3] [--bashrc 0.2] [
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import importlib.util
 import json
@@ -40,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.support.sshd import SSHServer, running_sshd  # noqa: E402
+from tests.support.sshd import SSHServer, running_sshds  # noqa: E402
 
 PEERS = {"pyinfra": "pyinfra", "fabric": "fabric", "ansible": "ansible"}
 PAYLOAD_BYTES = 100 * 1024
@@ -162,9 +161,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="aideploy-fleet-bench."))
     results: list[tuple[str, int, str, float, float, float, float]] = []
     try:
-        with contextlib.ExitStack() as stack:
-            started = time.monotonic()
-            servers = [stack.enter_context(running_sshd()) for _ in range(max(counts))]
+        started = time.monotonic()
+        with running_sshds(max(counts)) as servers:
             print(f"{len(servers)} sshd started in {time.monotonic() - started:.1f}s", flush=True)
             bench = Bench(work, servers, args.forks)
             variants = [("no .bashrc", "ed25519", 0.0)]

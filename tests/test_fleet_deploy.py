@@ -5,7 +5,6 @@ the documented exit code and summary, ``status RUN`` per host, ``logs RUN --host
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ import pytest
 
 from aideploy.core.errors import RolloutStopped
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHD, SSHServer, running_sshd
+from tests.support.sshd import SSHD, SSHServer, running_sshds
 
 PLAN = """
 name = "fleetdemo"
@@ -43,8 +42,8 @@ commands = ['echo "$SITE" > "$ROOT/app/marker"']
 def three_hosts() -> Iterator[list[SSHServer]]:
     if not os.path.exists(SSHD):
         pytest.skip("OpenSSH server not installed")
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(running_sshd()) for _ in range(3)]
+    with running_sshds(3) as servers:
+        yield servers
 
 
 def _setup(tmp_path: Path, servers: list[SSHServer]) -> tuple[Path, Path, Path, list[Path]]:

@@ -7,7 +7,6 @@ and the knowledge base's counts add up to what the two runs did."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.cli import start_cli
-from tests.support.sshd import SSHD, SSHServer, running_sshd
+from tests.support.sshd import SSHD, SSHServer, running_sshds
 
 pytest_plugins = ["tests.support.postgres"]
 
@@ -55,8 +54,8 @@ commands = ['touch "$ROOT/marker"']
 def four_hosts() -> Iterator[list[SSHServer]]:
     if not os.path.exists(SSHD):
         pytest.skip("OpenSSH server not installed")
-    with contextlib.ExitStack() as stack:
-        yield [stack.enter_context(running_sshd()) for _ in range(2 * HOSTS_PER_RUN)]
+    with running_sshds(2 * HOSTS_PER_RUN) as servers:
+        yield servers
 
 
 def _controller(work: Path, name: str, servers: list[SSHServer]) -> list[str]:

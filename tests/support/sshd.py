@@ -230,6 +230,13 @@ def running_sshd(
             shutil.rmtree(base, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def running_sshds(count: int) -> Iterator[list[SSHServer]]:
+    """``count`` loopback sshd's (hosts of a fleet), each with its own directory, for the block."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(running_sshd()) for _ in range(count)]
+
+
 @pytest.fixture(scope="session")
 def sshd() -> Iterator[SSHServer]:
     """A real OpenSSH server on 127.0.0.1 for the whole test session."""
