@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -145,6 +146,14 @@ def test_rollout_stops_at_an_unhealthy_host_and_resume_finishes(
     # host 1 was not deployed again; host 2 kept its deployment (only re-checked)
     assert final["hosts"][0]["deployment_id"] == hosts["web1"]["deployment_id"]
     assert final["hosts"][1]["deployment_id"] == hosts["web2"]["deployment_id"]
+    # everything the runs wrote (run and deployment states, logs, locks, the KB) is private
+    written = [*(tmp_path / "home").rglob("*"), kb]
+    assert any(p.parent.name == "runs" for p in written) and any(
+        p.suffix == ".lock" for p in written
+    )
+    for path in written:
+        want = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 def test_inventory_check_reports_each_host(tmp_path: Path, three_hosts: list[SSHServer]) -> None:
