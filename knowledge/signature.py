@@ -58,7 +58,7 @@ _ERROR_WORDS = re.compile(
     r"exception|\[(?:emerg|crit|alert)\]|^E: |^W: .*lock|ERR!|invalid|missing|unsupported|"
     r"not (?:allowed|permitted|installed)|rejected|overwrite|interrupted|does not exist|"
     r"already in use|insufficient|improperly|disallowed|unknown|unmet|broken|abort|"
-    r"\bE[A-Z]{3,}\b|\bwarn(?:ing)?\b.*\b(?:lock|engine|deprecated)\b|status=\d|"
+    r"\bE[A-Z]{3,}\b|\bwarn(?:ing)?\b.*\b(?:lock|engine)\b|status=\d|"
     r"exit (?:code|status)|"
     r"not enough|heap limit|changed|verification|unreachable|unrecognized|syntax|"
     r"^[\w.]*(?:Error|Exception|Exit|Interrupt|Warning|DoesNotExist)\b)"
@@ -337,11 +337,16 @@ assert len(_NEEDS) == len(_SUBS)
 _PLAN = tuple(zip(_SUBS, _NEEDS, strict=True))
 
 
+# a line's leading time stamp (and the machine name after it): when a line was printed and by
+# which machine says nothing about the error, and logs print it or not
+_LEADING_STAMP = re.compile(r"^(?:<(?:time|date)> ?)+(?:<host> )?(?=\S)")
+
+
 def _mask_once(line: str) -> str:
     for (pattern, replacement), needs in _PLAN:
         if any(ch in line for ch in needs):
             line = pattern.sub(replacement, line)
-    line = _SPACES.sub(" ", line).strip()
+    line = _LEADING_STAMP.sub("", _SPACES.sub(" ", line).strip())
     if len(line) > MAX_LINE_CHARS:
         cut = line.rfind(" ", 0, MAX_LINE_CHARS)
         line = line[: cut if cut > MAX_LINE_CHARS // 2 else MAX_LINE_CHARS].rstrip()

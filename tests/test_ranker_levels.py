@@ -149,3 +149,44 @@ def test_a_well_known_fix_that_failed_by_chance_is_retried_at_once() -> None:
     again = known.candidates(failure, exclude=["restart_service"])
     assert again[0].strategy == "restart_service"
     assert "failed once for this error in this deployment" in again[0].why
+
+
+FIXES = ("restart_service", "start_service", "retry_with_backoff")
+
+
+def _steps_history(agree: bool) -> ListHistory:
+    """Twelve errors fixed in one step, each also in a second step: by the same strategy, or
+    by another one (every strategy as often as the others in both steps)."""
+    outcomes = []
+    for i in range(12):
+        sig = f"error: unit worker{i} failed to start (code {i})"
+        first = FIXES[i % 3]
+        second = first if agree else FIXES[(i + 1) % 3]
+        for step, fix in (("setup_backend", first), ("start_app", second)):
+            outcomes.append(
+                PastOutcome(sig, "service_failed", fix, "recovered", context={"step": step})
+            )
+    return ListHistory(outcomes)
+
+
+def _rise_in_other_step(agree: bool) -> tuple[float, str]:
+    """How much a recovery in setup_backend raises that strategy in start_app; what is first."""
+    ranker = Ranker(_steps_history(agree), explore=0.0)
+    text = "Job for mystery.service failed because the control process exited with error code."
+
+    def score(strategy: str) -> float:
+        return next(d.score for d in ranker.rank(text, "start_app")[1] if d.strategy == strategy)
+
+    before = score("start_service")
+    failure = ranker.failure_of(text, "setup_backend")
+    ranker.record(failure, "start_service", Outcome.RECOVERED, duration=1, decided_by="x")
+    first = ranker.candidates(ranker.failure_of(text, "start_app"))[0].strategy
+    return score("start_service") - before, first
+
+
+def test_what_outcomes_in_other_steps_are_worth_is_learnt() -> None:
+    carried, first = _rise_in_other_step(agree=True)
+    assert first == "start_service"
+    # where the fixes of the same errors differed between steps, such an outcome counts little
+    not_carried, _ = _rise_in_other_step(agree=False)
+    assert 0.0 <= not_carried < carried / 3

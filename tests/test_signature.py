@@ -27,7 +27,7 @@ GOLDEN: list[tuple[str, str]] = [
     (
         "2024/01/02 10:11:12 [emerg] 1234#1234: bind() to 0.0.0.0:80 failed "
         "(98: Address already in use)",
-        "<time> [emerg] <pid>#<pid>: bind() to <ip>:<port> failed (98: Address already in use)",
+        "[emerg] <pid>#<pid>: bind() to <ip>:<port> failed (98: Address already in use)",
     ),
     (
         "Job for gunicorn.service failed because the control process exited with error code.\n"
@@ -135,6 +135,19 @@ def test_falls_back_to_last_lines() -> None:
     assert error_lines("one\ntwo\nthree\nfour\n") == ["two", "three", "four"]
     assert signature_of("") == ""
     assert signature_of("\n\n  \n") == ""
+
+
+def test_time_stamps_and_warnings_do_not_split_an_error() -> None:
+    plain = "E: Could not get lock /var/lib/dpkg/lock-frontend"
+    for printed in (
+        f"2026-03-04T05:06:07Z {plain}",
+        f"2026-03-04 05:06:07,123 {plain}",
+        f"Mar  4 05:06:07 web-3 {plain}",
+        f"npm WARN deprecated core-js@2.6.12: core-js@<3 is no longer maintained\n{plain}",
+    ):
+        assert signature_of(printed) == signature_of(plain), printed
+    # a warning that names the cause (a lock, an engine) still counts
+    assert "EBADENGINE" in signature_of("npm WARN EBADENGINE Unsupported engine {\nnpm ERR! x")
 
 
 def test_noise_lines_dropped() -> None:

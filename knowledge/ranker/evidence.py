@@ -46,6 +46,10 @@ FUZZY_CACHE_SIZE = 4096  # (signature, classes) searches remembered until a new 
 FIX_FAILS = 0.1  # how often a right fix is taken to fail anyway (transient causes)
 WRONG_WORKS = 0.05  # how often a wrong one is taken to succeed (the error went away by itself)
 CHANGE_HAZARD = 0.03  # prior chance that a signature's fix in a step has changed since it worked
+# whether what fixed an error in one step fixes it in another is learnt: each time a signature's
+# fix in a step is first seen (or changes) while its fix in another step is known, the two agree
+# or not; the rate starts at this prior (pseudo-observations agreeing, disagreeing)
+TRANSFER_PRIOR = (2.0, 1.0)
 
 #: what a (signature, context) pair's cause is known by (see :func:`no_cause`)
 CauseOf = Callable[[str, Mapping[str, str]], str]
@@ -228,13 +232,13 @@ class _SignatureStats:
             last_fix=None if fix is None else fix.top(),
         )
 
-    def weighted(self, step: str) -> dict[str, Evidence]:
-        """Every step's evidence, another step's weighing ``OTHER_STEP``; a strategy's
+    def weighted(self, step: str, other_step: float = OTHER_STEP) -> dict[str, Evidence]:
+        """Every step's evidence, another step's weighing ``other_step``; a strategy's
         recoveries kept only as much as its fix has not changed since (its failures there since
         it last worked say how likely a change is)."""
         out: dict[str, list[float]] = {}
         for s, strategies in self.by_step.items():
-            w = 1.0 if s == step else OTHER_STEP
+            w = 1.0 if s == step else other_step
             fix = self.fixes.get(s)
             for name, t in strategies.items():
                 since = fix.failed.get(name, 0.0) if fix is not None else 0.0
@@ -282,6 +286,8 @@ class EvidenceStore:
         # changes of fix seen so far; each signature's tallies catch up with it when read or
         # updated (``_sync``), so a change costs nothing per signature of the cause
         self._cause_log_keep: dict[tuple[str, str, str], float] = {}
+        # fixes of one signature in two steps seen to agree, to differ (weighted)
+        self._transfer = [0.0, 0.0]
         # (signature, classes, cause) -> similar signature -> similarity
         self._fuzzy_cache: dict[tuple[str, tuple[str, ...], str | None], dict[str, float]] = {}
 
@@ -306,6 +312,8 @@ class EvidenceStore:
         else:
             self._sync(stats, step)
         before = fix.votes()
+        if ok:
+            self._learn_transfer(stats, step, fix, o.strategy, w)
         keep = fix.learn(o.strategy, ok, w)
         if keep < 1.0:
             for old in tallies.values():
@@ -327,6 +335,28 @@ class EvidenceStore:
         if t is None:
             t = self._class_tallies[o.error_class][o.strategy] = _Tally()
         t.add(ok, w, CLASS_FORGET)
+
+    def _learn_transfer(
+        self, stats: _SignatureStats, step: str, fix: _FixBelief, strategy: str, w: float
+    ) -> None:
+        """A recovery that tells this step's fix for the first time (or a new one): does it
+        agree with the fix known in the signature's other steps?"""
+        top = fix.top()
+        if top is not None and top.strategy == strategy:
+            return
+        for s, other in stats.fixes.items():
+            known = other.top() if s != step else None
+            if known is None:
+                continue
+            share = w * known.belief
+            self._transfer[0 if known.strategy == strategy else 1] += share
+
+    def transfer(self) -> float:
+        """How often the fix of an error in one step has been its fix in another (smoothed
+        towards ``TRANSFER_PRIOR``): what outcomes in other steps are worth."""
+        agree, disagree = self._transfer
+        a, b = TRANSFER_PRIOR
+        return (agree + a) / (agree + disagree + a + b)
 
     def _learn_cause(self, key: tuple[str, str, str], o: PastOutcome, ok: bool, w: float) -> bool:
         """The cause's own belief about its fix; True when it sees the fix change, after which
@@ -421,18 +451,29 @@ class EvidenceStore:
     ) -> list[Neighbour]:
         """This signature (if seen) and its fuzzy neighbours among the given classes' signatures
         (of the same ``cause``, when given: the same rules, named details and tool), most
-        similar first, each with its evidence (another step's weighing ``OTHER_STEP``)."""
+        similar first, each with its evidence (another step's weighing ``OTHER_STEP`` times
+        the learnt share of fixes that carried over between steps, :meth:`transfer`)."""
         out: list[Neighbour] = []
+        other_step = OTHER_STEP * self.transfer()
         exact = self._stats.get(signature)
         if exact is not None:
             out.append(
-                Neighbour(signature, exact.error_class, 100.0, self._synced(exact).weighted(step))
+                Neighbour(
+                    signature,
+                    exact.error_class,
+                    100.0,
+                    self._synced(exact).weighted(step, other_step),
+                )
             )
         if not signature:
             return out
         for sig, similarity in self._similar(signature, tuple(classes), cause).items():
             st = self._stats[sig]
-            out.append(Neighbour(sig, st.error_class, similarity, self._synced(st).weighted(step)))
+            out.append(
+                Neighbour(
+                    sig, st.error_class, similarity, self._synced(st).weighted(step, other_step)
+                )
+            )
         out.sort(key=attrgetter("similarity"), reverse=True)  # stable: ties keep their order
         return out[: FUZZY_LIMIT + 1]
 

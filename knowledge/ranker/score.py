@@ -224,6 +224,10 @@ def fuzzy_evidence(neighbours: Sequence[Neighbour]) -> dict[str, Evidence]:
     return {name: Evidence(rec, fail) for name, (rec, fail) in acc.items()}
 
 
+def scaled(ev: Evidence, share: float) -> Evidence:
+    return ev if share == 1.0 else Evidence(share * ev.recovered, share * ev.failed)
+
+
 def smoothed(hits: float, trials: float, towards: float, strength: float) -> float:
     """Beta-smoothed share of hits: ``strength`` pseudo-trials at the level above's estimate."""
     return (hits + strength * towards) / (trials + strength)
@@ -438,6 +442,7 @@ def score_candidates(
     on_neighbours = fuzzy_evidence(neighbours)
     on_signature = evidence.signature(signature, step)
     priors = propose_priors(analysis, class_scores, classes, on_class, on_neighbours, on_signature)
+    transfer = evidence.transfer()  # what this signature's outcomes in other steps are worth
     model_p = model.predict(signature, main, list(priors), context, cause) if parts.model else {}
     estimates = [
         estimate(
@@ -446,7 +451,7 @@ def score_candidates(
             votes,
             on_class.get(name, NO_EVIDENCE),
             on_neighbours.get(name, NO_EVIDENCE),
-            on_signature.elsewhere.get(name, NO_EVIDENCE),
+            scaled(on_signature.elsewhere.get(name, NO_EVIDENCE), transfer),
             model_p.get(name),
         )
         for name, prior in priors.items()
