@@ -21,8 +21,9 @@ Advisors get up to ``MAX_ATTEMPTS`` attempts; manual intervention ends the episo
 (``UNRECOVERED`` attempts: no cause here needs a person). Baselines run on the same stream with
 their own outcome draws: ``random`` (the detected class's strategies in a random order), ``rules``
 (the ranker's cold order: rules and the text classifier, never learning), ``memory`` (what last
-recovered this signature in this step first, else the rules' order) and ``oracle`` (knows the
-fix); the baselines keep manual intervention for last.
+recovered this signature in this step first, else the rules' order), ``cause memory`` (the same
+by cause: it always knows a variant for its cause and never takes two causes for one) and
+``oracle`` (knows the fix); the baselines keep manual intervention for last.
 """
 
 from __future__ import annotations
@@ -254,6 +255,38 @@ class PlanAdvisor(Advisor):
         return next((s for s in self._plan if s not in tried), self._plan[0])
 
 
+class CauseMemoryAdvisor(PlanAdvisor):
+    """What last recovered this *cause* in this step first, else the cold order: a learner that
+    always knows a variant for its cause and never takes two causes for one - the best any
+    advisor that does not know the hidden fixes can do on repeats, and no better than the
+    rules on a cause met for the first time."""
+
+    def __init__(self, cold: Ranker) -> None:
+        self.cold = cold
+        self.memory: dict[str, str] = {}
+        self._pair = ""
+        super().__init__("cause memory", self._plan)
+
+    def _plan(self, event: Event) -> list[str]:
+        self._pair = event.pair
+        failure = self.cold.detect(event.step, _result(event.text))
+        plan = manual_last([c.strategy for c in self.cold.candidates(failure)])
+        known = self.memory.get(self._pair)
+        return plan if known is None else [known, *[s for s in plan if s != known]]
+
+    def next(self, tried: Sequence[str]) -> str:
+        # a remembered fix that failed once is tried again before the others (chance failures
+        # are likelier than a change), then the cold order
+        known = self.memory.get(self._pair)
+        if known is not None and tried.count(known) == 1 and len(tried) == 1:
+            return known
+        return super().next(tried)
+
+    def learn(self, strategy: str, ok: bool) -> None:
+        if ok:
+            self.memory[self._pair] = strategy
+
+
 class MemoryAdvisor(PlanAdvisor):
     """What last recovered this signature in this step first, else the cold order."""
 
@@ -409,6 +442,7 @@ def simulate(
     ]
     advisors += [
         MemoryAdvisor(cold),
+        CauseMemoryAdvisor(cold),
         rules_advisor(cold),
         random_advisor(cold, random.Random(seed + 3)),
         oracle_advisor(),

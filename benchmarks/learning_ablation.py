@@ -136,16 +136,18 @@ def world_table(n: int, seeds: Sequence[int]) -> list[str]:
         f"fair world, {n} failures, seeds {' '.join(map(str, seeds))} "
         f"({fw.DEFAULT_WORLD.describe()}): mean attempts after the first {fw.WARMUP}",
     ]
-    for name in [*VARIANTS, "rules", "memory", "random", "oracle"]:
+    for name in [*VARIANTS, "rules", "memory", "cause memory", "random", "oracle"]:
         m = statistics.mean(results[name])
         gain = f"  {100 * (base - m) / base:+.1f}% vs exact only" if name in VARIANTS else ""
         lines.append(f"  {name:12} {fw.spread(results[name])}{gain}")
     oracle = statistics.mean(results["oracle"])
     full = statistics.mean(results["full"])
     f = follow["full"]
+    cause_memory = statistics.mean(results["cause memory"])
     lines.append(
         f"  full vs oracle: {100 * (full / oracle - 1):+.1f}%; vs exact memory: "
-        f"{full - statistics.mean(results['memory']):+.3f} attempts"
+        f"{full - statistics.mean(results['memory']):+.3f} attempts; cause memory vs oracle: "
+        f"{100 * (cause_memory / oracle - 1):+.1f}%"
     )
     if f:
         lines.append(
