@@ -18,8 +18,10 @@ Used by ``benchmarks/learning.py`` (``--fair``) and ``benchmarks/learning_ablati
 * **Noise**: a right fix fails ``fix_fails`` of the time, a wrong one works ``wrong_works``.
 
 Advisors get up to ``MAX_ATTEMPTS`` attempts; manual intervention ends the episode unrecovered
-(``UNRECOVERED`` attempts: no cause here needs a person). Baselines run on the same stream with
-their own outcome draws: ``random`` (the detected class's strategies in a random order), ``rules``
+(``UNRECOVERED`` attempts: no cause here needs a person). Every advisor meets the same stream
+with the same outcome draws (the n-th attempt on a failure draws the same number for all:
+common random numbers, so differences between advisors are their choices, not their luck).
+Baselines: ``random`` (the detected class's strategies in a random order), ``rules``
 (the ranker's cold order: rules and the text classifier, never learning), ``memory`` (what last
 recovered this signature in this step first, else the rules' order), ``cause memory`` (the same
 by cause: it always knows a variant for its cause and never takes two causes for one) and
@@ -31,7 +33,6 @@ from __future__ import annotations
 import random
 import re
 import statistics
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -338,10 +339,23 @@ def oracle_advisor() -> PlanAdvisor:
 # --- running -----------------------------------------------------------------------------------
 
 
-def works(strategy: str, right: str, rng: random.Random, world: World) -> bool:
+def works(strategy: str, right: str, draw: float, world: World) -> bool:
+    """Whether a strategy recovers the failure, for a uniform ``draw`` in [0, 1)."""
     if strategy == MANUAL:
         return False
-    return rng.random() < (1.0 - world.fix_fails if strategy == right else world.wrong_works)
+    return draw < (1.0 - world.fix_fails if strategy == right else world.wrong_works)
+
+
+class Draws:
+    """The outcome draws of one run, common to every advisor: the n-th attempt on the k-th
+    failure draws the same number whoever makes it, so advisors compared in one run differ by
+    their choices, not by their luck."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def of(self, failure: int) -> Callable[[int], float]:
+        return lambda attempt: random.Random(f"{self.seed}:{failure}:{attempt}").random()
 
 
 @dataclass(frozen=True)
@@ -351,7 +365,10 @@ class Episode:
     fixed_by: str  # the strategy that recovered it ("" when none did)
 
 
-def episode(advisor: Advisor, event: Event, rng: random.Random, world: World) -> Episode:
+def episode(
+    advisor: Advisor, event: Event, draw: Callable[[int], float], world: World
+) -> Episode:
+    """One failure met by one advisor; ``draw(attempt)``: the attempt's uniform outcome draw."""
     advisor.start(event)
     right = event.cause.fixes[event.step]
     tried: list[str] = []
@@ -359,7 +376,7 @@ def episode(advisor: Advisor, event: Event, rng: random.Random, world: World) ->
     for attempt in range(1, MAX_ATTEMPTS + 1):
         choice = advisor.next(tried)
         first = first or choice
-        ok = works(choice, right, rng, world)
+        ok = works(choice, right, draw(attempt), world)
         advisor.learn(choice, ok)
         if ok:
             return Episode(attempt, first, choice)
@@ -431,7 +448,7 @@ def simulate(
     pool: Sequence[Example] | None = None,
     variants: dict[str, Parts] | None = None,
 ) -> dict[str, Track]:
-    """Every advisor over one stream (each its own outcome draws); tracks by advisor name."""
+    """Every advisor over one stream, with common outcome draws; tracks by advisor name."""
     rng = random.Random(seed)
     causes = build_causes(pool if pool is not None else heldout_pool(), rng, world)
     first = build_stream(causes, n // 2, random.Random(seed + 1), world)
@@ -448,9 +465,9 @@ def simulate(
         oracle_advisor(),
     ]
     tracks = {a.name: Track() for a in advisors}
-    # each advisor's outcome draws depend on its name only, whichever others run
-    draws = {a.name: random.Random(seed * 31 + zlib.crc32(a.name.encode())) for a in advisors}
+    draws = Draws(seed * 31 + 17)
     drifted: set[str] = set()
+    k = 0  # failures met so far
     for half in (0, 1):
         if half == 0:
             events = first
@@ -460,8 +477,9 @@ def simulate(
                 t.drifted = {pair: Drifted() for pair in drifted}
             events = build_stream(causes, n - n // 2, random.Random(seed + 2), world)
         for event in events:
+            k += 1
             for a in advisors:
-                ep = episode(a, event, draws[a.name], world)
+                ep = episode(a, event, draws.of(k), world)
                 tracks[a.name].attempts.append(ep.attempts)
                 if event.pair in drifted:
                     tracks[a.name].watch(event, ep)
