@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -87,11 +87,12 @@ _DETAIL_PATTERNS: tuple[tuple[str, Any], ...] = (
 )
 
 
-def extract_details(text: str) -> dict[str, str]:
-    """Generic details (first port, service, missing command, package, path, host)."""
+def extract_details(text: str, keys: Collection[str] | None = None) -> dict[str, str]:
+    """Generic details (first port, service, missing command, package, path, host); only those
+    named in ``keys`` when given."""
     out: dict[str, str] = {}
     for key, pattern in _DETAIL_PATTERNS:
-        if key in out:
+        if key in out or (keys is not None and key not in keys):
             continue
         try:
             m = pattern.search(text, timeout=DEFAULT_TIMEOUT)
@@ -179,6 +180,14 @@ class RuleSet:
         self._compiled: list[Any] = [r.compiled() for r in self.rules]
         # built-in rules are only searched in texts that hold one of their literals
         self._needles: list[tuple[str, ...] | None] = [_needles(r.pattern) for r in self.rules]
+        # the same, by literal: (the needles list it was built from, its length, literal ->
+        # its rules' indices, the rules searched in every text); see _prefilter
+        self._by_needle: tuple[object, int, list[tuple[str, tuple[int, ...]]], list[int]] = (
+            None,
+            -1,
+            [],
+            [],
+        )
         self.timeouts = 0
         for p in extra:
             self.add(p)
@@ -222,11 +231,14 @@ class RuleSet:
             text = text[-MAX_TEXT_CHARS:]
         hits: list[RuleHit] = []
         folded = text.casefold()
-        needles = self._needles
-        for i, (rule, compiled) in enumerate(zip(self.rules, self._compiled, strict=True)):
-            need = needles[i] if i < len(needles) else None
-            if need is not None and not any(n in folded for n in need):
-                continue
+        by_needle, always = self._prefilter()
+        wanted = set(always)
+        for needle, indices in by_needle:  # each literal looked for once, whatever its rules
+            if needle in folded:
+                wanted.update(indices)
+        rules, compiled_rules = self.rules, self._compiled
+        for i in sorted(wanted):
+            rule, compiled = rules[i], compiled_rules[i]
             if rule.custom:  # RE2: linear in the text, no timeout needed
                 m = compiled.search(text)
             else:
@@ -252,6 +264,26 @@ class RuleSet:
         hits.sort(key=lambda h: -h.weight)
         return hits
 
+    def _prefilter(self) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
+        """Each literal of ``_needles`` with the rules it lets through, and the rules without
+        literals (searched in every text); rebuilt when the rules or their literals change."""
+        needles = self._needles
+        built, size, by_needle, always = self._by_needle
+        if built is needles and size == len(needles) == len(self.rules):
+            return by_needle, always
+        index: dict[str, list[int]] = {}
+        always = []
+        for i in range(len(self.rules)):
+            need = needles[i] if i < len(needles) else None
+            if need is None:
+                always.append(i)
+                continue
+            for n in need:
+                index.setdefault(n, []).append(i)
+        by_needle = [(n, tuple(indices)) for n, indices in index.items()]
+        self._by_needle = (needles, len(needles), by_needle, always)
+        return by_needle, always
+
     def class_scores(self, hits: Iterable[RuleHit]) -> dict[str, float]:
         """Per class, the strongest hit's weight."""
         scores: dict[str, float] = {}
@@ -259,12 +291,16 @@ class RuleSet:
             scores[h.error_class] = max(scores.get(h.error_class, 0.0), h.weight)
         return scores
 
-    def details(self, text: str, hits: Iterable[RuleHit] = ()) -> dict[str, str]:
-        """Details from the strongest hits' named groups, completed by the generic extractors."""
+    def details(
+        self, text: str, hits: Iterable[RuleHit] = (), keys: Collection[str] | None = None
+    ) -> dict[str, str]:
+        """Details from the strongest hits' named groups, completed by the generic extractors
+        (only the details named in ``keys``, when given)."""
         out: dict[str, str] = {}
         for h in hits:
             for k, v in h.details.items():
-                out.setdefault(k, v)
-        for k, v in extract_details(text[-MAX_TEXT_CHARS:]).items():
+                if keys is None or k in keys:
+                    out.setdefault(k, v)
+        for k, v in extract_details(text[-MAX_TEXT_CHARS:], keys).items():
             out.setdefault(k, v)
         return out
