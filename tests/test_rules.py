@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from aideploy.knowledge.rules import (
     parse_rules,
 )
 from aideploy.knowledge.rules.loader import BUILTIN_RULE_FILE
+from aideploy.knowledge.rules.safety import LiteralSet
 
 
 def test_every_class_has_rules_and_strategies() -> None:
@@ -350,6 +352,26 @@ def test_literal_prefilter_never_skips_a_match() -> None:
     texts = [e.text for e in load_bundled()]
     for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
         assert [h.rule for h in rules.match(text)] == [h.rule for h in plain.match(text)]
+
+
+def test_the_literals_are_found_as_a_substring_search_finds_them() -> None:
+    """The rules' literals are looked for in one RE2 pass: over bundled texts, over texts made of
+    pieces of the literals (many partial matches) and over non-ASCII text and lone surrogates,
+    it finds exactly the literals ``in`` finds."""
+    rules = RuleSet()
+    prefilter = rules._prefilter()
+    literals = sorted({n for need in rules._needles if need for n in need})
+    found = LiteralSet(literals)
+    rng = random.Random(7)
+    pieces = [lit[: rng.randint(1, len(lit))] for lit in literals for _ in range(3)]
+    texts = [e.text.casefold() for e in load_bundled()[:300]]
+    texts += ["".join(rng.choices(pieces, k=2000)) for _ in range(5)]
+    texts += ["\udcff caf\u00e9 not found \u2603 permission denied", ""]
+    for text in texts:
+        assert sorted(literals[k] for k in found.present(text)) == [
+            lit for lit in literals if lit in text
+        ]
+    assert len(prefilter.rules_of) == len(literals)
 
 
 # --- the rule file ------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Built-in rules come from ``rules.toml`` (see :mod:`aideploy.knowledge.rules.loader`); they are
 compiled once with the ``regex`` module, searched with a timeout, and only in texts that hold one
-of their literals (:func:`_needles`). Custom patterns (configuration, knowledge base) are compiled
+of their literals (:func:`_needles`; every rule's literals are found in one RE2 pass over the
+text, :class:`~aideploy.knowledge.rules.safety.LiteralSet`). Custom patterns (configuration, knowledge base) are compiled
 and matched with RE2 (:mod:`aideploy.knowledge.rules.safety`): linear time, no timeout needed.
 """
 
@@ -21,7 +22,7 @@ from aideploy.core.errors import ConfigError
 from aideploy.knowledge.classes import strategies_for
 from aideploy.knowledge.rules.loader import RULE_FLAGS, builtin_rules
 from aideploy.knowledge.rules.patterns import ErrorPattern
-from aideploy.knowledge.rules.safety import compile_outside
+from aideploy.knowledge.rules.safety import LiteralSet, compile_outside
 
 MAX_TEXT_CHARS = 64 * 1024
 DEFAULT_TIMEOUT = 0.05  # seconds per pattern search (built-in rules)
@@ -125,16 +126,22 @@ def _needles(pattern: str) -> tuple[str, ...] | None:
     except (re.error, RecursionError, OverflowError):
         return None
     found = _required(list(parsed))
-    return tuple(sorted(found)) if found else None
+    if not found:
+        return None
+    # a literal that holds a shorter one of the set adds nothing: the shorter one is there too
+    return tuple(sorted(n for n in found if not any(m != n and m in n for m in found)))
 
 
 def _required(seq: list[Any]) -> set[str] | None:
-    """Alternatives (any one must occur) required by a sequence; the longest-worded choice."""
+    """Alternatives (any one must occur) required by a sequence; the longest-worded choice
+    (of equals, the one with the fewest alternatives)."""
     best: set[str] | None = None
 
     def consider(alts: set[str] | None) -> None:
         nonlocal best
-        if alts and (best is None or min(map(len, alts)) > min(map(len, best))):
+        if alts and (
+            best is None or (min(map(len, alts)), -len(alts)) > (min(map(len, best)), -len(best))
+        ):
             best = alts
 
     run: list[str] = []
@@ -165,6 +172,18 @@ def _required(seq: list[Any]) -> set[str] | None:
     return best
 
 
+@dataclass(frozen=True)
+class _Prefilter:
+    """The literals of a rule set's built-in rules as one :class:`LiteralSet`: ``rules_of[k]``,
+    the rules the k-th literal lets through; ``always``, the rules searched in every text."""
+
+    needles: list[tuple[str, ...] | None]  # what it was made from
+    size: int  # the number of rules it was made for
+    literals: LiteralSet
+    rules_of: list[tuple[int, ...]]
+    always: tuple[int, ...]
+
+
 class RuleSet:
     """The compiled rules: built-in ones plus custom patterns; every hit with its details."""
 
@@ -180,14 +199,8 @@ class RuleSet:
         self._compiled: list[Any] = [r.compiled() for r in self.rules]
         # built-in rules are only searched in texts that hold one of their literals
         self._needles: list[tuple[str, ...] | None] = [_needles(r.pattern) for r in self.rules]
-        # the same, by literal: (the needles list it was built from, its length, literal ->
-        # its rules' indices, the rules searched in every text); see _prefilter
-        self._by_needle: tuple[object, int, list[tuple[str, tuple[int, ...]]], list[int]] = (
-            None,
-            -1,
-            [],
-            [],
-        )
+        # the literals of every rule in one set, found in a text in one pass (see _prefilter)
+        self._literals: _Prefilter | None = None
         self.timeouts = 0
         for p in extra:
             self.add(p)
@@ -231,11 +244,11 @@ class RuleSet:
             text = text[-MAX_TEXT_CHARS:]
         hits: list[RuleHit] = []
         folded = text.casefold()
-        by_needle, always = self._prefilter()
-        wanted = set(always)
-        for needle, indices in by_needle:  # each literal looked for once, whatever its rules
-            if needle in folded:
-                wanted.update(indices)
+        prefilter = self._prefilter()
+        wanted = set(prefilter.always)
+        rules_of = prefilter.rules_of
+        for k in prefilter.literals.present(folded):
+            wanted.update(rules_of[k])
         rules, compiled_rules = self.rules, self._compiled
         for i in sorted(wanted):
             rule, compiled = rules[i], compiled_rules[i]
@@ -264,13 +277,13 @@ class RuleSet:
         hits.sort(key=lambda h: -h.weight)
         return hits
 
-    def _prefilter(self) -> tuple[list[tuple[str, tuple[int, ...]]], list[int]]:
-        """Each literal of ``_needles`` with the rules it lets through, and the rules without
-        literals (searched in every text); rebuilt when the rules or their literals change."""
+    def _prefilter(self) -> _Prefilter:
+        """The literals of ``_needles`` as one set, and the rules each one lets through; made
+        when first needed and again when the rules or their literals change."""
         needles = self._needles
-        built, size, by_needle, always = self._by_needle
-        if built is needles and size == len(needles) == len(self.rules):
-            return by_needle, always
+        made = self._literals
+        if made is not None and made.needles is needles and made.size == len(self.rules):
+            return made
         index: dict[str, list[int]] = {}
         always = []
         for i in range(len(self.rules)):
@@ -280,9 +293,14 @@ class RuleSet:
                 continue
             for n in need:
                 index.setdefault(n, []).append(i)
-        by_needle = [(n, tuple(indices)) for n, indices in index.items()]
-        self._by_needle = (needles, len(needles), by_needle, always)
-        return by_needle, always
+        self._literals = _Prefilter(
+            needles,
+            len(self.rules),
+            LiteralSet(list(index)),
+            [tuple(rules) for rules in index.values()],
+            tuple(always),
+        )
+        return self._literals
 
     def class_scores(self, hits: Iterable[RuleHit]) -> dict[str, float]:
         """Per class, the strongest hit's weight."""
