@@ -26,10 +26,12 @@ from aideploy.knowledge.rules import (
     builtin_rules,
     check_pattern_safe,
     compile_outside,
+    extract_details,
     load_rules,
     parse_rules,
 )
 from aideploy.knowledge.rules.loader import BUILTIN_RULE_FILE
+from aideploy.knowledge.rules.ruleset import _DETAIL_PATTERNS
 from aideploy.knowledge.rules.safety import LiteralSet
 
 
@@ -372,6 +374,19 @@ def test_the_literals_are_found_as_a_substring_search_finds_them() -> None:
             lit for lit in literals if lit in text
         ]
     assert len(prefilter.rules_of) == len(literals)
+
+
+def test_the_details_literals_never_skip_a_detail() -> None:
+    """A generic detail pattern is searched only in texts holding one of its literals: over every
+    bundled text (as written, upper-cased and lower-cased) the details are the same without."""
+    texts = [e.text for e in load_bundled()]
+    for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
+        plain: dict[str, str] = {}
+        for key, pattern, _ in _DETAIL_PATTERNS:
+            m = None if key in plain else pattern.search(text)
+            if m:
+                plain[key] = m.group(1)
+        assert extract_details(text) == plain
 
 
 # --- the rule file ------------------------------------------------------------------------------

@@ -76,15 +76,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-# details found anywhere in the text, whatever rule matched
-_DETAIL_PATTERNS: tuple[tuple[str, Any], ...] = (
-    ("port", regex.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\]|localhost|\*):(\d{2,5})\b")),
-    ("port", regex.compile(r"(?i)\bport (\d{2,5})\b")),
-    ("service", regex.compile(r"(?i)\b([\w@-]+(?:\.[\w@-]+)*)\.service\b")),
-    ("command", regex.compile(r"(?m)(?:^|: )([\w.+-]+): (?:command )?not found")),
-    ("package", regex.compile(r"(?i)Unable to locate package (\S+)")),
-    ("path", regex.compile(r"(?<![\w.])(/(?:[\w.@+-]+/)*[\w.@+-]+)")),
-    ("host", regex.compile(r"(?i)(?:resolve host:?|resolving|hostname) '?([\w-]+(?:\.[\w-]+)+)")),
+# details found anywhere in the text, whatever rule matched; each pattern searched only in texts
+# holding one of its literals (case-folded), when it has any
+_DETAIL_PATTERNS: tuple[tuple[str, Any, tuple[str, ...]], ...] = (
+    ("port", regex.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\]|localhost|\*):(\d{2,5})\b"), ()),
+    ("port", regex.compile(r"(?i)\bport (\d{2,5})\b"), ("port ",)),
+    ("service", regex.compile(r"(?i)\b([\w@-]+(?:\.[\w@-]+)*)\.service\b"), (".service",)),
+    ("command", regex.compile(r"(?m)(?:^|: )([\w.+-]+): (?:command )?not found"), ("not found",)),
+    (
+        "package",
+        regex.compile(r"(?i)Unable to locate package (\S+)"),
+        ("unable to locate package ",),
+    ),
+    ("path", regex.compile(r"(?<![\w.])(/(?:[\w.@+-]+/)*[\w.@+-]+)"), ("/",)),
+    (
+        "host",
+        regex.compile(r"(?i)(?:resolve host:?|resolving|hostname) '?([\w-]+(?:\.[\w-]+)+)"),
+        ("resolv", "hostname"),
+    ),
 )
 
 
@@ -92,8 +101,11 @@ def extract_details(text: str, keys: Collection[str] | None = None) -> dict[str,
     """Generic details (first port, service, missing command, package, path, host); only those
     named in ``keys`` when given."""
     out: dict[str, str] = {}
-    for key, pattern in _DETAIL_PATTERNS:
+    folded = text.casefold()
+    for key, pattern, literals in _DETAIL_PATTERNS:
         if key in out or (keys is not None and key not in keys):
+            continue
+        if literals and not any(n in folded for n in literals):
             continue
         try:
             m = pattern.search(text, timeout=DEFAULT_TIMEOUT)
