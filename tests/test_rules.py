@@ -31,7 +31,7 @@ from aideploy.knowledge.rules import (
     parse_rules,
 )
 from aideploy.knowledge.rules.loader import BUILTIN_RULE_FILE
-from aideploy.knowledge.rules.ruleset import _DETAIL_PATTERNS
+from aideploy.knowledge.rules.ruleset import _DETAIL_PATTERNS, _branches
 from aideploy.knowledge.rules.safety import LiteralSet
 
 
@@ -345,15 +345,26 @@ def test_guide_table_is_the_original_first_match() -> None:
 
 
 def test_literal_prefilter_never_skips_a_match() -> None:
-    """Built-in rules are searched only in texts holding one of their literals: over every
-    bundled text (as written, upper-cased and lower-cased) the hits are the same without it."""
+    """Built-in rules are searched only in texts holding one of their literals, and without the
+    top-level branches whose literals the text lacks: over every bundled text (as written,
+    upper-cased and lower-cased) the hits, what they matched and their details are the same
+    without either."""
     rules = RuleSet()
     assert sum(n is not None for n in rules._needles) >= len(rules.rules) // 2
+    assert sum(s is not None for s in rules._splits) >= len(rules.rules) // 2
     plain = RuleSet()
     plain._needles = [None] * len(plain.rules)
     texts = [e.text for e in load_bundled()]
     for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
-        assert [h.rule for h in rules.match(text)] == [h.rule for h in plain.match(text)]
+        got = [(h.rule, h.matched, h.details) for h in rules.match(text)]
+        assert got == [(h.rule, h.matched, h.details) for h in plain.match(text)]
+
+
+def test_a_rule_splits_at_its_top_level_alternatives_only() -> None:
+    assert _branches(r"a(b|c)|[|)]d|e\|f") == ("a(b|c)", "[|)]d", "e\\|f")
+    assert _branches(r"[]|]x|y") == ("[]|]x", "y")
+    assert _branches("(?i)a|b") is None  # a global flag would hold for the first branch only
+    assert _branches("abc") is None
 
 
 def test_the_literals_are_found_as_a_substring_search_finds_them() -> None:
@@ -373,7 +384,7 @@ def test_the_literals_are_found_as_a_substring_search_finds_them() -> None:
         assert sorted(literals[k] for k in found.present(text)) == [
             lit for lit in literals if lit in text
         ]
-    assert len(prefilter.rules_of) == len(literals)
+    assert len(prefilter.rules_of) >= len(literals)  # and the split rules' branches' literals
 
 
 def test_the_details_literals_never_skip_a_detail() -> None:

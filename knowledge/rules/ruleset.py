@@ -3,7 +3,8 @@
 Built-in rules come from ``rules.toml`` (see :mod:`aideploy.knowledge.rules.loader`); they are
 compiled once with the ``regex`` module, searched with a timeout, and only in texts that hold one
 of their literals (:func:`_needles`; every rule's literals are found in one RE2 pass over the
-text, :class:`~aideploy.knowledge.rules.safety.LiteralSet`). Custom patterns (configuration, knowledge base) are compiled
+text, :class:`~aideploy.knowledge.rules.safety.LiteralSet`), and without the top-level
+alternatives whose literals the text lacks (:func:`_split`). Custom patterns (configuration, knowledge base) are compiled
 and matched with RE2 (:mod:`aideploy.knowledge.rules.safety`): linear time, no timeout needed.
 """
 
@@ -25,6 +26,7 @@ from aideploy.knowledge.rules.patterns import ErrorPattern
 from aideploy.knowledge.rules.safety import LiteralSet, compile_outside
 
 MAX_TEXT_CHARS = 64 * 1024
+PARTIAL_CACHE_SIZE = 1024  # rules compiled with some of their branches, kept
 DEFAULT_TIMEOUT = 0.05  # seconds per pattern search (built-in rules)
 
 
@@ -184,6 +186,61 @@ def _required(seq: list[Any]) -> set[str] | None:
     return best
 
 
+_GLOBAL_FLAGS = re.compile(r"\(\?[a-zA-Z]+\)")
+
+
+def _branches(pattern: str) -> tuple[str, ...] | None:
+    """The top-level alternatives of ``pattern`` as source text, or None when it has only one
+    or may not be split (a global inline flag, which would then apply to one branch only)."""
+    parts: list[str] = []
+    depth = start = i = 0
+    in_class = False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 1
+            if pattern[i : i + 1] == "^":
+                i += 1
+            if pattern[i : i + 1] == "]":  # a literal ] first in a set
+                i += 1
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            parts.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    parts.append(pattern[start:])
+    if len(parts) < 2 or depth != 0 or in_class or _GLOBAL_FLAGS.search(pattern):
+        return None
+    return tuple(parts)
+
+
+def _split(rule: Rule) -> tuple[tuple[str, ...], tuple[tuple[str, ...] | None, ...]] | None:
+    """A built-in rule's top-level alternatives and each one's literals (None: it has none),
+    when splitting tells some of them apart: a text without any of a branch's literals cannot
+    match that branch, so the rule is searched in it without those branches (the same leftmost
+    match: the branches left are tried in the same order at every position)."""
+    branches = None if rule.custom else _branches(rule.pattern)
+    if branches is None:
+        return None
+    try:
+        for b in branches:
+            regex.compile(b, rule.flags)
+    except (regex.error, OverflowError, RecursionError):
+        return None
+    needles = tuple(_needles(b) for b in branches)
+    return (branches, needles) if any(n is not None for n in needles) else None
+
+
 @dataclass(frozen=True)
 class _Prefilter:
     """The literals of a rule set's built-in rules as one :class:`LiteralSet`: ``rules_of[k]``,
@@ -194,6 +251,9 @@ class _Prefilter:
     literals: LiteralSet
     rules_of: list[tuple[int, ...]]
     always: tuple[int, ...]
+    # rule -> for each of its top-level branches, the literals (indices) one of which it needs
+    # (None: no literal); only for the rules _split divides
+    branches: dict[int, tuple[tuple[int, ...] | None, ...]]
 
 
 class RuleSet:
@@ -213,6 +273,8 @@ class RuleSet:
         self._needles: list[tuple[str, ...] | None] = [_needles(r.pattern) for r in self.rules]
         # the literals of every rule in one set, found in a text in one pass (see _prefilter)
         self._literals: _Prefilter | None = None
+        self._splits = [_split(r) for r in self.rules]
+        self._partial: dict[tuple[int, tuple[int, ...]], Any] = {}  # (rule, branches) -> compiled
         self.timeouts = 0
         for p in extra:
             self.add(p)
@@ -234,6 +296,7 @@ class RuleSet:
         self.rules.append(rule)
         self._compiled.append(rule.compiled())
         self._needles.append(None)
+        self._splits.append(None)
         return rule
 
     @classmethod
@@ -259,11 +322,17 @@ class RuleSet:
         prefilter = self._prefilter()
         wanted = set(prefilter.always)
         rules_of = prefilter.rules_of
-        for k in prefilter.literals.present(folded):
+        present = prefilter.literals.present(folded)
+        for k in present:
             wanted.update(rules_of[k])
-        rules, compiled_rules = self.rules, self._compiled
+        rules, compiled_rules, branches = self.rules, self._compiled, prefilter.branches
         for i in sorted(wanted):
             rule, compiled = rules[i], compiled_rules[i]
+            needs = branches.get(i)
+            if needs is not None:
+                compiled = self._branches_of(i, needs, set(present))
+                if compiled is None:
+                    continue
             if rule.custom:  # RE2: linear in the text, no timeout needed
                 m = compiled.search(text)
             else:
@@ -290,8 +359,9 @@ class RuleSet:
         return hits
 
     def _prefilter(self) -> _Prefilter:
-        """The literals of ``_needles`` as one set, and the rules each one lets through; made
-        when first needed and again when the rules or their literals change."""
+        """The literals of ``_needles`` (and of the split rules' branches) as one set, and the
+        rules each one lets through; made when first needed and again when the rules or their
+        literals change."""
         needles = self._needles
         made = self._literals
         if made is not None and made.needles is needles and made.size == len(self.rules):
@@ -305,14 +375,53 @@ class RuleSet:
                 continue
             for n in need:
                 index.setdefault(n, []).append(i)
+        branches: dict[int, tuple[tuple[int, ...] | None, ...]] = {}
+        for i, split in enumerate(self._splits):
+            if split is None or i >= len(needles) or needles[i] is None:
+                continue  # searched whole (a rule without literals: in every text)
+            for need in split[1]:
+                for n in need or ():
+                    index.setdefault(n, [])
+        position = {n: k for k, n in enumerate(index)}
+        for i, split in enumerate(self._splits):
+            if split is None or i >= len(needles) or needles[i] is None:
+                continue
+            branches[i] = tuple(
+                None if need is None else tuple(position[n] for n in need) for need in split[1]
+            )
         self._literals = _Prefilter(
             needles,
             len(self.rules),
             LiteralSet(list(index)),
             [tuple(rules) for rules in index.values()],
             tuple(always),
+            branches,
         )
+        self._partial.clear()
         return self._literals
+
+    def _branches_of(
+        self, rule: int, needs: tuple[tuple[int, ...] | None, ...], present: set[int]
+    ) -> Any:
+        """Rule ``rule`` compiled with only the branches the text's literals (``present``)
+        leave possible: the whole rule when that is all of them, None when it is none."""
+        keep = tuple(
+            b for b, need in enumerate(needs) if need is None or not present.isdisjoint(need)
+        )
+        if len(keep) == len(needs):
+            return self._compiled[rule]
+        if not keep:
+            return None
+        compiled = self._partial.get((rule, keep))
+        if compiled is None:
+            split = self._splits[rule]
+            assert split is not None
+            if len(self._partial) > PARTIAL_CACHE_SIZE:
+                self._partial.clear()
+            compiled = self._partial[(rule, keep)] = regex.compile(
+                "|".join(split[0][b] for b in keep), self.rules[rule].flags
+            )
+        return compiled
 
     def class_scores(self, hits: Iterable[RuleHit]) -> dict[str, float]:
         """Per class, the strongest hit's weight."""
