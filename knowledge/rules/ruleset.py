@@ -4,15 +4,17 @@ Built-in rules come from ``rules.toml`` (see :mod:`aideploy.knowledge.rules.load
 compiled once with the ``regex`` module, searched with a timeout, and only in texts that hold one
 of their literals (:func:`_needles`; every rule's literals are found in one RE2 pass over the
 text, :class:`~aideploy.knowledge.rules.safety.LiteralSet`), and without the top-level
-alternatives whose literals the text lacks (:func:`_split`). Custom patterns (configuration, knowledge base) are compiled
-and matched with RE2 (:mod:`aideploy.knowledge.rules.safety`): linear time, no timeout needed.
+alternatives whose literals the text lacks (:func:`_split`, :func:`_leftmost`; each alternative is
+compiled alone with the first match). Custom patterns (configuration, knowledge base) are
+compiled and matched with RE2 (:mod:`aideploy.knowledge.rules.safety`): linear time, no timeout
+needed.
 """
 
 from __future__ import annotations
 
 import re
 import re._parser as sre_parse  # type: ignore[import-not-found]
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -26,7 +28,6 @@ from aideploy.knowledge.rules.patterns import ErrorPattern
 from aideploy.knowledge.rules.safety import LiteralSet, compile_outside
 
 MAX_TEXT_CHARS = 64 * 1024
-PARTIAL_CACHE_SIZE = 1024  # rules compiled with some of their branches, kept
 DEFAULT_TIMEOUT = 0.05  # seconds per pattern search (built-in rules)
 
 
@@ -226,19 +227,25 @@ def _branches(pattern: str) -> tuple[str, ...] | None:
 
 def _split(rule: Rule) -> tuple[tuple[str, ...], tuple[tuple[str, ...] | None, ...]] | None:
     """A built-in rule's top-level alternatives and each one's literals (None: it has none),
-    when splitting tells some of them apart: a text without any of a branch's literals cannot
-    match that branch, so the rule is searched in it without those branches (the same leftmost
-    match: the branches left are tried in the same order at every position)."""
+    when some of them have literals: a text without any of a branch's literals cannot match
+    that branch, so the rule is searched in it as its other branches only (see
+    :meth:`RuleSet.match`)."""
     branches = None if rule.custom else _branches(rule.pattern)
     if branches is None:
         return None
-    try:
-        for b in branches:
-            regex.compile(b, rule.flags)
-    except (regex.error, OverflowError, RecursionError):
-        return None
     needles = tuple(_needles(b) for b in branches)
     return (branches, needles) if any(n is not None for n in needles) else None
+
+
+def _leftmost(patterns: Sequence[Any], text: str, timeout: float) -> Any:
+    """The match of the alternation of ``patterns`` (in that order) in ``text``: the leftmost of
+    their matches, the first pattern's of those starting at the same place."""
+    best = None
+    for p in patterns:
+        m = p.search(text, timeout=timeout)
+        if m is not None and (best is None or m.start() < best.start()):
+            best = m
+    return best
 
 
 @dataclass(frozen=True)
@@ -251,9 +258,9 @@ class _Prefilter:
     literals: LiteralSet
     rules_of: list[tuple[int, ...]]
     always: tuple[int, ...]
-    # rule -> for each of its top-level branches, the literals (indices) one of which it needs
-    # (None: no literal); only for the rules _split divides
-    branches: dict[int, tuple[tuple[int, ...] | None, ...]]
+    # rule -> each of its top-level branches compiled alone, with the literals (indices) one of
+    # which it needs (None: no literal); only for the rules _split divides
+    branches: dict[int, tuple[tuple[Any, tuple[int, ...] | None], ...]]
 
 
 class RuleSet:
@@ -274,7 +281,6 @@ class RuleSet:
         # the literals of every rule in one set, found in a text in one pass (see _prefilter)
         self._literals: _Prefilter | None = None
         self._splits = [_split(r) for r in self.rules]
-        self._partial: dict[tuple[int, tuple[int, ...]], Any] = {}  # (rule, branches) -> compiled
         self.timeouts = 0
         for p in extra:
             self.add(p)
@@ -325,22 +331,14 @@ class RuleSet:
         present = prefilter.literals.present(folded)
         for k in present:
             wanted.update(rules_of[k])
-        rules, compiled_rules, branches = self.rules, self._compiled, prefilter.branches
+        branches, seen = prefilter.branches, set(present)
         for i in sorted(wanted):
-            rule, compiled = rules[i], compiled_rules[i]
-            needs = branches.get(i)
-            if needs is not None:
-                compiled = self._branches_of(i, needs, set(present))
-                if compiled is None:
-                    continue
-            if rule.custom:  # RE2: linear in the text, no timeout needed
-                m = compiled.search(text)
-            else:
-                try:
-                    m = compiled.search(text, timeout=self.timeout)
-                except TimeoutError:
-                    self.timeouts += 1
-                    continue
+            rule = self.rules[i]
+            try:
+                m = self._search(i, text, branches.get(i), seen)
+            except TimeoutError:
+                self.timeouts += 1
+                continue
             if m is None:
                 continue
             details = {k: v for k, v in m.groupdict().items() if v}
@@ -375,7 +373,7 @@ class RuleSet:
                 continue
             for n in need:
                 index.setdefault(n, []).append(i)
-        branches: dict[int, tuple[tuple[int, ...] | None, ...]] = {}
+        branches: dict[int, tuple[tuple[Any, tuple[int, ...] | None], ...]] = {}
         for i, split in enumerate(self._splits):
             if split is None or i >= len(needles) or needles[i] is None:
                 continue  # searched whole (a rule without literals: in every text)
@@ -386,8 +384,13 @@ class RuleSet:
         for i, split in enumerate(self._splits):
             if split is None or i >= len(needles) or needles[i] is None:
                 continue
+            try:
+                alone = [regex.compile(b, self.rules[i].flags) for b in split[0]]
+            except (regex.error, OverflowError, RecursionError):
+                continue  # searched whole
             branches[i] = tuple(
-                None if need is None else tuple(position[n] for n in need) for need in split[1]
+                (c, None if need is None else tuple(position[n] for n in need))
+                for c, need in zip(alone, split[1], strict=True)
             )
         self._literals = _Prefilter(
             needles,
@@ -397,31 +400,26 @@ class RuleSet:
             tuple(always),
             branches,
         )
-        self._partial.clear()
         return self._literals
 
-    def _branches_of(
-        self, rule: int, needs: tuple[tuple[int, ...] | None, ...], present: set[int]
+    def _search(
+        self,
+        i: int,
+        text: str,
+        branches: tuple[tuple[Any, tuple[int, ...] | None], ...] | None,
+        present: set[int],
     ) -> Any:
-        """Rule ``rule`` compiled with only the branches the text's literals (``present``)
-        leave possible: the whole rule when that is all of them, None when it is none."""
-        keep = tuple(
-            b for b, need in enumerate(needs) if need is None or not present.isdisjoint(need)
-        )
-        if len(keep) == len(needs):
-            return self._compiled[rule]
-        if not keep:
-            return None
-        compiled = self._partial.get((rule, keep))
-        if compiled is None:
-            split = self._splits[rule]
-            assert split is not None
-            if len(self._partial) > PARTIAL_CACHE_SIZE:
-                self._partial.clear()
-            compiled = self._partial[(rule, keep)] = regex.compile(
-                "|".join(split[0][b] for b in keep), self.rules[rule].flags
-            )
-        return compiled
+        """Rule ``i``'s match in ``text``: a custom rule with RE2; a built-in one with a timeout
+        per search, and only as the branches the text's literals (``present``) leave possible
+        when that is not all of them (see :func:`_leftmost`)."""
+        compiled = self._compiled[i]
+        if self.rules[i].custom:  # RE2: linear in the text, no timeout needed
+            return compiled.search(text)
+        if branches is not None:
+            keep = [c for c, need in branches if need is None or not present.isdisjoint(need)]
+            if len(keep) < len(branches):
+                return _leftmost(keep, text, self.timeout)
+        return compiled.search(text, timeout=self.timeout)
 
     def class_scores(self, hits: Iterable[RuleHit]) -> dict[str, float]:
         """Per class, the strongest hit's weight."""
