@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -265,8 +266,9 @@ class TextClassifier:
         self._blocks: list[_Block] = []
         self._analyzers: list[Callable[[str], list[str]]] = []
         self._vocabs: list[dict[str, int]] = []
-        self._word_columns: dict[str, list[int]] = {}  # word -> its char n-grams' columns
+        self._word_columns: dict[str, np.ndarray] = {}  # word -> its char n-grams' columns
         self._coef_t = np.zeros((0, 0))
+        self._coef_blocks: list[np.ndarray] = []
         self._intercept = np.zeros(0)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> TextClassifier:
@@ -320,54 +322,70 @@ class TextClassifier:
         self._vocabs = [{t: j for j, t in enumerate(b.terms)} for b in blocks]
         self._word_columns = {}
         self._coef_t = np.ascontiguousarray(coef.T)
+        # each block's rows of the weights (views)
+        self._coef_blocks = [self._coef_t[b.offset : b.offset + len(b.terms)] for b in blocks]
         self._intercept = intercept
         self.classes_ = classes
         self.fitted = True
         return self
 
-    def _char_counts(self, doc: str, block: _Block, vocab: dict[str, int]) -> dict[int, int]:
-        """Column -> count of the character n-grams of ``doc``: a word's known columns are
-        worked out once and kept (error output repeats its words across texts)."""
+    def _char_counts(
+        self, doc: str, block: _Block, vocab: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The columns of the character n-grams of ``doc`` (ascending) and their counts: a
+        word's known columns are worked out once and kept (error output repeats its words
+        across texts)."""
         cache = self._word_columns
         lo, hi = block.ngrams
-        counts: dict[int, int] = {}
+        arrays = []
         for word, n in Counter(doc.lower().split()).items():
             cols = cache.get(word)
             if cols is None:
-                cols = [j for g in char_wb_grams(word, lo, hi) if (j := vocab.get(g)) is not None]
+                cols = np.array(
+                    [j for g in char_wb_grams(word, lo, hi) if (j := vocab.get(g)) is not None],
+                    dtype=np.intp,
+                )
                 if len(cache) < WORD_CACHE_SIZE:
                     cache[word] = cols
-            for j in cols:
-                counts[j] = counts.get(j, 0) + n
-        return counts
+            if len(cols):
+                arrays.extend([cols] * n)
+        if not arrays:
+            return np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp)
+        columns, counts = np.unique(np.concatenate(arrays), return_counts=True)
+        return columns, counts
+
+    def _word_counts(
+        self, doc: str, analyzer: Callable[[str], list[str]], vocab: dict[str, int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The columns of the word n-grams of ``doc`` and their counts."""
+        columns, counts = [], []
+        for gram, n in Counter(analyzer(doc)).items():  # each n-gram looked up once
+            j = vocab.get(gram)
+            if j is not None:
+                columns.append(j)
+                counts.append(n)
+        return np.array(columns, dtype=np.intp), np.array(counts, dtype=np.intp)
 
     def _scores(self, doc: str) -> np.ndarray:
         """Decision values of one document: sublinear TF-IDF, l2 per block, dot the weights."""
-        idx_parts, val_parts = [], []
-        for block, analyzer, vocab in zip(self._blocks, self._analyzers, self._vocabs, strict=True):
+        z = self._intercept.copy()
+        for block, analyzer, vocab, coef in zip(
+            self._blocks, self._analyzers, self._vocabs, self._coef_blocks, strict=True
+        ):
             if block.analyzer == "char_wb":
-                counts = self._char_counts(doc, block, vocab)
+                idx, tf = self._char_counts(doc, block, vocab)
             else:
-                counts = {}
-                for gram, n in Counter(analyzer(doc)).items():  # each n-gram looked up once
-                    j = vocab.get(gram)
-                    if j is not None:
-                        counts[j] = n
-            if not counts:
+                idx, tf = self._word_counts(doc, analyzer, vocab)
+            if not len(idx):
                 continue
-            idx = np.fromiter(counts, dtype=np.int64, count=len(counts))
-            tf = np.fromiter(counts.values(), dtype=np.float64, count=len(counts))
-            vals = (np.log(tf) + 1.0) * block.idf[idx]
-            norm = float(np.sqrt(vals @ vals))
+            vals = np.log(tf.astype(np.float64))
+            vals += 1.0
+            vals *= block.idf.take(idx)
+            norm = math.sqrt(vals @ vals)
             if norm > 0:
                 vals /= norm
-            idx_parts.append(idx + block.offset)
-            val_parts.append(vals)
-        if not idx_parts:
-            return self._intercept.copy()
-        idx = np.concatenate(idx_parts)
-        vals = np.concatenate(val_parts)
-        return vals @ self._coef_t[idx] + self._intercept
+            z += vals @ coef.take(idx, axis=0)
+        return z
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
         """One row of decision values per text (one column when there are two classes)."""
@@ -378,17 +396,17 @@ class TextClassifier:
         if not self.fitted:
             only = self.classes_[0] if self.classes_ else None
             return [{only: 1.0} if only else {} for _ in texts]
-        if not texts:
-            return []
-        z = self.decision_function(texts)
-        if z.shape[1] == 1:  # two classes: one logit
-            p1 = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            probs = np.column_stack([1.0 - p1, p1])
+        return [self._proba(self._scores(classifier_text(t))) for t in texts]
+
+    def _proba(self, z: np.ndarray) -> dict[str, float]:
+        """Class probabilities from one text's decision values."""
+        if len(z) == 1:  # two classes: one logit
+            p1 = 1.0 / (1.0 + np.exp(-z[0]))
+            probs = [1.0 - p1, p1]
         else:
-            z -= z.max(axis=1, keepdims=True)
-            e = np.exp(z)
-            probs = e / e.sum(axis=1, keepdims=True)
-        return [{c: float(p) for c, p in zip(self.classes_, row, strict=True)} for row in probs]
+            e = np.exp(z - z.max())
+            probs = (e / e.sum()).tolist()
+        return {c: float(p) for c, p in zip(self.classes_, probs, strict=True)}
 
     def proba(self, text: str) -> dict[str, float]:
         return self.predict_proba([text])[0]

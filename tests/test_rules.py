@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import re
 import subprocess
 import sys
@@ -25,10 +26,13 @@ from aideploy.knowledge.rules import (
     builtin_rules,
     check_pattern_safe,
     compile_outside,
+    extract_details,
     load_rules,
     parse_rules,
 )
 from aideploy.knowledge.rules.loader import BUILTIN_RULE_FILE
+from aideploy.knowledge.rules.ruleset import _DETAIL_PATTERNS, _branches
+from aideploy.knowledge.rules.safety import LiteralSet
 
 
 def test_every_class_has_rules_and_strategies() -> None:
@@ -341,15 +345,59 @@ def test_guide_table_is_the_original_first_match() -> None:
 
 
 def test_literal_prefilter_never_skips_a_match() -> None:
-    """Built-in rules are searched only in texts holding one of their literals: over every
-    bundled text (as written, upper-cased and lower-cased) the hits are the same without it."""
+    """Built-in rules are searched only in texts holding one of their literals, and without the
+    top-level branches whose literals the text lacks: over every bundled text (as written,
+    upper-cased and lower-cased) the hits, what they matched and their details are the same
+    without either."""
     rules = RuleSet()
     assert sum(n is not None for n in rules._needles) >= len(rules.rules) // 2
+    assert sum(s is not None for s in rules._splits) >= len(rules.rules) // 2
     plain = RuleSet()
     plain._needles = [None] * len(plain.rules)
     texts = [e.text for e in load_bundled()]
     for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
-        assert [h.rule for h in rules.match(text)] == [h.rule for h in plain.match(text)]
+        got = [(h.rule, h.matched, h.details) for h in rules.match(text)]
+        assert got == [(h.rule, h.matched, h.details) for h in plain.match(text)]
+
+
+def test_a_rule_splits_at_its_top_level_alternatives_only() -> None:
+    assert _branches(r"a(b|c)|[|)]d|e\|f") == ("a(b|c)", "[|)]d", "e\\|f")
+    assert _branches(r"[]|]x|y") == ("[]|]x", "y")
+    assert _branches("(?i)a|b") is None  # a global flag would hold for the first branch only
+    assert _branches("abc") is None
+
+
+def test_the_literals_are_found_as_a_substring_search_finds_them() -> None:
+    """The rules' literals are looked for in one RE2 pass: over bundled texts, over texts made of
+    pieces of the literals (many partial matches) and over non-ASCII text and lone surrogates,
+    it finds exactly the literals ``in`` finds."""
+    rules = RuleSet()
+    prefilter = rules._prefilter()
+    literals = sorted({n for need in rules._needles if need for n in need})
+    found = LiteralSet(literals)
+    rng = random.Random(7)
+    pieces = [lit[: rng.randint(1, len(lit))] for lit in literals for _ in range(3)]
+    texts = [e.text.casefold() for e in load_bundled()[:300]]
+    texts += ["".join(rng.choices(pieces, k=2000)) for _ in range(5)]
+    texts += ["\udcff caf\u00e9 not found \u2603 permission denied", ""]
+    for text in texts:
+        assert sorted(literals[k] for k in found.present(text)) == [
+            lit for lit in literals if lit in text
+        ]
+    assert len(prefilter.rules_of) >= len(literals)  # and the split rules' branches' literals
+
+
+def test_the_details_literals_never_skip_a_detail() -> None:
+    """A generic detail pattern is searched only in texts holding one of its literals: over every
+    bundled text (as written, upper-cased and lower-cased) the details are the same without."""
+    texts = [e.text for e in load_bundled()]
+    for text in [*texts, *(t.upper() for t in texts), *(t.lower() for t in texts)]:
+        plain: dict[str, str] = {}
+        for key, pattern, _ in _DETAIL_PATTERNS:
+            m = None if key in plain else pattern.search(text)
+            if m:
+                plain[key] = m.group(1)
+        assert extract_details(text) == plain
 
 
 # --- the rule file ------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ class Detector:
         key = self._causes.get(signature)
         if key is None:
             hits = self.rules.match(signature)
-            details = self.rules.details(signature, hits)
+            details = self.rules.details(signature, hits, CAUSE_DETAILS)
             parts = sorted({f"rule={h.rule}" for h in hits})
             parts += [
                 f"{k}={details[k]}"

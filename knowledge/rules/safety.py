@@ -17,6 +17,7 @@ Python (:meth:`OutsidePattern.search` searches once more without that newline). 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -51,6 +52,35 @@ def _options(*, ignore_case: bool) -> Any:
     options.log_errors = False  # RE2 would print its compile errors on stderr as well
     options.case_sensitive = not ignore_case
     return options
+
+
+# RE2's memory for the automaton of a LiteralSet, allocated as the states are met; a set of
+# literals has at most one state per prefix of a literal, far below this
+LITERAL_SET_MAX_MEM = 64 << 20
+
+
+class LiteralSet:
+    """Which of a fixed set of ASCII literals occur in a text, found in one pass over it (an RE2
+    set of the escaped literals) rather than one search per literal."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self, literals: Sequence[str]) -> None:
+        re2 = _re2()
+        options = re2.Options()
+        options.log_errors = False
+        options.max_mem = LITERAL_SET_MAX_MEM
+        self._set = re2.Set.SearchSet(options)
+        for literal in literals:
+            if not literal.isascii():
+                raise ValueError(f"not an ASCII literal: {literal!r}")
+            self._set.Add(re2.escape(literal))
+        self._set.Compile()
+
+    def present(self, text: str) -> list[int]:
+        """The indices of the literals found in ``text`` (case-sensitive), in any order."""
+        found: list[int] | None = self._set.Match(text.encode("utf-8", "surrogatepass"))
+        return found or []
 
 
 class OutsidePattern:
