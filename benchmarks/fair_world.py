@@ -365,9 +365,7 @@ class Episode:
     fixed_by: str  # the strategy that recovered it ("" when none did)
 
 
-def episode(
-    advisor: Advisor, event: Event, draw: Callable[[int], float], world: World
-) -> Episode:
+def episode(advisor: Advisor, event: Event, draw: Callable[[int], float], world: World) -> Episode:
     """One failure met by one advisor; ``draw(attempt)``: the attempt's uniform outcome draw."""
     advisor.start(event)
     right = event.cause.fixes[event.step]
