@@ -394,10 +394,23 @@ class Drifted:
     follow: int | None = None  # of those, the ones after the new fix had first recovered it
 
 
+#: what a failure is to every advisor, by what the stream showed before it
+GROUPS = ("new cause", "cause in a new step", "repeat", "repeat after drift")
+
+
 @dataclass
 class Track:
     attempts: list[int] = field(default_factory=list)
     drifted: dict[str, Drifted] = field(default_factory=dict)
+    groups: list[str] = field(default_factory=list)  # each failure's group (see GROUPS)
+
+    def by_group(self) -> dict[str, tuple[int, int]]:
+        """Per group, after the warm-up: (failures, attempts)."""
+        out = {g: (0, 0) for g in GROUPS}
+        for g, a in zip(self.groups[WARMUP:], self.after_warmup(), strict=True):
+            n, total = out[g]
+            out[g] = (n + 1, total + a)
+        return out
 
     def after_warmup(self) -> list[int]:
         return self.attempts[WARMUP:]
@@ -466,6 +479,8 @@ def simulate(
     draws = Draws(seed * 31 + 17)
     drifted: set[str] = set()
     k = 0  # failures met so far
+    seen_causes: set[str] = set()
+    seen_pairs: set[str] = set()
     for half in (0, 1):
         if half == 0:
             events = first
@@ -476,7 +491,16 @@ def simulate(
             events = build_stream(causes, n - n // 2, random.Random(seed + 2), world)
         for event in events:
             k += 1
+            if event.cause.key not in seen_causes:
+                group = GROUPS[0]
+            elif event.pair not in seen_pairs:
+                group = GROUPS[1]
+            else:
+                group = GROUPS[3] if event.pair in drifted else GROUPS[2]
+            seen_causes.add(event.cause.key)
+            seen_pairs.add(event.pair)
             for a in advisors:
+                tracks[a.name].groups.append(group)
                 ep = episode(a, event, draws.of(k), world)
                 tracks[a.name].attempts.append(ep.attempts)
                 if event.pair in drifted:
