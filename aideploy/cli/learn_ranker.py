@@ -268,6 +268,10 @@ def explain(source: str, kb_url: str | None, step: str, plan_spec: str | None) -
             out.append(f"  similarity {n.similarity:.0f} [{n.error_class}] {first!r}: {tallies}")
     else:
         out.append("  none in the knowledge base")
+    out.append(
+        f"other steps: an outcome there counts {e.other_steps:.0%} of one in this step "
+        "(how often fixes have carried over between steps)"
+    )
     out.append("candidates:")
     for i, d in enumerate(candidates, 1):
         out.append(

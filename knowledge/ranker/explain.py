@@ -21,6 +21,9 @@ class Explanation:
     details: Mapping[str, str]
     neighbours: list[Neighbour]
     candidates: list[CandidateDetail]
+    # what an outcome on this signature in another step counts against one in this step: the
+    # share of fixes seen to carry over between steps
+    other_steps: float = 1.0
 
 
 def why(d: CandidateDetail, neighbours: Sequence[Neighbour], error_class: str) -> str:
@@ -73,4 +76,5 @@ def explanation(scored: Scored) -> Explanation:
         details=dict(a.details),
         neighbours=scored.neighbours,
         candidates=described(scored),
+        other_steps=scored.transfer,
     )

@@ -142,6 +142,7 @@ class Scored:
     error_class: str  # the class the candidates were scored under
     neighbours: list[Neighbour]
     candidates: list[CandidateDetail]
+    transfer: float = 1.0  # what an outcome in another step counted (see EvidenceStore.transfer)
 
 
 # --- priors ----------------------------------------------------------------------------------
@@ -460,4 +461,4 @@ def score_candidates(
     stuck = is_stuck(on_signature.here)
     details = [detail(e, scores[e.strategy], on_signature, stuck, step) for e in estimates]
     details.sort(key=_rank_key)
-    return Scored(analysis, main, neighbours, details)
+    return Scored(analysis, main, neighbours, details, transfer)
