@@ -148,6 +148,9 @@ _APP_PATH = re.compile(
 _VERSION = re.compile(r"\b\d+\.\d+(?:\.\d+)+\b")
 _IP = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _NUMBER = re.compile(r"(?<![\w.])\d{3,6}(?![\w.])")
+# the numbers that say which error it is stay: an errno, exit status, status or error code, a
+# signal - another machine prints the same ones for the same cause
+_CODE_BEFORE = re.compile(r"(?i)(?:errno|exit (?:code|status)|status|code|signal|returned)[ =:]*$")
 _USER = re.compile(r"\b(deploy|ubuntu|www-data|app|admin)\b")
 PREFIXES = ("/srv/app", "/opt/shop", "/home/deploy/site", "/var/www/app", "/home/ubuntu/project")
 USERS = ("deploy", "ubuntu", "app", "admin")
@@ -160,6 +163,13 @@ WORDING = (
 NOISE = ("Reading package lists... Done", "+ ./deploy.sh", "npm WARN deprecated core-js@2.6.12")
 
 
+def _other_number(m: re.Match[str], rng: random.Random) -> str:
+    if _CODE_BEFORE.search(m.string[max(0, m.start() - 16) : m.start()]):
+        return m.group()
+    n = len(m.group())
+    return str(rng.randint(10 ** (n - 1), 10**n - 1))
+
+
 def variant(text: str, rng: random.Random) -> str:
     """The same cause as another machine prints it."""
     prefix = rng.choice(PREFIXES)
@@ -170,9 +180,7 @@ def variant(text: str, rng: random.Random) -> str:
     text = _IP.sub(
         lambda m: f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}", text
     )
-    text = _NUMBER.sub(
-        lambda m: str(rng.randint(10 ** (len(m.group()) - 1), 10 ** len(m.group()) - 1)), text
-    )
+    text = _NUMBER.sub(lambda m: _other_number(m, rng), text)
     user = rng.choice(USERS)
     text = _USER.sub(user, text)
     for pattern, words in WORDING:

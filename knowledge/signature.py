@@ -339,7 +339,12 @@ _PLAN = tuple(zip(_SUBS, _NEEDS, strict=True))
 
 # a line's leading time stamp (and the machine name after it): when a line was printed and by
 # which machine says nothing about the error, and logs print it or not
-_LEADING_STAMP = re.compile(r"^(?:<(?:time|date)> ?)+(?:<host> )?(?=\S)")
+_DAY = r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,? "
+_LEADING_STAMP = re.compile(
+    r"^(?:\[(?:" + _DAY + r")?<(?:time|date)>(?: <(?:time|date)>)*(?: <num>)?\]:? ?"
+    r"|" + _DAY + r"<(?:time|date)>(?: <num>)? ?"
+    r"|(?:<(?:time|date)> ?)+)(?:<host> )?(?=\S)"
+)
 
 
 def _mask_once(line: str) -> str:

@@ -144,6 +144,10 @@ def test_time_stamps_and_warnings_do_not_split_an_error() -> None:
         f"2026-03-04 05:06:07,123 {plain}",
         f"Mar  4 05:06:07 web-3 {plain}",
         f"npm WARN deprecated core-js@2.6.12: core-js@<3 is no longer maintained\n{plain}",
+        f"[2026-03-04 05:06:07] {plain}",
+        f"[Wed Mar 04 05:06:07 2026] {plain}",
+        f"Wed Mar  4 05:06:07 2026 {plain}",
+        f"[05:06:07] {plain}",
     ):
         assert signature_of(printed) == signature_of(plain), printed
     # a warning that names the cause (a lock, an engine) still counts
