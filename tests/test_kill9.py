@@ -5,9 +5,10 @@ recorded pending before the strategy acts and settled on resume). The long versi
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
-from tests.support.kill9 import one_run, outcomes, pending_phase, soak
+from tests.support.kill9 import cli, killed, one_run, outcomes, pending_phase, soak
 
 
 def test_ten_kills_lose_no_outcome_and_every_deployment_resumes(tmp_path: Path) -> None:
@@ -67,3 +68,23 @@ def test_a_completed_deployment_leaves_no_attempt_pending(tmp_path: Path) -> Non
         recorder.publish(DeploymentEnded("d1", "completed"))
         assert kb.pending_attempts() == []
         assert [o.outcome for o in kb.past_outcomes()] == ["unknown"]
+
+
+def test_abandoning_a_killed_deployment_leaves_no_attempt_pending(tmp_path: Path) -> None:
+    work = tmp_path / "run"
+    deployment_id = killed(work, pending_phase("applying"))
+    # killed while the strategy acted: the attempt is pending in the state, and in the knowledge
+    # base too unless the kill came before that write
+    assert outcomes(work) in (["pending"], [])
+    proc = cli(work, "abandon", deployment_id)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 recovery attempt(s) it left undecided kept as unknown" in proc.stdout
+    assert outcomes(work) == ["unknown"]
+    conn = sqlite3.connect(work / "kb.sqlite")
+    try:
+        (status,) = conn.execute(
+            "SELECT status FROM deployments WHERE id = ?", (deployment_id,)
+        ).fetchone()
+    finally:
+        conn.close()
+    assert status == "abandoned"

@@ -7,16 +7,25 @@ deployment is alive, or cannot be told dead from here, unless forced; both are a
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from aideploy.core.errors import AideployError, LockError, StateError, UsageError
+from aideploy.core.errors import (
+    AideployError,
+    KnowledgeBaseError,
+    LockError,
+    StateError,
+    UsageError,
+)
+from aideploy.core.recovery import Outcome
 from aideploy.engine import audit, kept_secrets
 from aideploy.engine.plan import StepContext
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
+from aideploy.services import compose
 from aideploy.services.compose import target_runner
 from aideploy.services.config import Config
 from aideploy.services.deploy import prepare_plan
@@ -105,15 +114,58 @@ def abandon(
     state.owner = {}
     state.save()
     kept_secrets.remove(deployment_id)
-    result = Abandoned(state, [_give_back(config, state, ask_secret)])
+    result = Abandoned(state, [_give_back(config, state, ask_secret), _settle(state)])
     audit.try_record(
         "abandon",
         result="ok",
         target=Target.from_state(state.options.get("target", {})).describe(),
         deployment_id=deployment_id,
-        details={"was": was, "force": force, "released": result.notes[0]},
+        details={
+            "was": was,
+            "force": force,
+            "released": result.notes[0],
+            "knowledge": result.notes[1],
+        },
     )
     return result
+
+
+def _settle(state: DeploymentState) -> str:
+    """Mark the deployment abandoned in its knowledge base and settle the recovery attempts it
+    left undecided (killed while a strategy acted, or before the knowledge base heard of the
+    attempt): no resume will decide them now, so they are kept as ``unknown``. A sentence saying
+    what happened."""
+    undecided = [step for step in state.steps if step.pending is not None]
+    try:
+        with compose.open_knowledge(state.options.get("kb")) as kb:
+            with contextlib.suppress(KnowledgeBaseError):  # it never reached the KB
+                kb.finish_deployment(state.deployment_id, "abandoned")
+            for step in undecided:
+                p = step.pending
+                assert p is not None
+                kb.record_attempt(
+                    state.deployment_id,
+                    p.signature,
+                    p.error_class,
+                    p.strategy,
+                    step.name,
+                    Outcome.UNKNOWN,
+                    p.duration,
+                    p.decided_by,
+                    {k: v for k, v in p.context.items() if k != "step"},
+                    attempt_id=p.attempt_id,
+                )
+            settled = len(undecided) + kb.settle_pending(state.deployment_id)
+    except AideployError as exc:
+        log.warning("abandon %s: knowledge base not updated: %s", state.deployment_id, exc)
+        return f"its knowledge base could not be updated ({exc})"
+    if undecided:
+        for step in undecided:
+            step.pending = None
+        state.save()
+    if not settled:
+        return "no recovery attempt of it was left undecided"
+    return f"{settled} recovery attempt(s) it left undecided kept as unknown"
 
 
 def _give_back(config: Config, state: DeploymentState, ask_secret: Ask | None) -> str:

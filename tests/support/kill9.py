@@ -200,6 +200,31 @@ def _wait_for(
     raise AssertionError(f"the deployment never reached the kill point: {_read(state_file)}")
 
 
+def cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run one aideploy command in a run's directory and environment, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "aideploy", *args],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=_env(work),
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+
+
+def killed(work: Path, when: Callable[[dict[str, Any]], bool]) -> str:
+    """Deploy and kill -9 as soon as the saved state satisfies ``when``; the deployment id."""
+    proc = _cli(work, *_prepare(work))
+    state_file = _state_file(work, proc)
+    assert state_file is not None, "the deployment never started"
+    _wait_for(state_file, proc, when)
+    assert proc.poll() is None, "the deployment ended before the kill point"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    return state_file.stem
+
+
 def one_run(
     work: Path, delay: float, *, when: Callable[[dict[str, Any]], bool] | None = None
 ) -> KillRun:
