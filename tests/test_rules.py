@@ -519,3 +519,20 @@ def test_a_rule_file_must_cover_every_class_when_asked(tmp_path: Path) -> None:
         load_rules(path, every_class=True)
     with pytest.raises(RuleFileError, match="cannot read the rule file"):
         load_rules(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("word", ["failed", "Failed", "FAILED"])
+def test_a_word_before_no_such_file_is_not_taken_for_a_command(word: str) -> None:
+    # psql says which socket it could not reach; "failed" is no command, and the failure's
+    # cause must not change with the word's case
+    text = (
+        'psql: error: connection to server on socket "/var/run/postgresql/.s.PGSQL.5432" '
+        f"{word}: No such file or directory"
+    )
+    hits = RuleSet().match(text)
+    assert "command_not_found" not in [h.rule for h in hits]
+    assert {h.error_class for h in hits} == {"database_connection"}
+    assert "command" not in Ranker(ListHistory(), explore=0.0).analyze(text).details
+    # a script that is not there still is a missing command
+    (hit,) = [h for h in RuleSet().match("bash: ./start.sh: No such file or directory")]
+    assert hit.rule == "command_not_found" and hit.details["command"] == "start.sh"
