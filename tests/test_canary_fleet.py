@@ -4,11 +4,12 @@ host's variables (a different one per host), a group's variables, the ``all`` gr
 variable that is not a plan variable, in aideploy's TOML format and in Ansible INI and YAML
 inventories. Two real sshd hosts deploy a plan that prints the secrets as bare values (no
 ``NAME=value`` for the name patterns to catch), fails once the way a slow mirror does so the
-knowledge base records an outcome, and writes the real values into each host's app environment
-while the process list is sampled. No canary is found in the run and deployment states, the
-per-host logs, the audit log, the metrics textfile, every table of the knowledge base, an export,
-the HTML report, the console (with ``-vv``, ``status``, ``logs``, ``inventory list``) or the
-process list."""
+knowledge base records an outcome, and stops at a gate; ``resume RUN`` then writes the real
+values into each host's app environment while the process list is sampled. No canary is found in
+the run and deployment states, the per-host logs, the audit log, the metrics textfile, every table
+of the knowledge base, an export, the HTML report, the console (with ``-vv``, ``status``,
+``logs``, ``inventory list``) or the process list; the secrets kept for resume are gone once
+every host is ok."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from aideploy.core.errors import FleetFailed
 from tests.support.canary import ProcessList, canary, hits, kb_dump
 from tests.support.cli import run_cli
 from tests.support.sshd import SSHD, SSHServer, running_sshds
@@ -48,6 +50,7 @@ fi
 [[steps]]
 name = "write_env"
 commands = ['''
+test -e "$ROOT/gate" || { echo "gate closed for $DB_PASSWORD" >&2; exit 3; }
 umask 077
 printf 'DB_PASSWORD=%s\nDJANGO_SECRET_KEY=%s\nDATABASE_URL=%s\nSMTP_PASSWORD=%s\n' \
   "$DB_PASSWORD" "$DJANGO_SECRET_KEY" "$DATABASE_URL" "$SMTP_PASSWORD" > "$ROOT/app.env"
@@ -174,10 +177,18 @@ def test_no_inventory_canary_reaches_any_artefact(
             "--forks",
             "2",
         )
-    outputs += [deploy.stdout, deploy.stderr]
-    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        outputs += [deploy.stdout, deploy.stderr]
+        assert deploy.returncode == FleetFailed.exit_code, deploy.stdout + deploy.stderr
+        assert "gate closed for ***" in deploy.stdout + deploy.stderr
+        (run_file,) = (tmp_path / "home" / "runs").glob("run-*.json")
+        run_id = run_file.stem
+        for root in roots:
+            (root / "gate").touch()
+        resumed = run_cli(tmp_path, "-vv", "--config", str(config), "resume", run_id)
+        outputs += [resumed.stdout, resumed.stderr]
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert processes.samples > 10
-    # each host's app got its real values, not ***
+    # each host's app got its real values, not ***, from the resumed run
     database_url = f"postgres://app:{c['all']}@db:5432/app"
     for n, root in enumerate(roots, 1):
         assert (root / "failed-once").exists()  # the step failed once and was recovered
@@ -185,8 +196,6 @@ def test_no_inventory_canary_reaches_any_artefact(
             f"DB_PASSWORD={c[f'host{n}']}\nDJANGO_SECRET_KEY={c['group']}\n"
             f"DATABASE_URL={database_url}\nSMTP_PASSWORD={c.get('profile', '')}\n"
         )
-    (run_file,) = (tmp_path / "home" / "runs").glob("run-*.json")
-    run_id = run_file.stem
     status = json.loads(run_file.read_text())
     assert [h["result"] for h in status["hosts"]] == ["ok", "ok"]
     assert all(h["recoveries"] for h in status["hosts"]), status["hosts"]
