@@ -5,7 +5,8 @@ mask is stored there as ``***``. The real values a deployment was given (``--set
 secret-looking name, a URL with credentials, a registered secret) go to
 ``<home>/deployments/<id>.secrets``: a 0600 file in the 0700 deployments directory, written
 atomically, registered for redaction when read back, and removed once the deployment completed
-or was abandoned.
+or was abandoned. A fleet run's are kept the same way in ``<home>/runs/<run id>.secrets`` (the
+run's variables and each host's), removed once every host of the run is ok.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aideploy.core.atomic import write_atomic
 from aideploy.core.errors import StateError
 from aideploy.core.private import FILE_MODE
 from aideploy.core.redact import redact_obj, register_secrets
+from aideploy.engine.fleet_state import RunState, run_path
 from aideploy.engine.state import state_path
 
 SUFFIX = ".secrets"
@@ -68,3 +70,63 @@ def load(deployment_id: str) -> dict[str, str]:
 def remove(deployment_id: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         secrets_path(deployment_id).unlink()
+
+
+# -- fleet runs --------------------------------------------------------------------------------
+
+
+def run_secrets_path(run_id: str) -> Path:
+    return run_path(run_id).with_suffix(SUFFIX)
+
+
+def save_run(run: RunState) -> None:
+    """Keep the secret values of a run's variables and of each host's (inventory variables and
+    ``--set``), which its state holds masked: a resumed run starts its pending hosts and
+    re-checks its unhealthy ones with them (nothing to keep: no file)."""
+    hosts = {host.name: secret_values(host.env) for host in run.hosts}
+    data = {
+        "env": secret_values(run.options.get("env", {})),
+        "hosts": {name: values for name, values in hosts.items() if values},
+    }
+    if not data["env"] and not data["hosts"]:
+        remove_run(run.run_id)
+        return
+    paths.private_home("runs")
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    write_atomic(run_secrets_path(run.run_id), text.encode(), mode=FILE_MODE)
+
+
+def load_run(run: RunState) -> None:
+    """Put the values kept for ``run`` back into its variables and its hosts' (registered for
+    redaction); nothing if no file."""
+    path = run_secrets_path(run.run_id)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StateError(f"{path}: unreadable kept secrets: {type(exc).__name__}") from None
+    if not isinstance(data, dict):
+        raise StateError(f"{path}: unreadable kept secrets")
+    env, hosts = data.get("env"), data.get("hosts")
+    if not isinstance(env, dict) or not isinstance(hosts, dict):
+        raise StateError(f"{path}: unreadable kept secrets")
+    if not all(_is_env(values) for values in (env, *hosts.values())):
+        raise StateError(f"{path}: unreadable kept secrets")
+    register_secrets(env.values())
+    run.options["env"] = {**run.options.get("env", {}), **env}
+    for host in run.hosts:
+        kept = hosts.get(host.name, {})
+        register_secrets(kept.values())
+        host.env = {**host.env, **kept}
+
+
+def remove_run(run_id: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        run_secrets_path(run_id).unlink()
+
+
+def _is_env(values: object) -> bool:
+    return isinstance(values, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    )

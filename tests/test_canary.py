@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from tests.support.canary import ProcessList, canary, hits, kb_dump
 from tests.support.cli import run_cli
 from tests.support.git_http import git_server, make_repo
 from tests.support.sshd import SSHServer
@@ -27,11 +26,7 @@ from tests.support.sshd import SSHServer
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _canary(n: int) -> str:
-    return f"cnry{n:02d}x{os.urandom(6).hex()}"
-
-
-C = {name: _canary(i) for i, name in enumerate(
+C = {name: canary(i) for i, name in enumerate(
     ["db_password", "django_key", "api_token", "git_token", "env_secret", "webhook",
      "settings_key", "url_password", "openssh", "rsa1", "rsa2", "rsa3"]
 )}  # fmt: skip
@@ -88,48 +83,6 @@ def webhook() -> Iterator[tuple[str, list[str]]]:
         server.server_close()
 
 
-class _ProcessList:
-    """Samples every process's command line until stopped (but the aideploy command the test
-    runs: its own arguments are what the operator typed)."""
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for proc in Path("/proc").iterdir():
-                if proc.name.isdigit():
-                    try:
-                        raw = (proc / "cmdline").read_bytes()
-                    except OSError:
-                        continue
-                    line = raw.replace(b"\0", b" ").decode("utf-8", "replace")
-                    if " -m aideploy " not in line:
-                        self.seen.add(line)
-            self.samples += 1
-            time.sleep(0.02)
-
-    def __enter__(self) -> _ProcessList:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def _kb_dump(path: Path) -> str:
-    with sqlite3.connect(path) as db:
-        return "\n".join(db.iterdump())
-
-
-def _hits(text: str, where: str, canaries: list[str]) -> list[str]:
-    return [f"{where}: {c}" for c in canaries if c in text]
-
-
 def test_no_canary_reaches_any_artefact(
     tmp_path: Path, sshd: SSHServer, webhook: tuple[str, list[str]]
 ) -> None:
@@ -163,7 +116,7 @@ def test_no_canary_reaches_any_artefact(
     app_env, gate, kb = tmp_path / "app.env", tmp_path / "gate", tmp_path / "kb.sqlite"
     env = {"PYTHONPATH": str(ROOT), "SECRET_FROM_ENV": C["env_secret"]}
     outputs: list[str] = []
-    with git_server(served, C["git_token"], "") as git, _ProcessList() as processes:
+    with git_server(served, C["git_token"], "") as git, ProcessList() as processes:
         repo = git.url.replace("http://", f"http://{C['git_token']}@")
         deploy = run_cli(
             tmp_path,
@@ -224,17 +177,17 @@ def test_no_canary_reaches_any_artefact(
         outputs += [done.stdout, done.stderr]
 
     canaries = [*C.values(), GITHUB_TOKEN]
-    hits: list[str] = []
+    found: list[str] = []
     written = [p for p in (tmp_path / "home").rglob("*") if p.is_file()] + [export, report]
     assert any(p.suffix == ".prom" for p in written) and any(
         p.name == "audit.jsonl" for p in written
     )
     for path in written:
-        hits += _hits(path.read_bytes().decode("utf-8", "replace"), str(path), canaries)
-    hits += _hits(_kb_dump(kb), "knowledge base", canaries)
-    hits += _hits("\n".join(outputs), "console", canaries)
-    hits += _hits("\n".join(hook_bodies), "webhooks", canaries)
-    hits += _hits("\n".join(processes.seen), "process list", canaries)
+        found += hits(path.read_bytes().decode("utf-8", "replace"), str(path), canaries)
+    found += hits(kb_dump(kb), "knowledge base", canaries)
+    found += hits("\n".join(outputs), "console", canaries)
+    found += hits("\n".join(hook_bodies), "webhooks", canaries)
+    found += hits("\n".join(processes.seen), "process list", canaries)
     assert hook_bodies, "no notification was sent"
-    assert "b3BlbnNzaC1r" not in _kb_dump(kb)  # the key body, not just the canary in it
-    assert hits == [], "\n".join(hits)
+    assert "b3BlbnNzaC1r" not in kb_dump(kb)  # the key body, not just the canary in it
+    assert found == [], "\n".join(found)

@@ -9,6 +9,13 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
+
+from aideploy.core.errors import UsageError
+from aideploy.engine import kept_secrets
+from aideploy.engine.fleet_state import HostRun, RunState, RunStatus
+from aideploy.services import fleet
+from aideploy.services.config import Config
 from tests.support.cli import run_cli
 
 CANARY = "dj-canary-5b0e9f1d7c"
@@ -131,3 +138,31 @@ def test_resume_set_corrects_the_value_a_deployment_failed_on(tmp_path: Path) ->
     assert status["status"] == "completed"
     assert status["options"]["env"]["GATE"] == str(right)  # the corrected value is the state's
     assert app_env.read_text() == f"SECRET_KEY={CANARY}\n"
+
+
+def test_a_fleet_run_keeps_its_secrets_for_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run's state holds inventory and ``--set`` secrets masked; the values are kept beside it
+    (0600), put back by resume, and a value not kept for a host left to deploy is named."""
+    monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "home"))
+    hosts = [
+        HostRun("web1", {}, env={"DB_PASSWORD": CANARY, "ROOT": "/srv"}),
+        HostRun("web2", {}, env={"ROOT": "/srv"}),
+    ]
+    run = RunState("run-20260101-000000-abcdef", "p", RunStatus.FAILED, hosts)
+    run.options["env"] = {"API_TOKEN": CANARY + "t", "APP_NAME": "shop"}
+    kept_secrets.save_run(run)
+    run.save()
+    kept = kept_secrets.run_secrets_path(run.run_id)
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert CANARY not in run.path.read_text()
+    loaded = RunState.load(run.run_id)
+    assert loaded.hosts[0].env["DB_PASSWORD"] == "***"
+    request = fleet.request_of(loaded, Config())
+    assert loaded.hosts[0].env == {"DB_PASSWORD": CANARY, "ROOT": "/srv"}
+    assert request.env == {"API_TOKEN": CANARY + "t", "APP_NAME": "shop"}
+    kept.unlink()
+    with pytest.raises(UsageError, match="DB_PASSWORD for host web1, which is not kept"):
+        fleet.request_of(RunState.load(run.run_id), Config())
+    kept_secrets.remove_run(run.run_id)  # no file: nothing to do

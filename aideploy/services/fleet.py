@@ -33,7 +33,8 @@ from aideploy.core.errors import (
     UsageError,
 )
 from aideploy.core.process import pid_alive
-from aideploy.engine import metrics, notify
+from aideploy.core.redact import MASK
+from aideploy.engine import kept_secrets, metrics, notify
 from aideploy.engine.fleet_state import (
     FAILED_RESULTS,
     HostResult,
@@ -162,7 +163,17 @@ def new_run(
 
 
 def request_of(run: RunState, config: Config, kb: str | None = None) -> FleetRequest:
-    """The request a saved run was made with (to resume it)."""
+    """The request a saved run was made with (to resume it). The secret values its state holds
+    masked are put back into ``run`` from where they are kept; one that is not kept, for a host
+    left to deploy, is a :class:`UsageError`."""
+    kept_secrets.load_run(run)
+    for host in run.hosts:
+        missing = sorted(k for k, v in host.env.items() if MASK in v)
+        if missing and host.result is not HostResult.OK:
+            raise UsageError(
+                f"run {run.run_id} needs the secret value of {', '.join(missing)} for host "
+                f"{host.name}, which is not kept"
+            )
     opts = run.options
     return FleetRequest(
         plan_spec=str(opts.get("plan_spec", run.plan)),
@@ -251,6 +262,7 @@ def _rollout(
     run.options["owner"] = {"pid": os.getpid(), "host": socket.gethostname()}
     for host in todo:
         host.result = HostResult.PENDING
+    kept_secrets.save_run(run)  # what resume needs, never in the run's state
     run.save()
     stop = threading.Event()
 
@@ -282,6 +294,7 @@ def _rollout(
     else:
         if all(h.result is HostResult.OK for h in run.hosts):
             run.status = RunStatus.COMPLETED
+            kept_secrets.remove_run(run.run_id)
         else:
             run.status = RunStatus.FAILED
             run.reason = f"{failures()} of {total} host(s) failed or unhealthy"
