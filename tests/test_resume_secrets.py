@@ -13,7 +13,7 @@ import pytest
 
 from aideploy.core.errors import UsageError
 from aideploy.engine import kept_secrets
-from aideploy.engine.fleet_state import HostRun, RunState, RunStatus
+from aideploy.engine.fleet_state import HostResult, HostRun, RunState, RunStatus
 from aideploy.services import fleet
 from aideploy.services.config import Config
 from tests.support.cli import run_cli
@@ -163,6 +163,14 @@ def test_a_fleet_run_keeps_its_secrets_for_resume(
     assert loaded.hosts[0].env == {"DB_PASSWORD": CANARY, "ROOT": "/srv"}
     assert request.env == {"API_TOKEN": CANARY + "t", "APP_NAME": "shop"}
     kept.unlink()
-    with pytest.raises(UsageError, match="DB_PASSWORD for host web1, which is not kept"):
+    with pytest.raises(UsageError, match="DB_PASSWORD for host web1, which is not kept") as err:
         fleet.request_of(RunState.load(run.run_id), Config())
+    assert err.value.hint == f"give it again: aideploy resume {run.run_id} --set DB_PASSWORD=VALUE"
+    # resume RUN --set gives it back (to the run and every host left to deploy)
+    again = RunState.load(run.run_id)
+    again.hosts[1].result = HostResult.OK
+    request = fleet.request_of(again, Config(), given={"DB_PASSWORD": CANARY + "2"})
+    assert again.hosts[0].env["DB_PASSWORD"] == CANARY + "2"
+    assert "DB_PASSWORD" not in again.hosts[1].env  # an ok host is left as it is
+    assert request.env["DB_PASSWORD"] == CANARY + "2"
     kept_secrets.remove_run(run.run_id)  # no file: nothing to do

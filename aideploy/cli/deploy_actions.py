@@ -364,12 +364,12 @@ def run_resume(
 ) -> None:
     """What ``aideploy resume`` does."""
     if is_run_id(deployment_id):
-        if sets or from_step:
+        if from_step:
             raise UsageError(
-                f"{deployment_id} is a fleet run: --set and --from apply to one host's deployment "
+                f"{deployment_id} is a fleet run: --from applies to one host's deployment "
                 "(aideploy status RUN lists them)"
             )
-        fleet_actions.resume_run(deployment_id, kb)
+        fleet_actions.resume_run(deployment_id, kb, parse_sets(sets))
         return
     _resume(deployment_id, kb, sets, from_step)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +95,13 @@ def _go(run: RunState, request: fleet.FleetRequest) -> None:
         raise SystemExit(FleetFailed.exit_code)
 
 
-def resume_run(run_id: str, kb: str | None) -> None:
+def resume_run(run_id: str, kb: str | None, given: Mapping[str, str] | None = None) -> None:
     run = RunState.load(run_id)
     if run.status is RunStatus.COMPLETED:
         say(f"Run {run_id} already completed; nothing to resume.")
         return
     fleet.check_not_running(run)
-    request = fleet.request_of(run, current_config(), kb)
+    request = fleet.request_of(run, current_config(), kb, given)
     left = [h.name for h in run.hosts if h.result.value != "ok"]
     say(f"Resuming run {run_id}: {len(left)} of {len(run.hosts)} hosts ({', '.join(left)})")
     _go(run, request)

@@ -162,17 +162,29 @@ def new_run(
     return run
 
 
-def request_of(run: RunState, config: Config, kb: str | None = None) -> FleetRequest:
+def request_of(
+    run: RunState,
+    config: Config,
+    kb: str | None = None,
+    given: Mapping[str, str] | None = None,
+) -> FleetRequest:
     """The request a saved run was made with (to resume it). The secret values its state holds
-    masked are put back into ``run`` from where they are kept; one that is not kept, for a host
-    left to deploy, is a :class:`UsageError`."""
+    masked are put back into ``run`` from where they are kept; ``given`` (``resume RUN --set``)
+    gives variables again or corrects them, for the run and every host left to deploy. A secret
+    that is neither kept nor given, for a host left to deploy, is a :class:`UsageError`."""
     kept_secrets.load_run(run)
+    if given:
+        run.options["env"] = {**run.options.get("env", {}), **given}
+        for host in run.hosts:
+            if host.result is not HostResult.OK:
+                host.env = {**host.env, **given}
     for host in run.hosts:
         missing = sorted(k for k, v in host.env.items() if MASK in v)
         if missing and host.result is not HostResult.OK:
             raise UsageError(
                 f"run {run.run_id} needs the secret value of {', '.join(missing)} for host "
-                f"{host.name}, which is not kept"
+                f"{host.name}, which is not kept",
+                hint=f"give it again: aideploy resume {run.run_id} --set {missing[0]}=VALUE",
             )
     opts = run.options
     return FleetRequest(
