@@ -213,15 +213,31 @@ def cli(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def killed(work: Path, when: Callable[[dict[str, Any]], bool]) -> str:
-    """Deploy and kill -9 as soon as the saved state satisfies ``when``; the deployment id."""
+def _deploy_and_kill(
+    work: Path, delay: float, when: Callable[[dict[str, Any]], bool] | None
+) -> tuple[Path | None, bool]:
+    """Deploy, kill -9 ``delay`` seconds after the state appears (or as soon as the saved state
+    satisfies ``when``); the state file (None: the deployment never started) and whether the
+    kill came before the deployment ended."""
     proc = _cli(work, *_prepare(work))
     state_file = _state_file(work, proc)
-    assert state_file is not None, "the deployment never started"
-    _wait_for(state_file, proc, when)
-    assert proc.poll() is None, "the deployment ended before the kill point"
-    os.killpg(proc.pid, signal.SIGKILL)
+    was_killed = False
+    if state_file is not None:
+        if when is not None:
+            _wait_for(state_file, proc, when)
+        time.sleep(delay)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            was_killed = True
     proc.communicate(timeout=120)
+    return state_file, was_killed
+
+
+def killed(work: Path, when: Callable[[dict[str, Any]], bool]) -> str:
+    """Deploy and kill -9 as soon as the saved state satisfies ``when``; the deployment id."""
+    state_file, was_killed = _deploy_and_kill(work, 0.0, when)
+    assert state_file is not None, "the deployment never started"
+    assert was_killed, "the deployment ended before the kill point"
     return state_file.stem
 
 
@@ -230,17 +246,7 @@ def one_run(
 ) -> KillRun:
     """Deploy, kill -9 ``delay`` seconds after the state appears (or as soon as the saved state
     satisfies ``when``), resume, inspect."""
-    proc = _cli(work, *_prepare(work))
-    state_file = _state_file(work, proc)
-    killed = False
-    if state_file is not None:
-        if when is not None:
-            _wait_for(state_file, proc, when)
-        time.sleep(delay)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            killed = True
-    proc.communicate(timeout=120)
+    state_file, was_killed = _deploy_and_kill(work, delay, when)
     if state_file is None:
         return KillRun(delay, False, False, 0, 0, 0, "-", "the deployment never started")
     deployment_id = state_file.stem
@@ -248,22 +254,14 @@ def one_run(
     state = json.loads(state_file.read_text())
     resumable = state["status"] == "completed"
     if not resumable:
-        resumed = subprocess.run(
-            [sys.executable, "-m", "aideploy", "resume", deployment_id],
-            capture_output=True,
-            text=True,
-            cwd=work,
-            env=_env(work),
-            stdin=subprocess.DEVNULL,
-            timeout=120,
-        )
+        resumed = cli(work, "resume", deployment_id)
         state = json.loads(state_file.read_text())
         resumable = resumed.returncode == 0 and state["status"] == "completed"
         if not resumable:
             detail = f"resume exit {resumed.returncode}: {resumed.stdout}{resumed.stderr}"
     started = sum(len(step["recoveries"]) for step in state["steps"])
     decided, pending, integrity = _kb_counts(work / "kb.sqlite", deployment_id)
-    return KillRun(delay, killed, resumable, started, decided, pending, integrity, detail)
+    return KillRun(delay, was_killed, resumable, started, decided, pending, integrity, detail)
 
 
 def outcomes(work: Path) -> list[str]:
