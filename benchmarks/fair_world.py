@@ -264,57 +264,52 @@ class PlanAdvisor(Advisor):
         return next((s for s in self._plan if s not in tried), self._plan[0])
 
 
-class CauseMemoryAdvisor(PlanAdvisor):
-    """What last recovered this *cause* in this step first, else the cold order: a learner that
-    always knows a variant for its cause and never takes two causes for one - the best any
-    advisor that does not know the hidden fixes can do on repeats, and no better than the
-    rules on a cause met for the first time."""
-
-    def __init__(self, cold: Ranker) -> None:
-        self.cold = cold
-        self.memory: dict[str, str] = {}
-        self._pair = ""
-        super().__init__("cause memory", self._plan)
-
-    def _plan(self, event: Event) -> list[str]:
-        self._pair = event.pair
-        failure = self.cold.detect(event.step, _result(event.text))
-        plan = manual_last([c.strategy for c in self.cold.candidates(failure)])
-        known = self.memory.get(self._pair)
-        return plan if known is None else [known, *[s for s in plan if s != known]]
-
-    def next(self, tried: Sequence[str]) -> str:
-        # a remembered fix that failed once is tried again before the others (chance failures
-        # are likelier than a change), then the cold order
-        known = self.memory.get(self._pair)
-        if known is not None and tried.count(known) == 1 and len(tried) == 1:
-            return known
-        return super().next(tried)
-
-    def learn(self, strategy: str, ok: bool) -> None:
-        if ok:
-            self.memory[self._pair] = strategy
-
-
 class MemoryAdvisor(PlanAdvisor):
     """What last recovered this signature in this step first, else the cold order."""
+
+    name = "memory"
+    retries_once = False  # a remembered fix that failed once is tried again at once
 
     def __init__(self, cold: Ranker) -> None:
         self.cold = cold
         self.memory: dict[tuple[str, str], str] = {}
         self._key = ("", "")
-        super().__init__("memory", self._memory_plan)
+        super().__init__(self.name, self._memory_plan)
+
+    def key(self, event: Event, signature: str) -> tuple[str, str]:
+        """What the memory knows a failure by."""
+        return (signature, event.step)
 
     def _memory_plan(self, event: Event) -> list[str]:
         failure = self.cold.detect(event.step, _result(event.text))
-        self._key = (failure.signature, event.step)
+        self._key = self.key(event, failure.signature)
         plan = manual_last([c.strategy for c in self.cold.candidates(failure)])
         known = self.memory.get(self._key)
         return plan if known is None else [known, *[s for s in plan if s != known]]
 
+    def next(self, tried: Sequence[str]) -> str:
+        known = self.memory.get(self._key)
+        if self.retries_once and known is not None and list(tried) == [known]:
+            return known
+        return super().next(tried)
+
     def learn(self, strategy: str, ok: bool) -> None:
         if ok:
             self.memory[self._key] = strategy
+
+
+class CauseMemoryAdvisor(MemoryAdvisor):
+    """What last recovered this *cause* in this step first, else the cold order: a learner that
+    always knows a variant for its cause and never takes two causes for one - the best any
+    advisor that does not know the hidden fixes can do on repeats, and no better than the
+    rules on a cause met for the first time. A remembered fix that failed once is tried again
+    before the others (chance failures are likelier than a change), then the cold order."""
+
+    name = "cause memory"
+    retries_once = True
+
+    def key(self, event: Event, signature: str) -> tuple[str, str]:
+        return (event.cause.key, event.step)
 
 
 def random_advisor(cold: Ranker, rng: random.Random) -> PlanAdvisor:
