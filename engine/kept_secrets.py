@@ -44,32 +44,18 @@ def save(deployment_id: str, env: Mapping[str, str]) -> None:
     if not values:
         remove(deployment_id)
         return
-    paths.private_home("deployments")
-    text = json.dumps({"env": values}, indent=2, sort_keys=True) + "\n"
-    write_atomic(secrets_path(deployment_id), text.encode(), mode=FILE_MODE)
+    _write(secrets_path(deployment_id), "deployments", {"env": values})
 
 
 def load(deployment_id: str) -> dict[str, str]:
     """The values kept for ``deployment_id`` (registered for redaction); none if no file."""
     path = secrets_path(deployment_id)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StateError(f"{path}: unreadable kept secrets: {type(exc).__name__}") from None
-    env = data.get("env") if isinstance(data, dict) else None
-    if not isinstance(env, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-    ):
-        raise StateError(f"{path}: unreadable kept secrets")
-    register_secrets(env.values())
-    return dict(env)
+    data = _read(path)
+    return {} if data is None else _env_in(data.get("env"), path)
 
 
 def remove(deployment_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        secrets_path(deployment_id).unlink()
+    _remove(secrets_path(deployment_id))
 
 
 # -- fleet runs --------------------------------------------------------------------------------
@@ -91,42 +77,63 @@ def save_run(run: RunState) -> None:
     if not data["env"] and not data["hosts"]:
         remove_run(run.run_id)
         return
-    paths.private_home("runs")
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
-    write_atomic(run_secrets_path(run.run_id), text.encode(), mode=FILE_MODE)
+    _write(run_secrets_path(run.run_id), "runs", data)
 
 
 def load_run(run: RunState) -> None:
     """Put the values kept for ``run`` back into its variables and its hosts' (registered for
     redaction); nothing if no file."""
     path = run_secrets_path(run.run_id)
+    data = _read(path)
+    if data is None:
+        return
+    hosts = data.get("hosts")
+    if not isinstance(hosts, dict):
+        raise StateError(f"{path}: unreadable kept secrets")
+    env = _env_in(data.get("env"), path)
+    kept = {name: _env_in(values, path) for name, values in hosts.items()}
+    run.options["env"] = {**run.options.get("env", {}), **env}
+    for host in run.hosts:
+        host.env = {**host.env, **kept.get(host.name, {})}
+
+
+def remove_run(run_id: str) -> None:
+    _remove(run_secrets_path(run_id))
+
+
+# -- the files ---------------------------------------------------------------------------------
+
+
+def _write(path: Path, folder: str, data: Mapping[str, object]) -> None:
+    """Write kept values to ``path``: 0600, atomically, in the 0700 ``folder`` of the home."""
+    paths.private_home(folder)
+    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    write_atomic(path, text.encode(), mode=FILE_MODE)
+
+
+def _read(path: Path) -> dict[str, object] | None:
+    """The JSON object kept at ``path``; None if there is no file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return
+        return None
     except (OSError, json.JSONDecodeError) as exc:
         raise StateError(f"{path}: unreadable kept secrets: {type(exc).__name__}") from None
     if not isinstance(data, dict):
         raise StateError(f"{path}: unreadable kept secrets")
-    env, hosts = data.get("env"), data.get("hosts")
-    if not isinstance(env, dict) or not isinstance(hosts, dict):
-        raise StateError(f"{path}: unreadable kept secrets")
-    if not all(_is_env(values) for values in (env, *hosts.values())):
-        raise StateError(f"{path}: unreadable kept secrets")
-    register_secrets(env.values())
-    run.options["env"] = {**run.options.get("env", {}), **env}
-    for host in run.hosts:
-        kept = hosts.get(host.name, {})
-        register_secrets(kept.values())
-        host.env = {**host.env, **kept}
+    return data
 
 
-def remove_run(run_id: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        run_secrets_path(run_id).unlink()
-
-
-def _is_env(values: object) -> bool:
-    return isinstance(values, dict) and all(
+def _env_in(values: object, path: Path) -> dict[str, str]:
+    """``values`` as variables (names to values, all strings), registered for redaction."""
+    if not isinstance(values, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    )
+    ):
+        raise StateError(f"{path}: unreadable kept secrets")
+    register_secrets(values.values())
+    return dict(values)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
