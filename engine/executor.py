@@ -239,13 +239,7 @@ class Executor:
         saved = step_state.pending
         if saved is None:
             return None
-        failure = Failure(
-            step_state.name,
-            Result("<interrupted>", self.connector.host, None, "", "", 0.0),
-            saved.error_class,
-            saved.signature,
-            {k: v for k, v in saved.context.items() if k != "step"},
-        )
+        failure = saved.failure(step_state.name, self.connector.host)
         candidate = Candidate(saved.strategy, 0.0, "interrupted attempt", saved.decided_by)
         if saved.phase is AttemptPhase.APPLYING:
             log.warning(

@@ -18,6 +18,8 @@ from typing import Any
 from aideploy.core import paths
 from aideploy.core.errors import StateError
 from aideploy.core.process import pid_alive
+from aideploy.core.recovery import Failure
+from aideploy.core.result import Result
 from aideploy.core.statefile import read_state, write_state
 
 _ID_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyz-")
@@ -84,6 +86,16 @@ class PendingAttempt:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PendingAttempt:
         return cls(**{**data, "phase": AttemptPhase(data.get("phase", "applying"))})
+
+    def failure(self, step: str, host: str) -> Failure:
+        """The failure the attempt was made on, as far as it was saved (its output is not)."""
+        return Failure(
+            step,
+            Result("<interrupted>", host, None, "", "", 0.0),
+            self.error_class,
+            self.signature,
+            {k: v for k, v in self.context.items() if k != "step"},
+        )
 
 
 @dataclass

@@ -60,35 +60,28 @@ class KnowledgeRecorder:
                     result.timed_out,
                 )
             case AttemptPending():
-                failure = event.failure
-                self.kb.record_attempt(
-                    event.deployment_id,
-                    failure.signature,
-                    failure.error_class,
-                    event.strategy,
-                    failure.step,
-                    Outcome.PENDING,
-                    0.0,
-                    event.decided_by,
-                    _without_step(event.context),
-                    attempt_id=event.attempt_id,
-                )
+                self._attempt(event, Outcome.PENDING, 0.0)
             case AttemptDecided():
-                failure = event.failure
-                self.kb.record_attempt(
-                    event.deployment_id,
-                    failure.signature,
-                    failure.error_class,
-                    event.strategy,
-                    failure.step,
-                    event.outcome.value,
-                    event.duration,
-                    event.decided_by,
-                    _without_step(event.context),
-                    attempt_id=event.attempt_id,
-                )
+                self._attempt(event, event.outcome, event.duration)
             case _:
                 pass
+
+    def _attempt(
+        self, event: AttemptPending | AttemptDecided, outcome: Outcome, duration: float
+    ) -> None:
+        failure = event.failure
+        self.kb.record_attempt(
+            event.deployment_id,
+            failure.signature,
+            failure.error_class,
+            event.strategy,
+            failure.step,
+            outcome,
+            duration,
+            event.decided_by,
+            _without_step(event.context),
+            attempt_id=event.attempt_id,
+        )
 
 
 def _without_step(context: Mapping[str, str]) -> dict[str, str]:

@@ -21,10 +21,12 @@ from aideploy.core.errors import (
     StateError,
     UsageError,
 )
+from aideploy.core.events import AttemptDecided
 from aideploy.core.recovery import Outcome
 from aideploy.engine import audit, kept_secrets
 from aideploy.engine.plan import StepContext
 from aideploy.engine.state import DeploymentState, DeploymentStatus, StepStatus, now_iso
+from aideploy.knowledge.recorder import KnowledgeRecorder
 from aideploy.services import compose
 from aideploy.services.compose import target_runner
 from aideploy.services.config import Config
@@ -140,20 +142,21 @@ def _settle(state: DeploymentState) -> str:
         with compose.open_knowledge(state.options.get("kb")) as kb:
             with contextlib.suppress(KnowledgeBaseError):  # it never reached the KB
                 kb.finish_deployment(state.deployment_id, "abandoned")
+            recorder = KnowledgeRecorder(kb)
             for step in undecided:
                 p = step.pending
                 assert p is not None
-                kb.record_attempt(
-                    state.deployment_id,
-                    p.signature,
-                    p.error_class,
-                    p.strategy,
-                    step.name,
-                    Outcome.UNKNOWN,
-                    p.duration,
-                    p.decided_by,
-                    {k: v for k, v in p.context.items() if k != "step"},
-                    attempt_id=p.attempt_id,
+                recorder.publish(
+                    AttemptDecided(
+                        state.deployment_id,
+                        p.failure(step.name, ""),
+                        p.strategy,
+                        Outcome.UNKNOWN,
+                        p.duration,
+                        p.decided_by,
+                        p.context,
+                        p.attempt_id,
+                    )
                 )
             settled = len(undecided) + kb.settle_pending(state.deployment_id)
     except AideployError as exc:
