@@ -23,7 +23,7 @@ import pytest
 from aideploy.core.errors import FleetFailed
 from tests.support.canary import ProcessList, canary, hits, kb_dump
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHD, SSHServer, running_sshds
+from tests.support.sshd import SSHD, SSHServer, fleet_config, running_sshds
 
 PLAN = r"""
 name = "fleetcanary"
@@ -138,17 +138,7 @@ def test_no_inventory_canary_reaches_any_artefact(
     )}  # fmt: skip
     if kind != "toml":  # Ansible inventories have no profiles
         c.pop("profile")
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(s.known_hosts_lines() for s in two_hosts))
-    config = tmp_path / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ssh": {"known_hosts": str(known), "connect_retries": 1, "timeout": 10},
-                "deployment": {"retry_delay": 0, "max_retries": 3},
-            }
-        )
-    )
+    config = fleet_config(tmp_path, two_hosts)
     roots = [tmp_path / "root1", tmp_path / "root2"]
     for root in roots:
         root.mkdir()

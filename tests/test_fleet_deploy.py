@@ -15,7 +15,7 @@ import pytest
 
 from aideploy.core.errors import RolloutStopped
 from tests.support.cli import run_cli
-from tests.support.sshd import SSHD, SSHServer, running_sshds
+from tests.support.sshd import SSHD, SSHServer, fleet_config, running_sshds
 
 PLAN = """
 name = "fleetdemo"
@@ -48,17 +48,7 @@ def three_hosts() -> Iterator[list[SSHServer]]:
 
 
 def _setup(tmp_path: Path, servers: list[SSHServer]) -> tuple[Path, Path, Path, list[Path]]:
-    known = tmp_path / "known_hosts"
-    known.write_text("".join(s.known_hosts_lines() for s in servers))
-    config = tmp_path / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ssh": {"known_hosts": str(known), "connect_retries": 1, "timeout": 10},
-                "deployment": {"retry_delay": 0, "max_retries": 3},
-            }
-        )
-    )
+    config = fleet_config(tmp_path, servers)
     roots = []
     lines = ['[profiles.prod]\nSITE = "shop"\n', '[groups.web]\nprofile = "prod"\nhosts = [']
     lines.append(", ".join(f'"web{i}"' for i in range(1, 4)) + "]\n")

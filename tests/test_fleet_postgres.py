@@ -18,7 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.support.cli import start_cli
-from tests.support.sshd import SSHD, SSHServer, running_sshds
+from tests.support.sshd import SSHD, SSHServer, fleet_config, running_sshds
 
 pytest_plugins = ["tests.support.postgres"]
 
@@ -62,17 +62,7 @@ def _controller(work: Path, name: str, servers: list[SSHServer]) -> list[str]:
     """A controller's directory (its ``home`` is its ``AIDEPLOY_HOME``) and the CLI arguments of
     its fleet run over ``servers``."""
     work.mkdir()
-    known = work / "known_hosts"
-    known.write_text("".join(s.known_hosts_lines() for s in servers))
-    config = work / "config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "ssh": {"known_hosts": str(known), "connect_retries": 1, "timeout": 10},
-                "deployment": {"retry_delay": 0, "max_retries": 3},
-            }
-        )
-    )
+    config = fleet_config(work, servers)
     lines = []
     for index, server in enumerate(servers, 1):
         root = work / f"root{index}"

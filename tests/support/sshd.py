@@ -21,6 +21,7 @@ import base64
 import contextlib
 import getpass
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -235,6 +236,23 @@ def running_sshds(count: int) -> Iterator[list[SSHServer]]:
     """``count`` loopback sshd's (hosts of a fleet), each with its own directory, for the block."""
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(running_sshd()) for _ in range(count)]
+
+
+def fleet_config(work: Path, servers: Sequence[SSHServer]) -> Path:
+    """A ``known_hosts`` naming every server's key and the aideploy config of a fleet run over
+    them (one connection try, no retry delay), written in ``work``; the config's path."""
+    known = work / "known_hosts"
+    known.write_text("".join(s.known_hosts_lines() for s in servers))
+    config = work / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "ssh": {"known_hosts": str(known), "connect_retries": 1, "timeout": 10},
+                "deployment": {"retry_delay": 0, "max_retries": 3},
+            }
+        )
+    )
+    return config
 
 
 @pytest.fixture(scope="session")
