@@ -93,6 +93,7 @@ def test_a_missing_secret_is_named_and_set_gives_it_back(tmp_path: Path) -> None
     assert refused.returncode == 2
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and "DJANGO_SECRET_KEY" in lines[0] and "--set" in lines[0]
+    assert "--set KEY=VALUE, DJANGO_SECRET_KEY as KEY" in lines[0]  # the hint is not masked
     assert "Traceback" not in refused.stderr
 
     fresh = "dj-corrected-4a1c77e2"
@@ -165,7 +166,9 @@ def test_a_fleet_run_keeps_its_secrets_for_resume(
     kept.unlink()
     with pytest.raises(UsageError, match="DB_PASSWORD for host web1, which is not kept") as err:
         fleet.request_of(RunState.load(run.run_id), Config())
-    assert err.value.hint == f"give it again: aideploy resume {run.run_id} --set DB_PASSWORD=VALUE"
+    assert err.value.hint == (
+        f"give it again: aideploy resume {run.run_id} --set KEY=VALUE with DB_PASSWORD as KEY"
+    )
     # resume RUN --set gives it back (to the run and every host left to deploy)
     again = RunState.load(run.run_id)
     again.hosts[1].result = HostResult.OK
@@ -174,3 +177,26 @@ def test_a_fleet_run_keeps_its_secrets_for_resume(
     assert "DB_PASSWORD" not in again.hosts[1].env  # an ok host is left as it is
     assert request.env["DB_PASSWORD"] == CANARY + "2"
     kept_secrets.remove_run(run.run_id)  # no file: nothing to do
+
+
+def test_resume_run_names_a_secret_it_lacks_and_refuses_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI: a run whose kept secret is gone is refused with a line naming it and how
+    to give it back (exit 2); ``--from`` is for one host's deployment (exit 2)."""
+    monkeypatch.setenv("AIDEPLOY_HOME", str(tmp_path / "home"))  # where run_cli's home is
+    run = RunState(
+        "run-20260101-000000-abcdef",
+        "p",
+        RunStatus.FAILED,
+        [HostRun("web1", {}, env={"DB_PASSWORD": "***"})],
+    )
+    run.save()
+    proc = run_cli(tmp_path, "resume", run.run_id)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "needs the secret value of DB_PASSWORD for host web1, which is not kept" in proc.stderr
+    # the hint reaches the console unmasked (a NAME=VALUE form would show NAME=***)
+    assert f"aideploy resume {run.run_id} --set KEY=VALUE with DB_PASSWORD as KEY" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = run_cli(tmp_path, "resume", run.run_id, "--from", "migrate")
+    assert proc.returncode == 2 and "--from applies to one host's deployment" in proc.stderr

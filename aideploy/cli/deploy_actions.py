@@ -340,7 +340,7 @@ def _resumed_env(
         names = ", ".join(missing)
         raise UsageError(
             f"deployment {deployment_id} needs the secret value of {names}, which is not kept: "
-            f"give it again with --set {missing[0]}=VALUE"
+            f"give it again with --set KEY=VALUE, {missing[0]} as KEY"  # NAME=VALUE is masked
         )
     return env
 

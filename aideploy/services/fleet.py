@@ -184,7 +184,9 @@ def request_of(
             raise UsageError(
                 f"run {run.run_id} needs the secret value of {', '.join(missing)} for host "
                 f"{host.name}, which is not kept",
-                hint=f"give it again: aideploy resume {run.run_id} --set {missing[0]}=VALUE",
+                # not NAME=VALUE: a secret name's value is masked wherever it is shown
+                hint=f"give it again: aideploy resume {run.run_id} --set KEY=VALUE with "
+                f"{missing[0]} as KEY",
             )
     opts = run.options
     return FleetRequest(
